@@ -1,0 +1,3 @@
+from ms_gpt.cli import main
+
+raise SystemExit(main())

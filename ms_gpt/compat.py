@@ -1,0 +1,119 @@
+"""Gaps in mindnlp 0.5.1's ``mindtorch`` that stop the Hugging Face Trainer on CPU and GPU, and the
+import order mindnlp needs.
+
+Under mindnlp 0.5.x, ``import torch`` resolves to mindnlp's bundled ``mindtorch``. Two of its
+CPU/GPU kernels are missing or incomplete in 0.5.1:
+
+* ``addcdiv`` has no CPU/GPU implementation, so ``torch.optim.AdamW.step()`` fails with
+  ``No implementation for function: addcdiv on cpu``. MindSpore's own CPU ``Addcdiv`` kernel returns
+  nan/inf for Adam's ``eps=1e-8``, so it is built here from ``div`` + ``add`` instead.
+* ``linalg_vector_norm`` forwards ``dim=None`` to ``LpNorm``, so gradient clipping
+  (``clip_grad_norm_``) fails with ``the type of 'axis' should be one of int, tuple, list, but got
+  NoneType``. The patch reduces over every axis when ``dim`` is None.
+
+Each patch is applied only where the gap is really there (probed, not assumed), and applying twice
+changes nothing. Call :func:`import_mindnlp` instead of ``import mindnlp``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from types import ModuleType
+
+_PATCH_MARK = "_ms_gpt_patched"
+# mindtorch's per-device API modules that run on MindSpore's CPU/GPU kernels (npu has its own ops).
+_API_MODULES = ("mindtorch._apis.cpu", "mindtorch._apis.gpu")
+
+
+class ImportOrderError(RuntimeError):
+    """Real PyTorch was imported before mindnlp, so ``transformers`` is bound to the wrong torch."""
+
+
+def is_real_torch(module: ModuleType | None) -> bool:
+    """True when ``module`` is PyTorch itself, not mindnlp's ``mindtorch`` standing in for it."""
+    if module is None:
+        return False
+    name = getattr(module, "__name__", "")
+    path = str(getattr(module, "__file__", "") or "")
+    return name == "torch" and "mindtorch" not in path
+
+
+def check_import_order(modules: dict | None = None) -> None:
+    """Raise :class:`ImportOrderError` when real torch is loaded and mindnlp is not yet."""
+    modules = sys.modules if modules is None else modules
+    if "mindnlp" in modules:
+        return
+    if is_real_torch(modules.get("torch")):
+        raise ImportOrderError(
+            "real PyTorch (torch from %s) was imported before mindnlp; mindnlp 0.5.x maps "
+            "`import torch` to its bundled mindtorch and transformers then fails (e.g. in "
+            "flex_attention). Fix: `import mindnlp` (or call ms_gpt.compat.import_mindnlp()) before "
+            "anything imports torch, or run the PyTorch part in a separate process."
+            % getattr(modules["torch"], "__file__", "?")
+        )
+
+
+def import_mindnlp() -> ModuleType:
+    """Import mindnlp in the right order and apply the mindtorch patches. Returns the module."""
+    check_import_order()
+    mindnlp = importlib.import_module("mindnlp")
+    apply_mindtorch_patches()
+    return mindnlp
+
+
+def _addcdiv(api: ModuleType):
+    def addcdiv(input, tensor1, tensor2, value=1):
+        # input + value * tensor1 / tensor2, from kernels that are exact for tiny denominators.
+        return api.add(input, api.div(tensor1, tensor2), alpha=value)
+
+    setattr(addcdiv, _PATCH_MARK, True)
+    return addcdiv
+
+
+def _vector_norm(api: ModuleType, original):
+    def linalg_vector_norm(x, ord=2, dim=None, keepdim=False, dtype=None):
+        if dim is None:
+            if x.ndim == 0:
+                x = api.reshape(x, (1,))
+            dim = tuple(range(x.ndim))
+        if math.isinf(float(ord)):
+            # LpNorm takes an integer p; the inf-norm is the largest magnitude.
+            return api.reduce_max(api.abs(x), dim, keepdim)
+        return original(x, ord, dim, keepdim, dtype)
+
+    setattr(linalg_vector_norm, _PATCH_MARK, True)
+    setattr(linalg_vector_norm, "__wrapped__", original)
+    return linalg_vector_norm
+
+
+def _vector_norm_needs_patch(api: ModuleType) -> bool:
+    fn = getattr(api, "linalg_vector_norm", None)
+    if fn is None or getattr(fn, _PATCH_MARK, False):
+        return False
+    import mindspore
+
+    probe = mindspore.Tensor([[3.0, 0.0], [0.0, 4.0]], mindspore.float32)
+    try:
+        fn(probe, 2, None, False, None)
+    except (TypeError, ValueError, RuntimeError):
+        return True
+    return False
+
+
+def apply_mindtorch_patches() -> list[str]:
+    """Fill the mindtorch gaps listed in the module docstring. Returns what was patched this call."""
+    patched = []
+    for name in _API_MODULES:
+        try:
+            api = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(api, "addcdiv", None) is None:
+            api.addcdiv = _addcdiv(api)
+            patched.append(f"{name}.addcdiv")
+        if _vector_norm_needs_patch(api):
+            api.linalg_vector_norm = _vector_norm(api, api.linalg_vector_norm)
+            patched.append(f"{name}.linalg_vector_norm")
+    return patched
