@@ -10,6 +10,10 @@ CPU/GPU kernels are missing or incomplete in 0.5.1:
 * ``linalg_vector_norm`` forwards ``dim=None`` to ``LpNorm``, so gradient clipping
   (``clip_grad_norm_``) fails with ``the type of 'axis' should be one of int, tuple, list, but got
   NoneType``. The patch reduces over every axis when ``dim`` is None.
+* ``torch.optim.Optimizer.zero_grad()`` enters ``torch.autograd.profiler.record_function``, but
+  mindtorch has no ``autograd.profiler`` (``module 'mindtorch.autograd' has no attribute
+  'profiler'``): any hand-written loop that calls ``optimizer.zero_grad()`` fails. The patch points
+  it at mindtorch's own ``profiler`` module, whose ``record_function`` is a no-op context manager.
 
 Each patch is applied only where the gap is really there (probed, not assumed), and applying twice
 changes nothing. Call :func:`import_mindnlp` instead of ``import mindnlp``.
@@ -116,4 +120,13 @@ def apply_mindtorch_patches() -> list[str]:
         if _vector_norm_needs_patch(api):
             api.linalg_vector_norm = _vector_norm(api, api.linalg_vector_norm)
             patched.append(f"{name}.linalg_vector_norm")
+    try:
+        autograd = importlib.import_module("mindtorch.autograd")
+        profiler = importlib.import_module("mindtorch.profiler")
+    except ImportError:
+        return patched
+    if not hasattr(autograd, "profiler") and hasattr(profiler, "record_function"):
+        autograd.profiler = profiler
+        sys.modules.setdefault("mindtorch.autograd.profiler", profiler)
+        patched.append("mindtorch.autograd.profiler")
     return patched

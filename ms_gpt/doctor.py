@@ -34,7 +34,7 @@ REPORTED = (
     "torch",
 )
 
-# The tested sets. Core pins only; the full closures are docker/requirements-cpu.txt and
+# The tested sets. Core pins only; the full closures are docker/requirements-x86_64.txt and
 # requirements-ascend.txt (a test keeps these equal to the lock files).
 SUPPORTED_SETS = {
     "cpu-gpu-x86_64": {
@@ -71,7 +71,7 @@ SUPPORTED_SETS = {
     },
 }
 
-SETUP_FIX = "bash scripts/setup.sh (installs docker/requirements-cpu.txt with pip --no-deps into .venv)"
+SETUP_FIX = "bash scripts/setup.sh (installs docker/requirements-x86_64.txt with pip --no-deps into .venv)"
 
 
 @dataclass
@@ -367,6 +367,9 @@ STALE_API = (
     ("error-norm-axis", r"type of 'axis' should be one of int, tuple, list, but got NoneType",
      "mindtorch's linalg_vector_norm does not accept dim=None (gradient clipping)",
      "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it patches the norm)"),
+    ("error-autograd-profiler", r"module 'mindtorch\.autograd' has no attribute 'profiler'",
+     "mindtorch (mindnlp 0.5.1) lacks torch.autograd.profiler, which Optimizer.zero_grad() enters",
+     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it provides the no-op profiler)"),
     ("error-pyarrow-numpy", r"pyarrow requires NumPy 2\.0 or newer",
      "pyarrow >= 26 with numpy 1.x (mindspore 2.7 needs numpy<2)",
      "pip install --no-deps pyarrow==21.0.0 datasets==4.3.0"),
@@ -412,12 +415,12 @@ def scan_paths(paths: Iterable[str]) -> list[Diagnosis]:
 def format_text(rep: dict) -> str:
     lines = [f"ms-gpt doctor: {'OK' if rep['ok'] else 'PROBLEMS FOUND'}"
              + (f" (supported set: {rep['supported_set']})" if rep["supported_set"] else "")]
-    lines.append(f"  python        {rep['python']} ({rep['machine']})")
+    lines.append(f"  python          {rep['python']} ({rep['machine']})")
     for k, v in rep["versions"].items():
-        lines.append(f"  {k:<14}{v or '-'}")
-    lines.append(f"  targets       {', '.join(rep['device_targets']) or '-'}")
-    lines.append(f"  CANN          {rep['cann'] or '-'}")
-    lines.append(f"  HF_ENDPOINT   {rep['hf_endpoint'] or '-'}")
+        lines.append(f"  {k:<16}{v or '-'}")
+    lines.append(f"  targets         {', '.join(rep['device_targets']) or '-'}")
+    lines.append(f"  CANN            {rep['cann'] or '-'}")
+    lines.append(f"  HF_ENDPOINT     {rep['hf_endpoint'] or '-'}")
     for d in rep["diagnoses"]:
         lines.append(f"[{d['severity']}] {d['code']}: {d['message']}\n    fix: {d['fix']}")
     return "\n".join(lines)

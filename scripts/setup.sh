@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-LOCK=docker/requirements-cpu.txt
+LOCK=docker/requirements-x86_64.txt
 PY="${MS_GPT_PYTHON:-}"
 FORCE=0
 while [ $# -gt 0 ]; do

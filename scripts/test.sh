@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: set up .venv (seconds when the lock is unchanged), prove the
+# Ascend pins install on aarch64 (pip --dry-run against PyPI), then run pytest.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== Ascend pins: installability on manylinux aarch64 (cp310, cp311)"
+.venv/bin/python scripts/check_ascend_pins.py > .venv/ascend-pins.json || { cat .venv/ascend-pins.json; exit 1; }
+.venv/bin/python -c "import json; r=json.load(open('.venv/ascend-pins.json')); print('   ok:', ', '.join('cp%s %d pins, %s' % (x['python'].replace('.', ''), x['packages'], x['mindspore_file']) for x in r['results']))"
+echo "== pytest"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
