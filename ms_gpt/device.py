@@ -160,7 +160,16 @@ def setup(
     target, source = resolve_target(device)
     import mindspore
 
-    mindspore.set_device(target)
+    try:
+        mindspore.set_device(target)
+    except RuntimeError as exc:
+        # The runtime started (a kernel ran, e.g. during `import mindnlp`): its device is fixed now.
+        current = mindspore.get_context("device_target")
+        if current != target:
+            raise DeviceError(
+                f"MindSpore already runs on {current} in this process, so {target!r} cannot be selected "
+                f"({exc}); call ms_gpt.device.setup() before anything runs a kernel, or start a new process"
+            ) from exc
     mindspore.set_context(mode=mindspore.GRAPH_MODE if mode == "graph" else mindspore.PYNATIVE_MODE)
     if target == "CPU" and mode == "pynative":
         # PyNative's asynchronous launch costs ~4 ms per op on a small CPU; blocking launch was

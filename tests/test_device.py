@@ -1,3 +1,5 @@
+from unittest import mock
+
 import pytest
 
 from ms_gpt import device
@@ -82,3 +84,14 @@ def test_setup_on_cpu_sets_context_and_seeds(monkeypatch):
 def test_setup_bad_arguments(kwargs, match):
     with pytest.raises(DeviceError, match=match):
         device.setup("CPU", **kwargs)
+
+
+def test_setup_after_runtime_start_keeps_same_device_and_refuses_another():
+    import mindspore
+
+    (mindspore.Tensor([1.0]) + 1).asnumpy()  # the runtime is running on CPU now
+    assert device.setup("CPU", mode="pynative", seed=0).target == "CPU"
+    # Pretend GPU is available so that only the running runtime can refuse it.
+    with mock.patch.object(device, "resolve_target", return_value=("GPU", "argument")):
+        with pytest.raises(DeviceError, match=r"MindSpore already runs on CPU in this process, so 'GPU' cannot be selected"):
+            device.setup("GPU")

@@ -123,5 +123,5 @@ def test_setup_second_run_only_checks_the_stamp():
         pytest.skip("tests are not running from the project's .venv")
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "MS_GPT_PYTHON": ""})
-    assert proc.returncode == 0, proc.stderr
-    assert "is up to date" in proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is up to date" in proc.stdout, proc.stdout + proc.stderr
