@@ -14,6 +14,10 @@ CPU/GPU kernels are missing or incomplete in 0.5.1:
   mindtorch has no ``autograd.profiler`` (``module 'mindtorch.autograd' has no attribute
   'profiler'``): any hand-written loop that calls ``optimizer.zero_grad()`` fails. The patch points
   it at mindtorch's own ``profiler`` module, whose ``record_function`` is a no-op context manager.
+* ``dropout`` on CPU/GPU ignores the seed and offset that ``torch.nn.functional.dropout`` takes from
+  the seeded generator (it builds MindSpore's ``Dropout`` with seeds 0, 0, i.e. fresh entropy), so
+  two runs with the same ``torch.manual_seed`` train differently. The patch draws the keep mask from
+  NumPy's generator keyed by that (seed, offset), so runs repeat exactly.
 
 Each patch is applied only where the gap is really there (probed, not assumed), and applying twice
 changes nothing. Call :func:`import_mindnlp` instead of ``import mindnlp``.
@@ -92,6 +96,39 @@ def _vector_norm(api: ModuleType, original):
     return linalg_vector_norm
 
 
+def _dropout(api: ModuleType):
+    import mindspore
+    import numpy as np
+
+    def dropout(input, p, seed, offset):
+        # Same contract as mindtorch's kernel: (output, mask), output = input * mask / (1 - p).
+        key = [int(np.asarray(seed.asnumpy() if hasattr(seed, "asnumpy") else seed).reshape(-1)[0]),
+               int(np.asarray(offset.asnumpy() if hasattr(offset, "asnumpy") else offset).reshape(-1)[0])]
+        keep = np.random.default_rng([abs(k) for k in key]).random(tuple(input.shape)) >= p
+        mask = mindspore.Tensor(keep.astype(np.float32)).astype(input.dtype)
+        return api.mul(input, api.mul(mask, 1.0 / (1.0 - p))), mask
+
+    setattr(dropout, _PATCH_MARK, True)
+    return dropout
+
+
+def _dropout_needs_patch(api: ModuleType) -> bool:
+    """True when two calls with the same seed and offset give different masks."""
+    fn = getattr(api, "dropout", None)
+    if fn is None or getattr(fn, _PATCH_MARK, False):
+        return False
+    import mindspore
+
+    x = mindspore.ops.ones((64,), mindspore.float32)
+    seed, offset = mindspore.Tensor([7], mindspore.int64), mindspore.Tensor([0], mindspore.int64)
+    try:
+        a = fn(x, 0.5, seed, offset)[0].asnumpy()
+        b = fn(x, 0.5, seed, offset)[0].asnumpy()
+    except Exception:
+        return False  # not callable this way on this backend: leave it alone
+    return bool((a != b).any())
+
+
 def _vector_norm_needs_patch(api: ModuleType) -> bool:
     fn = getattr(api, "linalg_vector_norm", None)
     if fn is None or getattr(fn, _PATCH_MARK, False):
@@ -120,6 +157,9 @@ def apply_mindtorch_patches() -> list[str]:
         if _vector_norm_needs_patch(api):
             api.linalg_vector_norm = _vector_norm(api, api.linalg_vector_norm)
             patched.append(f"{name}.linalg_vector_norm")
+        if name.endswith(".cpu") and _dropout_needs_patch(api):
+            api.dropout = _dropout(api)
+            patched.append(f"{name}.dropout")
     try:
         autograd = importlib.import_module("mindtorch.autograd")
         profiler = importlib.import_module("mindtorch.profiler")

@@ -24,6 +24,11 @@ try:
     print("NORM-OK")
 except Exception as e:
     print("NORM-ERR", e)
+masks = []
+for _ in range(2):
+    torch.manual_seed(0)
+    masks.append(torch.nn.functional.dropout(torch.ones(256), 0.5, training=True).numpy().tolist())
+print("DROPOUT-SAME" if masks[0] == masks[1] else "DROPOUT-DIFFERS")
 try:
     opt.zero_grad()
     print("ZERO-GRAD-OK")
@@ -38,6 +43,7 @@ def test_gaps_exist_without_patches():
     assert "ADDCDIV-ERR No implementation for function: addcdiv on cpu" in out.stdout, out.stdout + out.stderr
     assert "NORM-ERR" in out.stdout and "NoneType" in out.stdout
     assert "ZERO-GRAD-ERR" in out.stdout and "profiler" in out.stdout
+    assert "DROPOUT-DIFFERS" in out.stdout  # same torch.manual_seed, different masks
 
 
 def test_import_order_check_detects_real_torch_first():
@@ -63,7 +69,8 @@ import mindtorch._apis.cpu as api
 import torch
 out = {"torch_file": torch.__file__, "second_call": compat.apply_mindtorch_patches(),
        "marked": [bool(getattr(api.addcdiv, compat._PATCH_MARK, False)),
-                  bool(getattr(api.linalg_vector_norm, compat._PATCH_MARK, False))]}
+                  bool(getattr(api.linalg_vector_norm, compat._PATCH_MARK, False)),
+                  bool(getattr(api.dropout, compat._PATCH_MARK, False))]}
 with torch.autograd.profiler.record_function("zero_grad"):
     out["profiler"] = True
 t = torch.tensor(np.array([[3.0, -4.0], [12.0, 0.0]], dtype=np.float32))
@@ -72,6 +79,16 @@ out["norm_inf"] = float(torch.linalg.vector_norm(t, ord=float("inf")))
 out["norm_dim1"] = torch.linalg.vector_norm(t, dim=1).numpy().tolist()
 a = torch.tensor([1.0, 2.0, 3.0])
 out["addcdiv"] = torch.addcdiv(a, torch.tensor([1e-8, 0.0, -2e-8]), torch.tensor([1e-8, 1e-8, 1e-8]), value=-0.5).numpy().tolist()
+
+masks = []
+for _ in range(2):
+    torch.manual_seed(0)
+    masks.append(torch.nn.functional.dropout(torch.ones(4096), 0.25, training=True).numpy())
+out["dropout_same"] = bool((masks[0] == masks[1]).all())
+out["dropout_values"] = sorted(set(masks[0].round(6).tolist()))
+out["dropout_kept"] = float((masks[0] > 0).mean())
+torch.manual_seed(1)
+out["dropout_other_seed_differs"] = bool((torch.nn.functional.dropout(torch.ones(4096), 0.25, training=True).numpy() != masks[0]).any())
 
 inp = json.loads(sys.stdin.read())
 w = torch.nn.Parameter(torch.tensor(np.array(inp["w0"], dtype=np.float32)))
@@ -106,7 +123,7 @@ def probe():
 def test_patches_are_idempotent(probe):
     assert "mindtorch" in probe["torch_file"]
     assert probe["second_call"] == []
-    assert probe["marked"] == [True, True]
+    assert probe["marked"] == [True, True, True]
     assert probe["profiler"] is True  # what Optimizer.zero_grad enters
 
 
@@ -114,6 +131,12 @@ def test_vector_norm_over_all_axes(probe):
     assert probe["norm_all"] == pytest.approx(13.0)
     assert probe["norm_inf"] == pytest.approx(12.0)
     np.testing.assert_allclose(probe["norm_dim1"], [5.0, 12.0], rtol=1e-6)
+
+
+def test_dropout_repeats_under_the_same_seed(probe):
+    assert probe["dropout_same"] is True and probe["dropout_other_seed_differs"] is True
+    assert probe["dropout_values"] == [0.0, pytest.approx(1 / 0.75)]  # inverted dropout scaling
+    assert probe["dropout_kept"] == pytest.approx(0.75, abs=0.03)
 
 
 def test_addcdiv_is_exact_for_tiny_denominators(probe):
