@@ -370,6 +370,10 @@ STALE_API = (
     ("error-autograd-profiler", r"module 'mindtorch\.autograd' has no attribute 'profiler'",
      "mindtorch (mindnlp 0.5.1) lacks torch.autograd.profiler, which Optimizer.zero_grad() enters",
      "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it provides the no-op profiler)"),
+    ("error-tensor-device", r"Tensor must have device",
+     "plain MindSpore code ran after `import mindnlp`, which rebinds mindspore.Tensor operators to mindtorch",
+     "run mindnlp jobs and from-scratch MindSpore code in separate processes (or import mindnlp only "
+     "where it is needed, after the MindSpore work)"),
     ("error-pyarrow-numpy", r"pyarrow requires NumPy 2\.0 or newer",
      "pyarrow >= 26 with numpy 1.x (mindspore 2.7 needs numpy<2)",
      "pip install --no-deps pyarrow==21.0.0 datasets==4.3.0"),

@@ -141,6 +141,7 @@ def test_cann_present_but_ascend_not_usable():
     ("RuntimeError: No implementation for function: addcdiv on cpu.", "error-addcdiv", "import_mindnlp"),
     ("TypeError: the type of 'axis' should be one of int, tuple, list, but got NoneType", "error-norm-axis", "import_mindnlp"),
     ("AttributeError: module 'mindtorch.autograd' has no attribute 'profiler'", "error-autograd-profiler", "import_mindnlp"),
+    ("ValueError: Tensor must have device", "error-tensor-device", "separate processes"),
 ])
 def test_explain_known_errors_and_stale_imports(text, code, fix_part):
     found = {d.code: d for d in doctor.explain(text)}
