@@ -36,39 +36,21 @@ REPORTED = (
 
 # The tested sets. Core pins only; the full closures are docker/requirements-x86_64.txt and
 # requirements-ascend.txt (a test keeps these equal to the lock files).
+_TESTED_PINS = {
+    "mindspore": "2.7.0",
+    "mindnlp": "0.5.1",
+    "transformers": "4.56.2",
+    "tokenizers": "0.22.1",
+    "huggingface-hub": "0.35.3",
+    "numpy": "1.26.4",
+    "pyarrow": "21.0.0",
+    "datasets": "4.3.0",
+    "ftfy": "6.3.1",
+    "jieba": "0.42.1",
+}
 SUPPORTED_SETS = {
-    "cpu-gpu-x86_64": {
-        "python": ("3.10", "3.11"),
-        "machine": ("x86_64", "AMD64"),
-        "pins": {
-            "mindspore": "2.7.0",
-            "mindnlp": "0.5.1",
-            "transformers": "4.56.2",
-            "tokenizers": "0.22.1",
-            "huggingface-hub": "0.35.3",
-            "numpy": "1.26.4",
-            "pyarrow": "21.0.0",
-            "datasets": "4.3.0",
-            "ftfy": "6.3.1",
-            "jieba": "0.42.1",
-        },
-    },
-    "ascend-aarch64": {
-        "python": ("3.10", "3.11"),
-        "machine": ("aarch64", "arm64"),
-        "pins": {
-            "mindspore": "2.7.0",
-            "mindnlp": "0.5.1",
-            "transformers": "4.56.2",
-            "tokenizers": "0.22.1",
-            "huggingface-hub": "0.35.3",
-            "numpy": "1.26.4",
-            "pyarrow": "21.0.0",
-            "datasets": "4.3.0",
-            "ftfy": "6.3.1",
-            "jieba": "0.42.1",
-        },
-    },
+    "cpu-gpu-x86_64": {"python": ("3.10", "3.11"), "machine": ("x86_64", "AMD64"), "pins": _TESTED_PINS},
+    "ascend-aarch64": {"python": ("3.10", "3.11"), "machine": ("aarch64", "arm64"), "pins": _TESTED_PINS},
 }
 
 SETUP_FIX = "bash scripts/setup.sh (installs docker/requirements-x86_64.txt with pip --no-deps into .venv)"
