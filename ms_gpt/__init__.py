@@ -6,4 +6,6 @@ when they are used, so ``ms-gpt --help`` and ``ms-gpt doctor`` can answer in a b
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from ms_gpt.config import GPTConfig  # noqa: E402  (pure Python: no MindSpore import)
+
+__all__ = ["__version__", "GPTConfig"]

@@ -1,0 +1,183 @@
+"""Decoder layers, the decoder stack, the GPT language model and GPT-1's classification head."""
+
+from __future__ import annotations
+
+import mindspore
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import Normal, initializer
+
+from ms_gpt.config import GPTConfig
+from ms_gpt.model.layers import (LayerNorm, Linear, MultiHeadAttention, PoswiseFeedForwardNet,
+                                 get_attn_pad_mask, get_attn_subsequent_mask, get_sin_enc_table)
+
+
+class DecoderLayer(nn.Cell):
+    """Masked self-attention then the FFN, each with a residual and a LayerNorm.
+
+    post-LN (GPT-1, tutorial): x = LN1(x + attn(x)); x = LN2(x + ffn(x))
+    pre-LN:                    x = x + attn(LN1(x)); x = x + ffn(LN2(x))
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.pre_ln = config.norm == "pre"
+        self.self_attn = MultiHeadAttention(config)
+        self.ln_1 = LayerNorm(config.d_model, config.layer_norm_eps)
+        self.feed_forward = PoswiseFeedForwardNet(config)
+        self.ln_2 = LayerNorm(config.d_model, config.layer_norm_eps)
+
+    def construct(self, x, attn_mask):
+        if self.pre_ln:
+            h = self.ln_1(x)
+            a, weights = self.self_attn(h, h, h, attn_mask)
+            x = x + a
+            x = x + self.feed_forward(self.ln_2(x))
+        else:
+            a, weights = self.self_attn(x, x, x, attn_mask)
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.feed_forward(x))
+        return x, weights
+
+
+class Decoder(nn.Cell):
+    """Token + position embeddings, then ``n_layer`` DecoderLayers under padding + causal masks."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = Parameter(initializer(Normal(config.initializer_range), (config.vocab_size, config.d_model),
+                                             mindspore.float32), name="tok_emb")
+        if config.positions == "learned":
+            self.pos_emb = Parameter(initializer(Normal(config.initializer_range), (config.n_positions, config.d_model),
+                                                 mindspore.float32), name="pos_emb")
+        else:
+            self.pos_emb = Parameter(Tensor(get_sin_enc_table(config.n_positions, config.d_model)),
+                                     name="pos_emb", requires_grad=False)
+        self.dropout = nn.Dropout(p=config.embd_dropout)
+        self.layers = nn.CellList([DecoderLayer(config) for _ in range(config.n_layer)])
+        self.final_norm = LayerNorm(config.d_model, config.layer_norm_eps) if config.final_norm else None
+        self.pad_id = config.pad_token_id
+
+    def position_ids(self, input_ids):
+        """0, 1, 2… counted over real tokens, so left padding does not shift positions."""
+        b, l = input_ids.shape
+        if self.pad_id is None:
+            return ops.broadcast_to(ops.arange(l, dtype=mindspore.int32).reshape(1, l), (b, l))
+        real = ops.not_equal(input_ids, self.pad_id).astype(mindspore.int32)
+        return ops.relu(ops.cumsum(real, axis=1) - 1)
+
+    def attn_mask(self, input_ids):
+        """[b, l, l] bool: True where attention is not allowed (later positions or padding keys)."""
+        causal = get_attn_subsequent_mask(input_ids)
+        if self.pad_id is None:
+            return causal
+        return ops.logical_or(causal, get_attn_pad_mask(input_ids, input_ids, self.pad_id))
+
+    def construct(self, input_ids):
+        # input_ids: [b, l] int -> hidden [b, l, d], attention weights per layer [b, h, l, l]
+        x = ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, self.position_ids(input_ids), 0)
+        x = self.dropout(x)
+        mask = self.attn_mask(input_ids)
+        attns = ()
+        for layer in self.layers:
+            x, w = layer(x, mask)
+            attns = attns + (w,)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, attns
+
+
+def check_input_ids(input_ids, config: GPTConfig) -> None:
+    """Clear errors for inputs the model cannot take (PyNative and eager calls; not inside jit)."""
+    if not isinstance(input_ids, Tensor):
+        raise TypeError(f"input_ids must be a mindspore.Tensor of int32/int64 ids, got {type(input_ids).__name__}")
+    if input_ids.dtype not in (mindspore.int32, mindspore.int64):
+        raise TypeError(f"input_ids must have dtype int32 or int64, got {input_ids.dtype}")
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must have rank 2 [batch, seq], got shape {tuple(input_ids.shape)}")
+    if input_ids.shape[1] > config.n_positions:
+        raise ValueError(
+            f"sequence length {input_ids.shape[1]} exceeds the position table (n_positions={config.n_positions})")
+    if input_ids.shape[1] == 0 or input_ids.shape[0] == 0:
+        raise ValueError(f"input_ids must not be empty, got shape {tuple(input_ids.shape)}")
+    ids = input_ids.asnumpy()
+    bad = ids[(ids < 0) | (ids >= config.vocab_size)]
+    if bad.size:
+        raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {config.vocab_size})")
+
+
+class GPT(nn.Cell):
+    """The GPT language model: Decoder + LM head. ``model(input_ids)`` -> logits [b, l, vocab]."""
+
+    def __init__(self, config: GPTConfig, output_attentions: bool = False):
+        super().__init__()
+        self.config = config
+        self.decoder = Decoder(config)
+        self.projection = None if config.tie_word_embeddings else Linear(
+            config.d_model, config.vocab_size, bias=False, std=config.initializer_range,
+            compute_dtype=config.compute_dtype)
+        self.output_attentions = output_attentions
+        self.validate_inputs = True
+
+    def __call__(self, *args, **kwargs):
+        if self.validate_inputs and args:
+            check_input_ids(args[0], self.config)
+        return super().__call__(*args, **kwargs)
+
+    def lm_logits(self, hidden):
+        if self.projection is None:  # tied: logits = h E^T
+            return ops.matmul(hidden, self.decoder.tok_emb.T)
+        return self.projection(hidden)
+
+    def construct(self, input_ids):
+        hidden, attns = self.decoder(input_ids)
+        logits = self.lm_logits(hidden)  # [b, l, vocab]
+        if self.output_attentions:
+            return logits, attns
+        return logits
+
+
+class GPTForSequenceClassification(nn.Cell):
+    """GPT-1's fine-tuning model: a linear head on the hidden state of the last real token (the
+    extract token), plus the LM logits for the auxiliary language-modelling objective."""
+
+    def __init__(self, config: GPTConfig, num_labels: int):
+        super().__init__()
+        if not isinstance(num_labels, int) or num_labels < 2:
+            raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+        self.config = config
+        self.gpt = GPT(config)
+        self.gpt.validate_inputs = False
+        self.classifier = Linear(config.d_model, num_labels, std=config.initializer_range,
+                                 compute_dtype=config.compute_dtype)
+        self.dropout = nn.Dropout(p=config.resid_dropout)
+        self.validate_inputs = True
+
+    def __call__(self, *args, **kwargs):
+        if self.validate_inputs and args:
+            check_input_ids(args[0], self.config)
+        return super().__call__(*args, **kwargs)
+
+    def last_token_index(self, input_ids):
+        """[b] index of the last non-pad token (works for left and right padding)."""
+        b, l = input_ids.shape
+        if self.config.pad_token_id is None:
+            return ops.fill(mindspore.int32, (b,), l - 1)
+        real = ops.not_equal(input_ids, self.config.pad_token_id).astype(mindspore.int32)
+        pos = ops.arange(1, l + 1, dtype=mindspore.int32).reshape(1, l)
+        return ops.argmax(real * pos, dim=1).astype(mindspore.int32)
+
+    def construct(self, input_ids):
+        hidden, _ = self.gpt.decoder(input_ids)  # [b, l, d]
+        idx = self.last_token_index(input_ids)  # [b]
+        b = input_ids.shape[0]
+        rows = ops.arange(b, dtype=mindspore.int32)
+        extract = ops.gather_nd(hidden, ops.stack((rows, idx), axis=1))  # [b, d]
+        class_logits = self.classifier(self.dropout(extract))  # [b, num_labels]
+        return class_logits, self.gpt.lm_logits(hidden)
+
+
+def count_parameters(cell: nn.Cell, trainable_only: bool = True) -> int:
+    params = cell.trainable_params() if trainable_only else cell.get_parameters()
+    return int(sum(np.prod(p.shape) for p in params))

@@ -1,0 +1,149 @@
+"""The tutorial's building blocks as MindSpore cells: masks, positions, attention and the FFN.
+
+Shapes use b = batch, l = sequence length, h = heads, d = d_model, d_k = d / h.
+Masks are boolean with True = "may not attend" (the tutorial's convention).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mindspore
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import Normal, Zero, initializer
+
+from ms_gpt.config import GPTConfig
+
+_DTYPES = {"float32": mindspore.float32, "float16": mindspore.float16, "bfloat16": mindspore.bfloat16}
+# Added to masked attention scores. Large enough that exp() underflows to exactly 0 in float32,
+# small enough not to overflow float16/bfloat16 after the fp32 softmax cast.
+MASK_VALUE = -1e9
+
+
+def get_sin_enc_table(n_position: int, d_model: int) -> np.ndarray:
+    """Sinusoidal position table [n_position, d_model] (Vaswani et al.), vectorised.
+
+    table[pos, 2i] = sin(pos / 10000^(2i/d)), table[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+    """
+    if n_position <= 0 or d_model <= 0:
+        raise ValueError(f"n_position and d_model must be positive, got {n_position}, {d_model}")
+    pos = np.arange(n_position, dtype=np.float64)[:, None]  # [n, 1]
+    two_i = (np.arange(d_model) // 2 * 2).astype(np.float64)[None, :]  # [1, d]: 0,0,2,2,4,4...
+    angle = pos / np.power(10000.0, two_i / d_model)  # [n, d]
+    table = np.where(np.arange(d_model) % 2 == 0, np.sin(angle), np.cos(angle))
+    return table.astype(np.float32)
+
+
+def get_attn_pad_mask(seq_q: Tensor, seq_k: Tensor, pad_id: int) -> Tensor:
+    """[b, l_q, l_k] bool: True where the key is a padding token."""
+    b, l_q = seq_q.shape
+    l_k = seq_k.shape[1]
+    pad_k = ops.equal(seq_k, pad_id).reshape(b, 1, l_k)  # [b, 1, l_k]
+    return ops.broadcast_to(pad_k, (b, l_q, l_k))
+
+
+def get_attn_subsequent_mask(seq: Tensor) -> Tensor:
+    """[b, l, l] bool: True above the diagonal (a position may not see later ones)."""
+    b, l = seq.shape
+    upper = ops.triu(ops.ones((l, l), mindspore.int32), diagonal=1).astype(mindspore.bool_)
+    return ops.broadcast_to(upper.reshape(1, l, l), (b, l, l))
+
+
+class Linear(nn.Cell):
+    """y = x W^T + b with W [out, in] stored in float32 and the matmul in ``compute_dtype``."""
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = True, std: float = 0.02, compute_dtype: str = "float32"):
+        super().__init__()
+        self.weight = Parameter(initializer(Normal(std), (d_out, d_in), mindspore.float32), name="weight")
+        self.bias = Parameter(initializer(Zero(), (d_out,), mindspore.float32), name="bias") if bias else None
+        self.compute_dtype = _DTYPES[compute_dtype]
+
+    def construct(self, x):
+        out_dtype = x.dtype
+        y = ops.matmul(x.astype(self.compute_dtype), self.weight.astype(self.compute_dtype).T)
+        if self.bias is not None:
+            y = y + self.bias.astype(self.compute_dtype)
+        return y.astype(out_dtype)
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm over the last axis, always computed in float32."""
+
+    def __init__(self, d: int, eps: float):
+        super().__init__()
+        self.weight = Parameter(initializer("ones", (d,), mindspore.float32), name="weight")
+        self.bias = Parameter(initializer("zeros", (d,), mindspore.float32), name="bias")
+        self.eps = eps
+
+    def construct(self, x):
+        x32 = x.astype(mindspore.float32)
+        mean = x32.mean(-1, keep_dims=True)
+        var = ((x32 - mean) ** 2).mean(-1, keep_dims=True)
+        y = (x32 - mean) / ops.sqrt(var + self.eps) * self.weight + self.bias
+        return y.astype(x.dtype)
+
+
+class ScaledDotProductAttention(nn.Cell):
+    """softmax(Q K^T / sqrt(d_k) + mask) V, softmax in float32."""
+
+    def __init__(self, d_k: int, attn_dropout: float = 0.0, compute_dtype: str = "float32"):
+        super().__init__()
+        self.scale = 1.0 / math.sqrt(d_k)
+        self.dropout = nn.Dropout(p=attn_dropout)
+        self.compute_dtype = _DTYPES[compute_dtype]
+
+    def construct(self, Q, K, V, attn_mask):
+        # Q, K, V: [b, h, l, d_k]; attn_mask: [b, 1 or h, l_q, l_k] bool
+        cd = self.compute_dtype
+        scores = ops.matmul(Q.astype(cd), K.astype(cd).swapaxes(-1, -2)).astype(mindspore.float32) * self.scale
+        scores = ops.masked_fill(scores, attn_mask, MASK_VALUE)  # [b, h, l_q, l_k]
+        weights = ops.softmax(scores, axis=-1)
+        context = ops.matmul(self.dropout(weights).astype(cd), V.astype(cd))  # [b, h, l_q, d_k]
+        return context.astype(Q.dtype), weights
+
+
+class MultiHeadAttention(nn.Cell):
+    """Project to h heads, attend, concatenate, project back (no residual/norm: DecoderLayer adds them)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        d, std, cd = config.d_model, config.initializer_range, config.compute_dtype
+        self.n_head, self.d_k = config.n_head, config.d_k
+        self.W_Q = Linear(d, d, std=std, compute_dtype=cd)
+        self.W_K = Linear(d, d, std=std, compute_dtype=cd)
+        self.W_V = Linear(d, d, std=std, compute_dtype=cd)
+        self.linear = Linear(d, d, std=std, compute_dtype=cd)
+        self.attention = ScaledDotProductAttention(config.d_k, config.attn_dropout, cd)
+        self.dropout = nn.Dropout(p=config.resid_dropout)
+
+    def _heads(self, x):
+        b, l, _ = x.shape
+        return x.reshape(b, l, self.n_head, self.d_k).swapaxes(1, 2)  # [b, h, l, d_k]
+
+    def construct(self, Q, K, V, attn_mask):
+        # Q, K, V: [b, l, d]; attn_mask: [b, l_q, l_k] bool
+        b, l_q, _ = Q.shape
+        q, k, v = self._heads(self.W_Q(Q)), self._heads(self.W_K(K)), self._heads(self.W_V(V))
+        context, weights = self.attention(q, k, v, attn_mask.expand_dims(1))  # [b, h, l_q, d_k]
+        context = context.swapaxes(1, 2).reshape(b, l_q, self.n_head * self.d_k)  # [b, l_q, d]
+        return self.dropout(self.linear(context)), weights
+
+
+class PoswiseFeedForwardNet(nn.Cell):
+    """fc2(act(fc1(x))), applied to each position independently."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        std, cd = config.initializer_range, config.compute_dtype
+        self.fc1 = Linear(config.d_model, config.d_ff, std=std, compute_dtype=cd)
+        self.fc2 = Linear(config.d_ff, config.d_model, std=std, compute_dtype=cd)
+        if config.activation == "relu":
+            self.act = nn.ReLU()
+        else:
+            self.act = nn.GELU(approximate=config.activation == "gelu_tanh")
+        self.dropout = nn.Dropout(p=config.resid_dropout)
+
+    def construct(self, x):
+        h = self.act(self.fc1(x).astype(mindspore.float32)).astype(x.dtype)
+        return self.dropout(self.fc2(h))
