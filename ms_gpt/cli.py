@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(smk)
     smk.add_argument("--out", default="runs/smoke", help="output folder (metrics.json, model/)")
     smk.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 150)")
+    conv = sub.add_parser("convert", help="Hugging Face openai-gpt folder <-> ms_gpt checkpoint folder")
+    _common(conv)
+    src = conv.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-hf", metavar="HF_DIR", help="read config.json + model.safetensors / pytorch_model.bin")
+    src.add_argument("--to-hf", metavar="MS_DIR", help="read an ms_gpt folder (model.ckpt + gpt_config.json)")
+    conv.add_argument("--out", required=True, help="output folder (written atomically)")
     return parser
 
 
@@ -56,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return _doctor(args)
     if args.command == "smoke":
         return _smoke(args)
+    if args.command == "convert":
+        return _convert(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
     return 2
 
@@ -89,6 +97,26 @@ def _smoke(args) -> int:
         print(f"ms-gpt smoke: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, ensure_ascii=False))
+    return 0
+
+
+def _convert(args) -> int:
+    from ms_gpt import convert, device
+
+    try:
+        device.setup(args.device, mode="pynative", seed=args.seed)
+        if args.from_hf:
+            model = convert.load_hf_openai_gpt(args.from_hf)
+            convert.save_ms_checkpoint(model, args.out)
+        else:
+            model = convert.load_ms_checkpoint(args.to_hf)
+            convert.export_hf_openai_gpt(model, args.out)
+    except (convert.ConversionError, device.DeviceError) as exc:
+        print(f"ms-gpt convert: {exc}", file=sys.stderr)
+        return 2
+    from ms_gpt.model import count_parameters
+
+    print(json.dumps({"out": str(args.out), "parameters": count_parameters(model), "config": model.config.to_dict()}))
     return 0
 
 

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Create .venv with Python 3.11 (3.10 accepted) and install the pinned x86_64 closure + ms_gpt (editable).
-#   bash scripts/setup.sh [--python PYTHON] [--lock FILE] [--force]
+#   bash scripts/setup.sh [--python PYTHON] [--lock FILE] [--venv DIR] [--no-project] [--force]
+# (--venv .venv-ref --lock docker/requirements-torch-ref.txt --no-project: the parity tests' PyTorch side)
 # A second run with the same lock, pyproject.toml and Python only checks a stamp and returns in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LOCK=docker/requirements-x86_64.txt
+VENV=.venv
+PROJECT=1
 PY="${MS_GPT_PYTHON:-}"
 FORCE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) PY="$2"; shift 2 ;;
     --lock) LOCK="$2"; shift 2 ;;
+    --venv) VENV="$2"; shift 2 ;;
+    --no-project) PROJECT=0; shift ;;
     --force) FORCE=1; shift ;;
-    -h|--help) sed -n 2,4p "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown option '$1' (accepted: --python PYTHON, --lock FILE, --force)" >&2; exit 2 ;;
+    -h|--help) sed -n 2,5p "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$1' (accepted: --python PYTHON, --lock FILE, --venv DIR, --no-project, --force)" >&2; exit 2 ;;
   esac
 done
 SUPPORTED="3.11 3.10"
@@ -42,30 +47,32 @@ esac
 [ -f "$LOCK" ] || { echo "setup.sh: lock file '$LOCK' not found" >&2; exit 2; }
 
 stamp_of() { cat "$LOCK" pyproject.toml | sha256sum | cut -c1-16; }
-STAMP="py$v-$(stamp_of)"
-if [ "$FORCE" = 0 ] && [ -x .venv/bin/python ] && [ "$(cat .venv/.ms_gpt_stamp 2>/dev/null)" = "$STAMP" ] \
-   && [ "$(pyver .venv/bin/python)" = "$v" ]; then
-  echo "setup.sh: .venv is up to date (Python $v, $LOCK unchanged)"
+STAMP="py$v-p$PROJECT-$(stamp_of)"
+if [ "$FORCE" = 0 ] && [ -x "$VENV"/bin/python ] && [ "$(cat "$VENV"/.ms_gpt_stamp 2>/dev/null)" = "$STAMP" ] \
+   && [ "$(pyver "$VENV"/bin/python)" = "$v" ]; then
+  echo "setup.sh: $VENV is up to date (Python $v, $LOCK unchanged)"
   exit 0
 fi
 
-if [ -x .venv/bin/python ] && [ "$(pyver .venv/bin/python || true)" != "$v" ]; then
-  echo "setup.sh: .venv has another Python; recreating it with Python $v"
-  rm -rf .venv
+if [ -x "$VENV"/bin/python ] && [ "$(pyver "$VENV"/bin/python || true)" != "$v" ]; then
+  echo "setup.sh: $VENV has another Python; recreating it with Python $v"
+  rm -rf "$VENV"
 fi
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-rm -f .venv/.ms_gpt_stamp
-PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+[ -x "$VENV"/bin/python ] || "$PY" -m venv "$VENV"
+rm -f "$VENV"/.ms_gpt_stamp
+PIP=("$VENV"/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q "pip==26.3"
 # setuptools first: the two sdists (jieba, snownlp) and the editable install build with it, offline.
 "${PIP[@]}" install -q --no-deps "$(grep -E '^setuptools==' "$LOCK")"
 echo "setup.sh: installing $(grep -v '^#' "$LOCK" | grep -c '==') pinned packages from $LOCK (no dependency resolution)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -r "$LOCK"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+if [ "$PROJECT" = 1 ]; then
+  "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+fi
 # Only the two known, harmless lines may remain (accelerate/peft declare torch; mindnlp brings mindtorch).
 unexpected=$("${PIP[@]}" check 2>&1 | grep -v -E '^(peft|accelerate) [0-9.]+ requires torch, which is not installed\.$' | grep -v '^No broken requirements' || true)
 if [ -n "$unexpected" ]; then
   echo "setup.sh: pip check found unexpected problems:" >&2; echo "$unexpected" >&2; exit 1
 fi
-echo "$STAMP" > .venv/.ms_gpt_stamp
-echo "setup.sh: .venv ready (Python $v)"
+echo "$STAMP" > "$VENV"/.ms_gpt_stamp
+echo "setup.sh: $VENV ready (Python $v)"

@@ -37,3 +37,11 @@ def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):
         (tmp / "c.txt").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["c.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_path_keeps_the_extension_writers_insist_on(tmp_path):
+    # mindspore.save_checkpoint appends ".ckpt" to names that do not end with it.
+    with atomic.atomic_path(tmp_path / "model.ckpt", suffix=".ckpt") as tmp:
+        assert tmp.endswith(".ckpt")
+        open(tmp, "wb").write(b"x")
+    assert (tmp_path / "model.ckpt").read_bytes() == b"x"
