@@ -112,6 +112,9 @@ class GPT(nn.Cell):
 
     def __init__(self, config: GPTConfig, output_attentions: bool = False):
         super().__init__()
+        if config.compute_dtype == "bfloat16" and mindspore.get_context("device_target") == "CPU":
+            raise ValueError("compute_dtype='bfloat16' needs Ascend (MindSpore's CPU MatMul has no bfloat16 "
+                             "kernel); on CPU use 'float32' or 'float16'")
         self.config = config
         self.decoder = Decoder(config)
         self.projection = None if config.tie_word_embeddings else Linear(
