@@ -192,3 +192,9 @@ def test_training_steps_reduce_the_loss(use_jit):
     losses = [float(step(batch).asnumpy()) for _ in range(30)]
     assert losses[0] == pytest.approx(math.log(64), abs=0.3)  # uniform over the vocabulary at init
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_classifier_checks_its_input_too():
+    clf = GPTForSequenceClassification(GPTConfig.preset("tiny"), num_labels=2)
+    with pytest.raises(ValueError, match=r"token id 70 is outside the vocabulary \[0, 64\)"):
+        clf(ids([[3, 70]]))

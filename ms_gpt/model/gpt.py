@@ -107,7 +107,18 @@ def check_input_ids(input_ids, config: GPTConfig) -> None:
         raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {config.vocab_size})")
 
 
-class GPT(nn.Cell):
+class _ChecksInputIds(nn.Cell):
+    """Runs :func:`check_input_ids` on the first argument of every top-level call (``validate_inputs``)."""
+
+    validate_inputs = True
+
+    def __call__(self, *args, **kwargs):
+        if self.validate_inputs and args:
+            check_input_ids(args[0], self.config)
+        return super().__call__(*args, **kwargs)
+
+
+class GPT(_ChecksInputIds):
     """The GPT language model: Decoder + LM head. ``model(input_ids)`` -> logits [b, l, vocab]."""
 
     def __init__(self, config: GPTConfig, output_attentions: bool = False):
@@ -121,12 +132,6 @@ class GPT(nn.Cell):
             config.d_model, config.vocab_size, bias=False, std=config.initializer_range,
             compute_dtype=config.compute_dtype)
         self.output_attentions = output_attentions
-        self.validate_inputs = True
-
-    def __call__(self, *args, **kwargs):
-        if self.validate_inputs and args:
-            check_input_ids(args[0], self.config)
-        return super().__call__(*args, **kwargs)
 
     def lm_logits(self, hidden):
         if self.projection is None:  # tied: logits = h E^T
@@ -141,7 +146,7 @@ class GPT(nn.Cell):
         return logits
 
 
-class GPTForSequenceClassification(nn.Cell):
+class GPTForSequenceClassification(_ChecksInputIds):
     """GPT-1's fine-tuning model: a linear head on the hidden state of the last real token (the
     extract token), plus the LM logits for the auxiliary language-modelling objective."""
 
@@ -151,16 +156,10 @@ class GPTForSequenceClassification(nn.Cell):
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
         self.config = config
         self.gpt = GPT(config)
-        self.gpt.validate_inputs = False
+        self.gpt.validate_inputs = False  # checked once here
         self.classifier = Linear(config.d_model, num_labels, std=config.initializer_range,
                                  compute_dtype=config.compute_dtype)
         self.dropout = nn.Dropout(p=config.resid_dropout)
-        self.validate_inputs = True
-
-    def __call__(self, *args, **kwargs):
-        if self.validate_inputs and args:
-            check_input_ids(args[0], self.config)
-        return super().__call__(*args, **kwargs)
 
     def last_token_index(self, input_ids):
         """[b] index of the last non-pad token (works for left and right padding)."""
