@@ -28,6 +28,7 @@ REPORTED = (
     "pyarrow",
     "datasets",
     "ftfy",
+    "spacy",
     "jieba",
     "accelerate",
     "safetensors",
@@ -250,9 +251,19 @@ def diagnose(env: Environment) -> list[Diagnosis]:
     if p.get("transformers") and not p.get("ftfy"):
         out.append(Diagnosis(
             "ftfy-missing", "error",
-            "ftfy is not installed: the OpenAI GPT tokenizer silently falls back to BERT's "
-            "BasicTokenizer, so openai-gpt token ids differ from the reference",
+            "ftfy is not installed (it is part of the tested set). transformers' slow OpenAIGPTTokenizer "
+            "uses SpaCy + ftfy only when both are installed and otherwise silently falls back to BERT's "
+            "BasicTokenizer, so environments that differ in ftfy/spacy give different openai-gpt token ids",
             "pip install --no-deps ftfy==6.3.1 wcwidth==0.9.4",
+        ))
+    if p.get("transformers") and p.get("ftfy") and p.get("spacy"):
+        out.append(Diagnosis(
+            "openai-tokenizer-spacy-mode", "error",
+            f"spacy {p['spacy']} and ftfy are both installed, so the slow OpenAIGPTTokenizer pre-tokenizes "
+            "with SpaCy + ftfy; the tested sets have no spacy and use BERT's BasicTokenizer (as the fast "
+            "tokenizer does): openai-gpt token ids differ from the tested environments",
+            "pip uninstall spacy (the tested set), or use the fast tokenizer everywhere "
+            "(AutoTokenizer / OpenAIGPTTokenizerFast), whose ids do not depend on ftfy or spacy",
         ))
     if p.get("torch") and not env.real_torch_loaded:
         out.append(Diagnosis(

@@ -11,7 +11,7 @@ from ms_gpt import doctor
 GOOD_PACKAGES = {
     "mindspore": "2.7.0", "mindnlp": "0.5.1", "transformers": "4.56.2", "tokenizers": "0.22.1",
     "huggingface-hub": "0.35.3", "numpy": "1.26.4", "pyarrow": "21.0.0", "datasets": "4.3.0",
-    "ftfy": "6.3.1", "jieba": "0.42.1", "accelerate": "1.10.1", "safetensors": "0.8.0", "torch": None,
+    "ftfy": "6.3.1", "jieba": "0.42.1", "accelerate": "1.10.1", "safetensors": "0.8.0", "torch": None, "spacy": None,
 }
 GOOD_REQUIRES = {
     "mindnlp": ["mindspore<=2.7.0,>=2.5.0", "transformers==4.56.2"],
@@ -92,8 +92,41 @@ def test_real_torch_installed_is_only_a_warning():
 def test_ftfy_missing():
     env = fake_env(packages={"ftfy": None})
     d = codes(env)["ftfy-missing"]
-    assert "BasicTokenizer" in d["message"] and "ftfy==6.3.1" in d["fix"]
+    assert "falls back to BERT's BasicTokenizer" in d["message"] and "ftfy==6.3.1" in d["fix"]
     assert doctor.report(env)["ok"] is False
+
+
+def test_spacy_with_ftfy_changes_the_openai_tokenizer_mode():
+    found = codes(fake_env(packages={"spacy": "3.8.7"}))
+    d = found["openai-tokenizer-spacy-mode"]
+    assert "SpaCy + ftfy" in d["message"] and "pip uninstall spacy" in d["fix"]
+    assert "openai-tokenizer-spacy-mode" not in codes(fake_env(packages={"spacy": "3.8.7", "ftfy": None}))
+
+
+def test_real_openai_tokenizer_mode_is_bert_basic():
+    """What the tested set really does: without spacy the slow tokenizer uses BasicTokenizer, with
+    the same tokens as the fast one (transformers only, in a child process without mindnlp)."""
+    import subprocess
+    import sys
+
+    code = r"""
+import json, tempfile
+from tokenizers import Tokenizer, models, trainers, pre_tokenizers, normalizers
+texts = ["The quick brown fox jumps over the lazy dog.", "A fox is quick; a dog is lazy!"] * 20
+tok = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+tok.normalizer = normalizers.Lowercase()
+tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=80, special_tokens=["<unk>"], end_of_word_suffix="</w>"))
+d = tempfile.mkdtemp(); tok.model.save(d)
+from transformers import OpenAIGPTTokenizer, OpenAIGPTTokenizerFast
+slow = OpenAIGPTTokenizer(d + "/vocab.json", d + "/merges.txt")
+fast = OpenAIGPTTokenizerFast(d + "/vocab.json", d + "/merges.txt")
+s = "The lazy fox; a quick dog!"
+print(json.dumps({"spacy_mode": type(slow.nlp).__name__ != "BasicTokenizer", "same": slow.tokenize(s) == fast.tokenize(s)}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == '{"spacy_mode": false, "same": true}'
 
 
 def test_tokenizers_conflict_from_declared_requirement():
