@@ -1,0 +1,12 @@
+"""Tokenizers behind one interface (encode, decode, save, load, special ids).
+
+Kinds: ``whitespace`` (the tutorial's word vocabulary, with ``<unk>``), ``char``, ``jieba``
+(Chinese words) and ``bpe`` (openai-gpt style vocab.json + merges.txt, via Hugging Face tokenizers).
+"""
+
+from ms_gpt.text.base import BOS, EOS, PAD, SPECIALS, UNK, Tokenizer, load
+from ms_gpt.text.bpe import BPETokenizer
+from ms_gpt.text.vocab import CharTokenizer, JiebaTokenizer, VocabTokenizer, WhitespaceTokenizer
+
+__all__ = ["Tokenizer", "VocabTokenizer", "WhitespaceTokenizer", "CharTokenizer", "JiebaTokenizer",
+           "BPETokenizer", "load", "SPECIALS", "PAD", "BOS", "EOS", "UNK"]

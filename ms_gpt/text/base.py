@@ -1,0 +1,75 @@
+"""One small tokenizer interface: encode, decode, save, load, special ids.
+
+Every kind has the four special tokens ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>`` and exposes their
+ids as ``pad_id``, ``bos_id``, ``eos_id``, ``unk_id``. Vocabularies built here put them at 0..3; a
+pretrained BPE vocabulary keeps its own ids and gets the missing specials appended.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from ms_gpt import atomic
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)
+META_FILE = "tokenizer.json"
+
+
+class Tokenizer(ABC):
+    kind: str = ""
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @abstractmethod
+    def _encode(self, text: str) -> list[int]: ...
+
+    @abstractmethod
+    def _decode(self, ids: list[int]) -> str: ...
+
+    @abstractmethod
+    def _state(self, directory: Path) -> dict:
+        """Write any extra files into ``directory`` and return the JSON-able state."""
+
+    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"encode() takes a str, got {type(text).__name__}")
+        return [self.bos_id] * add_bos + self._encode(text) + [self.eos_id] * add_eos
+
+    def decode(self, ids, skip_special: bool = True) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self.vocab_size})")
+        if skip_special:
+            ids = [i for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id)]
+        return self._decode(ids)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` (and the kind's own files) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = self._state(directory)
+        atomic.write_json(directory / META_FILE, {"kind": self.kind, **state})
+        return directory
+
+
+def load(directory: str | Path) -> Tokenizer:
+    """The tokenizer saved in ``directory`` by :meth:`Tokenizer.save`, whatever its kind."""
+    from ms_gpt.text.bpe import BPETokenizer
+    from ms_gpt.text.vocab import CharTokenizer, JiebaTokenizer, WhitespaceTokenizer
+
+    kinds = {c.kind: c for c in (WhitespaceTokenizer, CharTokenizer, JiebaTokenizer, BPETokenizer)}
+    meta_file = Path(directory) / META_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{meta_file} not found: not a folder written by Tokenizer.save()")
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    kind = meta.pop("kind", None)
+    if kind not in kinds:
+        raise ValueError(f"{meta_file}: unknown tokenizer kind {kind!r}; known: {', '.join(kinds)}")
+    return kinds[kind]._from_state(meta, Path(directory))

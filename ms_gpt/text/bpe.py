@@ -1,0 +1,101 @@
+"""BPE from openai-gpt style ``vocab.json`` + ``merges.txt``, run by Hugging Face ``tokenizers``.
+
+GPT-1's scheme: BERT-style normalisation (lowercase, cleaned text) and pre-tokenisation (whitespace
+and punctuation), word-final pieces marked ``</w>``; the same pipeline as transformers'
+``OpenAIGPTTokenizerFast``. A pretrained vocabulary keeps its ids (so openai-gpt weights stay
+valid); special tokens it lacks are appended after it, as GPT-1 fine-tuning does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from ms_gpt import atomic
+from ms_gpt.text.base import SPECIALS, UNK, Tokenizer
+
+SUFFIX = "</w>"
+
+
+def _pipeline(vocab: dict, merges: list):
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, normalizers, pre_tokenizers
+
+    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=UNK, end_of_word_suffix=SUFFIX))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.BPEDecoder(suffix=SUFFIX)
+    tok.add_special_tokens(list(SPECIALS))
+    return tok
+
+
+def read_merges(path: Path) -> list:
+    merges = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or (n == 1 and line.startswith("#version")):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{n}: a merge is two symbols separated by a space, got {line!r}")
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+class BPETokenizer(Tokenizer):
+    kind = "bpe"
+
+    def __init__(self, vocab: dict, merges: list):
+        vocab = dict(vocab)
+        for tok in SPECIALS:  # append what a pretrained vocabulary lacks
+            vocab.setdefault(tok, len(vocab))
+        self.vocab, self.merges = vocab, list(merges)
+        self._tok = _pipeline(vocab, self.merges)
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = (vocab[t] for t in SPECIALS)
+
+    @classmethod
+    def from_files(cls, vocab_file: str | Path, merges_file: str | Path) -> "BPETokenizer":
+        for f in (vocab_file, merges_file):
+            if not Path(f).is_file():
+                raise FileNotFoundError(f"{f} not found (an openai-gpt style vocab.json + merges.txt pair is needed)")
+        return cls(json.loads(Path(vocab_file).read_text(encoding="utf-8")), read_merges(Path(merges_file)))
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int) -> "BPETokenizer":
+        """Learn a GPT-1 style BPE on ``texts`` (offline), specials at ids 0..3."""
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import models, normalizers, pre_tokenizers, trainers
+
+        if not isinstance(vocab_size, int) or vocab_size <= len(SPECIALS):
+            raise ValueError(f"vocab_size must be an integer > {len(SPECIALS)}, got {vocab_size!r}")
+        texts = list(texts)
+        if not any(t.strip() for t in texts):
+            raise ValueError("cannot train a BPE vocabulary on an empty corpus")
+        tok = HFTokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=SUFFIX))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.train_from_iterator(texts, trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=list(SPECIALS), end_of_word_suffix=SUFFIX, show_progress=False))
+        state = json.loads(tok.to_str())["model"]
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+        return cls(state["vocab"], merges)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def _encode(self, text):
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def _decode(self, ids):
+        return self._tok.decode(ids, skip_special_tokens=False)
+
+    def _state(self, directory: Path) -> dict:
+        atomic.write_text(directory / "vocab.json", json.dumps(self.vocab, ensure_ascii=False))
+        atomic.write_text(directory / "merges.txt",
+                          "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.merges))
+        return {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
+
+    @classmethod
+    def _from_state(cls, state: dict, directory: Path):
+        return cls.from_files(directory / state["vocab_file"], directory / state["merges_file"])
