@@ -39,6 +39,18 @@ class DecoderLayer(nn.Cell):
             x = self.ln_2(x + self.feed_forward(x))
         return x, weights
 
+    def step(self, x, past_k, past_v, attn_mask):
+        """:meth:`construct` for new positions over a key/value cache (incremental decoding)."""
+        if self.pre_ln:
+            a, k, v = self.self_attn.attend_cached(self.ln_1(x), past_k, past_v, attn_mask)
+            x = x + a
+            x = x + self.feed_forward(self.ln_2(x))
+        else:
+            a, k, v = self.self_attn.attend_cached(x, past_k, past_v, attn_mask)
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.feed_forward(x))
+        return x, k, v
+
 
 class Decoder(nn.Cell):
     """Token + position embeddings, then ``n_layer`` DecoderLayers under padding + causal masks."""
@@ -86,6 +98,27 @@ class Decoder(nn.Cell):
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, attns
+
+    def step(self, input_ids, past, start_pos: int):
+        """Hidden states of ``input_ids`` [b, n] placed at positions start_pos.. after a cache.
+
+        ``past``: None or a tuple of (k, v) per layer, each [b, h, start_pos, d_k]; returns the hidden
+        states [b, n, d] and the extended cache. Prompts here carry no padding.
+        """
+        b, n = input_ids.shape
+        pos = ops.broadcast_to(ops.arange(start_pos, start_pos + n, dtype=mindspore.int32).reshape(1, n), (b, n))
+        x = self.dropout(ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, pos, 0))
+        # new position i (absolute start_pos + i) may see every cached position and new ones <= i
+        mask = ops.triu(ops.ones((n, start_pos + n), mindspore.int32), diagonal=start_pos + 1).astype(mindspore.bool_)
+        mask = ops.broadcast_to(mask.reshape(1, n, start_pos + n), (b, n, start_pos + n))
+        new_past = []
+        for i, layer in enumerate(self.layers):
+            pk, pv = (None, None) if past is None else past[i]
+            x, k, v = layer.step(x, pk, pv, mask)
+            new_past.append((k, v))
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, tuple(new_past)
 
 
 def check_input_ids(input_ids, config: GPTConfig) -> None:
@@ -137,6 +170,15 @@ class GPT(_ChecksInputIds):
         if self.projection is None:  # tied: logits = h E^T
             return ops.matmul(hidden, self.decoder.tok_emb.T)
         return self.projection(hidden)
+
+    def step(self, input_ids, past=None, start_pos: int = 0):
+        """Logits [b, n, vocab] for new tokens after a key/value cache, and the extended cache."""
+        n = input_ids.shape[1]
+        if start_pos + n > self.config.n_positions:
+            raise ValueError(f"position {start_pos + n - 1} is beyond the position table "
+                             f"(n_positions={self.config.n_positions})")
+        hidden, new_past = self.decoder.step(input_ids, past, start_pos)
+        return self.lm_logits(hidden), new_past
 
     def construct(self, input_ids):
         hidden, attns = self.decoder(input_ids)

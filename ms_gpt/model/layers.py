@@ -129,6 +129,21 @@ class MultiHeadAttention(nn.Cell):
         context = context.swapaxes(1, 2).reshape(b, l_q, self.n_head * self.d_k)  # [b, l_q, d]
         return self.dropout(self.linear(context)), weights
 
+    def attend_cached(self, x, past_k, past_v, attn_mask):
+        """Self-attention of new positions ``x`` [b, n, d] over the cached keys/values plus their own.
+
+        past_k, past_v: [b, h, t, d_k] or None; attn_mask: [b, n, t + n] bool.
+        Returns the output [b, n, d] and the extended keys/values [b, h, t + n, d_k].
+        """
+        b, n, _ = x.shape
+        q, k, v = self._heads(self.W_Q(x)), self._heads(self.W_K(x)), self._heads(self.W_V(x))
+        if past_k is not None:
+            k = ops.concat((past_k, k), axis=2)
+            v = ops.concat((past_v, v), axis=2)
+        context, _ = self.attention(q, k, v, attn_mask.expand_dims(1))
+        context = context.swapaxes(1, 2).reshape(b, n, self.n_head * self.d_k)
+        return self.dropout(self.linear(context)), k, v
+
 
 class PoswiseFeedForwardNet(nn.Cell):
     """fc2(act(fc1(x))), applied to each position independently."""

@@ -1,0 +1,230 @@
+"""Decoding for ms_gpt's GPT: greedy, beam search and sampling, with a key/value cache.
+
+Every strategy runs incrementally on the cache by default (``use_cache=True``): the prompt is
+encoded once, then each step feeds only the newest token(s). ``use_cache=False`` recomputes the
+whole sequence each step (the tutorial's way), for comparison. Generation stops at ``eos_id`` or
+after ``max_new_tokens``. Logits are post-processed on the host in NumPy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mindspore
+import numpy as np
+
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@dataclass
+class GenerationConfig:
+    strategy: str = "greedy"
+    max_new_tokens: int = 32
+    eos_id: int | None = None
+    use_cache: bool = True
+    # beam search
+    num_beams: int = 4
+    length_penalty: float = 1.0  # final score = sum log p / length ** length_penalty
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the sequence (CTRL-style)
+    no_repeat_ngram_size: int = 0
+    # sampling
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    truncate_prompt: bool = False  # keep the last tokens of a too-long prompt instead of failing
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
+        for name in ("max_new_tokens", "num_beams"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
+
+
+class _Runner:
+    """Next-token logits for a batch of equal-length sequences, cached or recomputed."""
+
+    def __init__(self, model, use_cache: bool):
+        self.model, self.use_cache, self.past, self.length = model, use_cache, None, 0
+
+    def start(self, ids: np.ndarray) -> np.ndarray:
+        self.length = ids.shape[1]
+        if self.use_cache:
+            logits, self.past = self.model.step(mindspore.Tensor(ids.astype(np.int32)))
+            return logits.asnumpy()[:, -1].astype(np.float64)
+        return self._full(ids)
+
+    def next(self, ids: np.ndarray) -> np.ndarray:
+        """``ids``: the whole sequences so far [b, length + 1]."""
+        if self.use_cache:
+            logits, self.past = self.model.step(mindspore.Tensor(ids[:, -1:].astype(np.int32)), self.past, self.length)
+            self.length += 1
+            return logits.asnumpy()[:, -1].astype(np.float64)
+        self.length += 1
+        return self._full(ids)
+
+    def _full(self, ids):
+        return self.model(mindspore.Tensor(ids.astype(np.int32))).asnumpy()[:, -1].astype(np.float64)
+
+    def reorder(self, rows: np.ndarray) -> None:
+        if self.use_cache:
+            idx = mindspore.Tensor(rows.astype(np.int32))
+            self.past = tuple((k[idx], v[idx]) for k, v in self.past)
+
+
+def _log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def apply_repetition_penalty(logits: np.ndarray, seqs: np.ndarray, penalty: float) -> np.ndarray:
+    """Divide positive / multiply negative logits of tokens already present (Keskar et al., 2019)."""
+    if penalty == 1.0:
+        return logits
+    out = logits.copy()
+    for row, seq in enumerate(seqs):
+        seen = np.unique(seq)
+        vals = out[row, seen]
+        out[row, seen] = np.where(vals > 0, vals / penalty, vals * penalty)
+    return out
+
+
+def banned_ngram_tokens(seq, n: int) -> set:
+    """Tokens that would complete an n-gram already present in ``seq``."""
+    if n <= 0 or len(seq) < n:
+        return set()
+    prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+    return {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix}
+
+
+def _check_prompt(model, prompt, cfg):
+    ids = [int(t) for t in prompt]
+    if not ids:
+        raise ValueError("the prompt is empty: give at least one token (e.g. the tokenizer's <bos>)")
+    limit = model.config.n_positions - cfg.max_new_tokens
+    if len(ids) > limit:
+        if not cfg.truncate_prompt or limit < 1:
+            raise ValueError(
+                f"prompt of {len(ids)} tokens + max_new_tokens={cfg.max_new_tokens} exceeds the context "
+                f"(n_positions={model.config.n_positions}); shorten it, lower max_new_tokens, or set "
+                f"truncate_prompt=True to keep its last {max(limit, 0)} tokens")
+        ids = ids[-limit:]
+    bad = [t for t in ids if not 0 <= t < model.config.vocab_size]
+    if bad:
+        raise ValueError(f"prompt token id {bad[0]} is outside the vocabulary [0, {model.config.vocab_size})")
+    return np.array([ids], dtype=np.int64)
+
+
+def generate(model, prompt, config: GenerationConfig | None = None, **overrides) -> list:
+    """New token ids (without the prompt) for one prompt (a list of ids)."""
+    cfg = config or GenerationConfig()
+    if overrides:
+        cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
+    cfg.validate()
+    was_training = model.training
+    model.set_train(False)
+    try:
+        ids = _check_prompt(model, prompt, cfg)
+        if cfg.strategy == "beam":
+            return _beam(model, ids, cfg)
+        return _greedy_or_sample(model, ids, cfg)
+    finally:
+        model.set_train(was_training)
+
+
+def _greedy_or_sample(model, ids, cfg):
+    rng = np.random.default_rng(cfg.seed)
+    runner = _Runner(model, cfg.use_cache)
+    logits = runner.start(ids)
+    out = []
+    for step in range(cfg.max_new_tokens):
+        logits = apply_repetition_penalty(logits, ids, cfg.repetition_penalty)
+        for t in banned_ngram_tokens(ids[0].tolist(), cfg.no_repeat_ngram_size):
+            logits[0, t] = -np.inf
+        if cfg.strategy == "greedy":
+            token = int(logits[0].argmax())
+        else:
+            token = _sample(logits[0] / cfg.temperature, cfg.top_k, cfg.top_p, rng)
+        out.append(token)
+        if token == cfg.eos_id or step == cfg.max_new_tokens - 1:
+            break
+        ids = np.concatenate([ids, [[token]]], axis=1)
+        logits = runner.next(ids)
+    return out
+
+
+def _sample(logits, top_k, top_p, rng):
+    logits = logits.copy()
+    if top_k:
+        kth = np.sort(logits)[-min(top_k, logits.size)]
+        logits[logits < kth] = -np.inf
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    if top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        cum = np.cumsum(probs[order])
+        keep = order[: int(np.searchsorted(cum, top_p) + 1)]  # smallest set reaching top_p
+        mask = np.zeros_like(probs, dtype=bool)
+        mask[keep] = True
+        probs = np.where(mask, probs, 0.0)
+        probs /= probs.sum()
+    return int(rng.choice(probs.size, p=probs))
+
+
+def _beam(model, ids, cfg):
+    k = cfg.num_beams
+    runner = _Runner(model, cfg.use_cache)
+    logp = _log_softmax(runner.start(ids))  # [1, V]
+    seqs = ids.copy()  # [beams, length]
+    scores = np.zeros(1)
+    finished = []  # (normalised score, new tokens)
+    prompt_len = ids.shape[1]
+    for step in range(cfg.max_new_tokens):
+        logp = _log_softmax(apply_repetition_penalty(logp, seqs, cfg.repetition_penalty))
+        for row in range(seqs.shape[0]):
+            for t in banned_ngram_tokens(seqs[row].tolist(), cfg.no_repeat_ngram_size):
+                logp[row, t] = -np.inf
+        total = scores[:, None] + logp  # [beams, V]
+        flat = np.argsort(-total, axis=None, kind="stable")[: 2 * k]
+        rows, toks = np.unravel_index(flat, total.shape)
+        next_rows, next_toks, next_scores = [], [], []
+        for r, t in zip(rows, toks):
+            s = total[r, t]
+            if not np.isfinite(s):
+                continue
+            if t == cfg.eos_id:
+                new = seqs[r, prompt_len:].tolist() + [int(t)]
+                finished.append((s / len(new) ** cfg.length_penalty, new))
+            else:
+                next_rows.append(r)
+                next_toks.append(t)
+                next_scores.append(s)
+            if len(next_rows) == k:
+                break
+        if not next_rows or (len(finished) >= k and max(f[0] for f in finished) >=
+                             max(next_scores) / (step + 1) ** cfg.length_penalty):
+            break
+        rows_arr = np.array(next_rows)
+        seqs = np.concatenate([seqs[rows_arr], np.array(next_toks)[:, None]], axis=1)
+        scores = np.array(next_scores)
+        if step == cfg.max_new_tokens - 1:
+            break
+        runner.reorder(rows_arr)
+        logp = _log_softmax(runner.next(seqs))
+    for s, row in zip(scores, seqs):
+        new = row[prompt_len:].tolist()
+        if new:
+            finished.append((s / len(new) ** cfg.length_penalty, new))
+    return max(finished, key=lambda f: f[0])[1]

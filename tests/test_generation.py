@@ -1,0 +1,125 @@
+"""Decoding: every strategy, cached == uncached, stopping, penalties, bad input."""
+import mindspore
+import numpy as np
+import pytest
+
+from ms_gpt import GPTConfig
+from ms_gpt.generation import GenerationConfig, apply_repetition_penalty, banned_ngram_tokens, generate
+from ms_gpt.model import GPT
+
+PROMPT = [5, 9, 13, 2]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from ms_gpt import device
+
+    device.setup("CPU", mode="pynative", seed=0)  # blocking launch: the per-op cost dominates decoding
+    m = GPT(GPTConfig.preset("tiny", pad_token_id=None, n_positions=48))
+    for p in m.get_parameters():  # larger weights: peaked, non-trivial distributions
+        p.set_data(p * 8.0)
+    m.set_train(False)
+    return m
+
+
+def full_logits(model, ids):
+    return model(mindspore.Tensor(np.array([ids], np.int32))).asnumpy()[0, -1]
+
+
+def test_cache_gives_the_same_logits_as_recomputing(model):
+    ids = np.array([PROMPT + [7, 8, 1]], np.int32)
+    logits, past = model.step(mindspore.Tensor(ids[:, :4]))
+    steps = [logits.asnumpy()]
+    for t in range(4, 7):
+        logits, past = model.step(mindspore.Tensor(ids[:, t:t + 1]), past, t)
+        steps.append(logits.asnumpy())
+    np.testing.assert_allclose(np.concatenate(steps, 1), model(mindspore.Tensor(ids)).asnumpy(), atol=1e-5)
+    with pytest.raises(ValueError, match=r"position 48 is beyond the position table \(n_positions=48\)"):
+        model.step(mindspore.Tensor(ids[:, :1]), past, 48)
+
+
+def test_greedy_is_argmax_of_the_full_model(model):
+    out = generate(model, PROMPT, strategy="greedy", max_new_tokens=12)
+    seq = list(PROMPT)
+    for _ in range(12):
+        seq.append(int(full_logits(model, seq).argmax()))
+    assert out == seq[len(PROMPT):]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(strategy="greedy"),
+    dict(strategy="beam", num_beams=3, repetition_penalty=1.3),
+    dict(strategy="sample", temperature=0.9, top_k=20, top_p=0.9, seed=7),
+    dict(strategy="greedy", no_repeat_ngram_size=2),
+])
+def test_cached_equals_uncached(model, kwargs):
+    a = generate(model, PROMPT, max_new_tokens=16, use_cache=True, **kwargs)
+    b = generate(model, PROMPT, max_new_tokens=16, use_cache=False, **kwargs)
+    assert a == b and len(a) == 16
+
+
+def test_stops_at_eos(model):
+    first = generate(model, PROMPT, max_new_tokens=8)
+    eos = first[-1]
+    stop = first.index(eos) + 1
+    assert generate(model, PROMPT, max_new_tokens=8, eos_id=eos) == first[:stop]
+    assert generate(model, PROMPT, strategy="beam", num_beams=1, max_new_tokens=8, eos_id=eos) == first[:stop]
+
+
+def test_sampling_is_seeded_and_degenerates_to_greedy(model):
+    greedy = generate(model, PROMPT, max_new_tokens=10)
+    s1 = generate(model, PROMPT, strategy="sample", temperature=3.0, seed=1, max_new_tokens=10)
+    assert s1 == generate(model, PROMPT, strategy="sample", temperature=3.0, seed=1, max_new_tokens=10)
+    assert s1 != generate(model, PROMPT, strategy="sample", temperature=3.0, seed=2, max_new_tokens=10)
+    assert generate(model, PROMPT, strategy="sample", top_k=1, seed=3, max_new_tokens=10) == greedy
+    assert generate(model, PROMPT, strategy="sample", top_p=1e-6, seed=3, max_new_tokens=10) == greedy
+
+
+def _logprob(model, prompt, new):
+    seq, total = list(prompt), 0.0
+    for t in new:
+        lg = full_logits(model, seq).astype(np.float64)
+        total += (lg - lg.max() - np.log(np.exp(lg - lg.max()).sum()))[t]
+        seq.append(t)
+    return total
+
+
+def test_beam_search(model):
+    greedy = generate(model, PROMPT, max_new_tokens=8)
+    assert generate(model, PROMPT, strategy="beam", num_beams=1, max_new_tokens=8) == greedy
+    beam = generate(model, PROMPT, strategy="beam", num_beams=5, max_new_tokens=8, length_penalty=0.0)
+    assert len(beam) == 8
+    assert _logprob(model, PROMPT, beam) >= _logprob(model, PROMPT, greedy) - 1e-9
+
+
+def test_no_repeat_ngram(model):
+    out = generate(model, PROMPT, max_new_tokens=30, no_repeat_ngram_size=2)
+    seq = PROMPT + out
+    bigrams = list(zip(seq, seq[1:]))
+    assert len(bigrams) == len(set(bigrams))
+
+
+def test_penalty_helpers():
+    logits = np.array([[2.0, -2.0, 1.0]])
+    np.testing.assert_allclose(apply_repetition_penalty(logits, np.array([[0, 1]]), 2.0), [[1.0, -4.0, 1.0]])
+    assert banned_ngram_tokens([1, 2, 3, 1, 2], 3) == {3}
+    assert banned_ngram_tokens([1, 2, 3], 3) == set()
+
+
+@pytest.mark.parametrize("prompt,kwargs,match", [
+    ([1] * 40, dict(max_new_tokens=10), r"prompt of 40 tokens \+ max_new_tokens=10 exceeds the context \(n_positions=48\)"),
+    ([], {}, r"the prompt is empty"),
+    ([3, 64], {}, r"prompt token id 64 is outside the vocabulary \[0, 64\)"),
+    (PROMPT, dict(strategy="nucleus"), r"unknown strategy 'nucleus'; available: greedy, beam, sample"),
+    (PROMPT, dict(temperature=0), r"temperature must be > 0, got 0"),
+    (PROMPT, dict(top_p=0), r"top_p must be in \(0, 1\], got 0"),
+])
+def test_bad_input(model, prompt, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate(model, prompt, **kwargs)
+
+
+def test_left_truncation_is_opt_in(model):
+    long = list(range(1, 41))
+    out = generate(model, long, max_new_tokens=10, truncate_prompt=True)
+    assert out == generate(model, long[-38:], max_new_tokens=10)
