@@ -1,0 +1,193 @@
+"""Training loop for the from-scratch GPT: a jit-compiled step, AdamW, schedules, clipping,
+validation, atomic checkpoints with resume, a NaN/inf guard.
+
+The step is ``mindspore.value_and_grad`` of the LM loss (padding labels ignored) under
+``mindspore.jit``; AdamW decays only matrices (not biases or LayerNorm); the learning rate follows
+warmup then linear or cosine decay, as a per-step table the optimizer indexes with its own
+``global_step`` (so a resumed run continues the schedule exactly).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mindspore
+import numpy as np
+from mindspore import nn, ops
+
+from ms_gpt import atomic
+from ms_gpt.data.pipeline import IGNORE
+
+SCHEDULES = ("cosine", "linear", "constant")
+CKPT_MODEL, CKPT_OPT, CKPT_STATE = "model.ckpt", "optimizer.ckpt", "train_state.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 200
+    learning_rate: float = 3e-4
+    warmup_steps: int = 20
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    ckpt_every: int = 100
+
+    def validate(self) -> None:
+        for name in ("steps", "eval_every", "ckpt_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be an integer in [0, steps={self.steps}), got {self.warmup_steps!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
+
+
+def lr_schedule(cfg: TrainConfig) -> np.ndarray:
+    """Learning rate for each step 0..steps-1: linear warmup, then linear/cosine decay to min_lr."""
+    steps = np.arange(cfg.steps, dtype=np.float64)
+    peak, floor = cfg.learning_rate, cfg.learning_rate * cfg.min_lr_ratio
+    warm = (steps + 1) / max(cfg.warmup_steps, 1)
+    progress = np.clip((steps - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps - 1, 1), 0.0, 1.0)
+    if cfg.schedule == "cosine":
+        decay = floor + 0.5 * (peak - floor) * (1 + np.cos(math.pi * progress))
+    elif cfg.schedule == "linear":
+        decay = peak - (peak - floor) * progress
+    else:
+        decay = np.full_like(steps, peak)
+    return np.where(steps < cfg.warmup_steps, peak * warm, decay).astype(np.float32)
+
+
+def lm_loss(logits, labels):
+    """Mean next-token cross-entropy over positions whose label is not ``IGNORE``."""
+    v = logits.shape[-1]
+    return ops.cross_entropy(logits.reshape(-1, v).astype(mindspore.float32), labels.reshape(-1),
+                             ignore_index=IGNORE)
+
+
+def make_optimizer(model, cfg: TrainConfig):
+    params = model.trainable_params()
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return nn.AdamWeightDecay(groups, learning_rate=mindspore.Tensor(lr_schedule(cfg)), eps=1e-8)
+
+
+class Trainer:
+    """Holds the model, optimizer and compiled step; ``fit`` runs, checkpoints and resumes."""
+
+    def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True):
+        cfg.validate()
+        self.model, self.cfg, self.out = model, cfg, Path(out_dir)
+        self.model.validate_inputs = False  # data pipelines produce checked ids; no host sync per step
+        self.optimizer = make_optimizer(model, cfg)
+        self.lrs = lr_schedule(cfg)
+
+        def forward(ids, labels):
+            return lm_loss(self.model(ids), labels)
+
+        grad_fn = mindspore.value_and_grad(forward, None, self.optimizer.parameters)
+        clip = cfg.grad_clip
+
+        def train_step(ids, labels):
+            loss, grads = grad_fn(ids, labels)
+            grads = ops.clip_by_global_norm(grads, clip)
+            self.optimizer(grads)
+            return loss
+
+        def eval_step(ids, labels):
+            return forward(ids, labels)
+
+        self._train_step = mindspore.jit(train_step) if jit else train_step
+        self._eval_step = mindspore.jit(eval_step) if jit else eval_step
+        self.step = 0
+        self.history: list = []
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, extra: dict | None = None) -> Path:
+        """model.ckpt, optimizer.ckpt (moments + global_step) and train_state.json, each atomic;
+        train_state.json is written last, so a crash before it leaves the previous state consistent."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(self.out / CKPT_MODEL, suffix=".ckpt") as tmp:
+            mindspore.save_checkpoint(self.model, tmp)
+        with atomic.atomic_path(self.out / CKPT_OPT, suffix=".ckpt") as tmp:
+            mindspore.save_checkpoint(self.optimizer, tmp)
+        state = {"step": self.step, "train_config": asdict(self.cfg), "gpt_config": self.model.config.to_dict(),
+                 "history": self.history, **(extra or {})}
+        atomic.write_json(self.out / CKPT_STATE, state)
+        return self.out
+
+    def resume(self) -> int:
+        state_file = self.out / CKPT_STATE
+        if not state_file.is_file():
+            raise FileNotFoundError(f"nothing to resume in {self.out}: {CKPT_STATE} not found")
+        state = json.loads(state_file.read_text())
+        if state["gpt_config"] != self.model.config.to_dict():
+            raise ValueError(f"{state_file}: the checkpoint's model config differs from this model's")
+        mindspore.load_param_into_net(self.model, mindspore.load_checkpoint(str(self.out / CKPT_MODEL)), strict_load=True)
+        mindspore.load_param_into_net(self.optimizer, mindspore.load_checkpoint(str(self.out / CKPT_OPT)))
+        self.step, self.history = state["step"], state["history"]
+        return self.step
+
+    # ------------------------------------------------------------------ loop
+    def evaluate(self, dataset) -> dict:
+        self.model.set_train(False)
+        total, n = 0.0, 0
+        for ids, labels in dataset.create_tuple_iterator(num_epochs=1):
+            count = int((labels.asnumpy() != IGNORE).sum())
+            if count:
+                total += float(self._eval_step(ids, labels).asnumpy()) * count
+                n += count
+        self.model.set_train(True)
+        loss = total / max(n, 1)
+        return {"val_loss": loss, "val_ppl": float(math.exp(min(loss, 50.0)))}
+
+    def fit(self, train_ds, val_ds=None, until: int | None = None, progress=None) -> dict:
+        """Train up to step ``until`` (default: cfg.steps), cycling the dataset; returns the last metrics."""
+        until = self.cfg.steps if until is None else min(until, self.cfg.steps)
+        self.model.set_train(True)
+        t0, tokens = time.perf_counter(), 0
+        last = {}
+        per_epoch = train_ds.get_dataset_size()
+        skip = self.step % per_epoch  # a resumed run continues mid-epoch where it stopped
+        while self.step < until:
+            for i, (ids, labels) in enumerate(train_ds.create_tuple_iterator(num_epochs=1)):
+                if i < skip:
+                    continue
+                if self.step >= until:
+                    break
+                loss = float(self._train_step(ids, labels).asnumpy())
+                lr = float(self.lrs[self.step])
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss is {loss} at step {self.step} (learning rate {lr:.3g}); stopped without saving, "
+                        f"the last good checkpoint in {self.out} is kept")
+                self.step += 1
+                tokens += int(np.prod(ids.shape))
+                self.history.append({"step": self.step, "loss": loss, "lr": lr})
+                if progress is not None:
+                    progress(self.step, loss, lr, tokens / (time.perf_counter() - t0))
+                if val_ds is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+                    last = self.evaluate(val_ds)
+                    self.history[-1].update(last)
+                if self.step % self.cfg.ckpt_every == 0 or self.step == until:
+                    self.save()
+            skip = 0
+        last["tokens_per_s"] = tokens / max(time.perf_counter() - t0, 1e-9)
+        return last
