@@ -43,6 +43,35 @@ def build_parser() -> argparse.ArgumentParser:
     _common(smk)
     smk.add_argument("--out", default="runs/smoke", help="output folder (metrics.json, model/)")
     smk.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 150)")
+    pre = sub.add_parser("pretrain", help="pretrain a GPT from scratch on a corpus (builtin:NAME or a path)")
+    _common(pre)
+    pre.add_argument("--preset", default="tiny", help="GPTConfig preset: tiny, tutorial, gpt1 (default tiny)")
+    pre.add_argument("--corpus", default="builtin:demo-en",
+                     help="builtin:peoples-daily, builtin:reviews-zh, builtin:demo-en, or a .txt file/folder")
+    pre.add_argument("--out", required=True, help="output folder (checkpoint, tokenizer/, metrics.json, loss.png)")
+    pre.add_argument("--steps", type=_positive_int, default=200)
+    pre.add_argument("--tokenizer", default="auto", help="auto (jieba for Chinese built-ins, else whitespace), "
+                     "whitespace, char, jieba, bpe")
+    pre.add_argument("--vocab-size", type=_positive_int, default=8000)
+    pre.add_argument("--block-size", type=_positive_int, default=64)
+    pre.add_argument("--batch-size", type=_positive_int, default=16)
+    pre.add_argument("--learning-rate", type=float, default=3e-3)
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    gen = sub.add_parser("generate", help="generate text from a pretrained checkpoint folder")
+    _common(gen)
+    gen.add_argument("--ckpt", required=True, help="a folder written by ms-gpt pretrain")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--strategy", choices=("greedy", "beam", "sample"), default="greedy")
+    gen.add_argument("--no-cache", action="store_true", help="recompute the whole sequence each step")
+    gen.add_argument("--max-new-tokens", type=_positive_int, default=32)
+    gen.add_argument("--num-beams", type=_positive_int, default=4)
+    gen.add_argument("--repetition-penalty", type=float, default=1.0)
+    gen.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--top-p", type=float, default=1.0)
+
     conv = sub.add_parser("convert", help="Hugging Face openai-gpt folder <-> ms_gpt checkpoint folder")
     _common(conv)
     src = conv.add_mutually_exclusive_group(required=True)
@@ -64,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return _smoke(args)
     if args.command == "convert":
         return _convert(args)
+    if args.command == "pretrain":
+        return _pretrain(args)
+    if args.command == "generate":
+        return _generate(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
     return 2
 
@@ -97,6 +130,37 @@ def _smoke(args) -> int:
         print(f"ms-gpt smoke: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, ensure_ascii=False))
+    return 0
+
+
+def _pretrain(args) -> int:
+    from ms_gpt.flows import pretrain
+
+    try:
+        metrics = pretrain.pretrain(args.corpus, args.out, preset=args.preset, steps=args.steps,
+                                    tokenizer=args.tokenizer, vocab_size=args.vocab_size, block_size=args.block_size,
+                                    batch_size=args.batch_size, learning_rate=args.learning_rate,
+                                    device=args.device, seed=args.seed, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ms-gpt pretrain: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, ensure_ascii=False))
+    return 0
+
+
+def _generate(args) -> int:
+    from ms_gpt.flows import pretrain
+
+    try:
+        out = pretrain.generate_text(
+            args.ckpt, args.prompt, strategy=args.strategy, use_cache=not args.no_cache,
+            max_new_tokens=args.max_new_tokens, device=args.device, seed=args.seed, num_beams=args.num_beams,
+            repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ms-gpt generate: {exc}", file=sys.stderr)
+        return 2
+    print(out)
     return 0
 
 

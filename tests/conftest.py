@@ -18,6 +18,6 @@ def root() -> Path:
     return ROOT
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def venv_bin() -> Path:
     return Path(sys.executable).parent

@@ -1,0 +1,120 @@
+"""``ms-gpt pretrain`` and ``ms-gpt generate``: a GPT from scratch on a corpus, then decoding."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ms_gpt import atomic
+
+TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
+_ZH = ("builtin:peoples-daily", "builtin:reviews-zh")
+
+
+def build_tokenizer(kind: str, corpus: str, lines, vocab_size: int):
+    from ms_gpt import text
+
+    if kind not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {kind!r}; available: {', '.join(TOKENIZERS)}")
+    if kind == "auto":
+        kind = "jieba" if corpus in _ZH else "whitespace"
+    if kind == "bpe":
+        return text.BPETokenizer.train(lines, vocab_size)
+    cls = {"whitespace": text.WhitespaceTokenizer, "char": text.CharTokenizer, "jieba": text.JiebaTokenizer}[kind]
+    return cls.build(lines, max_size=vocab_size)
+
+
+def plot_losses(history, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train")
+    val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 200, tokenizer: str = "auto",
+             vocab_size: int = 8000, block_size: int = 64, batch_size: int = 16, learning_rate: float = 3e-3,
+             device: str | None = None, seed: int = 0, progress: bool = True) -> dict:
+    from ms_gpt import convert
+    from ms_gpt import device as dev
+    from ms_gpt.config import GPTConfig
+    from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
+    from ms_gpt.model import GPT
+    from ms_gpt.training import TrainConfig, Trainer
+
+    settings = dev.setup(device, mode="pynative", seed=seed)
+    out = Path(out)
+    lines = load_corpus(corpus)
+    train_lines, val_lines = train_val_split(lines, 0.05, seed=seed)
+    tok = build_tokenizer(tokenizer, corpus, train_lines, vocab_size)
+    base = GPTConfig.preset(preset)
+    config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
+                          n_positions=max(base.n_positions, block_size))
+    train_ds = block_dataset(encode_lines(tok, train_lines), block_size, batch_size, seed=seed)
+    val_ds = block_dataset(encode_lines(tok, val_lines), block_size, min(batch_size, 8), shuffle=False)
+    model = GPT(config)
+    cfg = TrainConfig(steps=steps, learning_rate=learning_rate, warmup_steps=min(20, steps // 10),
+                      eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 2))
+    trainer = Trainer(model, cfg, out)
+    before = trainer.evaluate(val_ds)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, desc="pretrain", unit="step")
+
+    def report(step, loss, lr, tps):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
+
+    try:
+        result = trainer.fit(train_ds, val_ds, progress=report)
+    finally:
+        if bar is not None:
+            bar.close()
+    tok.save(out / "tokenizer")
+    convert.save_ms_checkpoint(model, out)
+    losses = [h["loss"] for h in trainer.history]
+    metrics = {
+        "corpus": corpus, "preset": preset, "device": settings.target, "steps": steps,
+        "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "parameters": sum(int(p.size) for p in model.trainable_params()),
+        "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
+        "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],
+        "val_loss": result["val_loss"], "val_ppl": result["val_ppl"],
+        "tokens_per_s": round(result["tokens_per_s"], 1),
+    }
+    atomic.write_json(out / "metrics.json", metrics)
+    plot_losses(trainer.history, out / "loss.png")
+    return metrics
+
+
+def generate_text(ckpt: str | Path, prompt: str, strategy: str = "greedy", use_cache: bool = True,
+                  max_new_tokens: int = 32, device: str | None = None, seed: int = 0, **kwargs) -> str:
+    from ms_gpt import convert, text
+    from ms_gpt import device as dev
+    from ms_gpt.generation import generate
+
+    dev.setup(device, mode="pynative", seed=seed)
+    ckpt = Path(ckpt)
+    if not (ckpt / "tokenizer").is_dir():
+        raise FileNotFoundError(f"{ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt pretrain")
+    model = convert.load_ms_checkpoint(ckpt)
+    tok = text.load(ckpt / "tokenizer")
+    prompt_ids = tok.encode(prompt, add_bos=True)
+    new = generate(model, prompt_ids, strategy=strategy, use_cache=use_cache, max_new_tokens=max_new_tokens,
+                   eos_id=tok.eos_id, seed=seed, **kwargs)
+    joiner = " " if tok.kind == "whitespace" else ""
+    return joiner.join(s for s in (tok.decode(prompt_ids), tok.decode(new)) if s)
