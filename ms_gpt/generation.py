@@ -33,6 +33,7 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int = 0
     truncate_prompt: bool = False  # keep the last tokens of a too-long prompt instead of failing
+    suppress_ids: tuple = ()  # never generate these (e.g. <pad>, <bos>, <unk>)
 
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -144,13 +145,20 @@ def generate(model, prompt, config: GenerationConfig | None = None, **overrides)
         model.set_train(was_training)
 
 
+def _suppress(logits, cfg):
+    if cfg.suppress_ids:
+        logits = logits.copy()
+        logits[:, list(cfg.suppress_ids)] = -np.inf
+    return logits
+
+
 def _greedy_or_sample(model, ids, cfg):
     rng = np.random.default_rng(cfg.seed)
     runner = _Runner(model, cfg.use_cache)
     logits = runner.start(ids)
     out = []
     for step in range(cfg.max_new_tokens):
-        logits = apply_repetition_penalty(logits, ids, cfg.repetition_penalty)
+        logits = _suppress(apply_repetition_penalty(logits, ids, cfg.repetition_penalty), cfg)
         for t in banned_ngram_tokens(ids[0].tolist(), cfg.no_repeat_ngram_size):
             logits[0, t] = -np.inf
         if cfg.strategy == "greedy":
@@ -192,7 +200,7 @@ def _beam(model, ids, cfg):
     finished = []  # (normalised score, new tokens)
     prompt_len = ids.shape[1]
     for step in range(cfg.max_new_tokens):
-        logp = _log_softmax(apply_repetition_penalty(logp, seqs, cfg.repetition_penalty))
+        logp = _suppress(_log_softmax(apply_repetition_penalty(logp, seqs, cfg.repetition_penalty)), cfg)
         for row in range(seqs.shape[0]):
             for t in banned_ngram_tokens(seqs[row].tolist(), cfg.no_repeat_ngram_size):
                 logp[row, t] = -np.inf

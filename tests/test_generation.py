@@ -123,3 +123,11 @@ def test_left_truncation_is_opt_in(model):
     long = list(range(1, 41))
     out = generate(model, long, max_new_tokens=10, truncate_prompt=True)
     assert out == generate(model, long[-38:], max_new_tokens=10)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_suppressed_ids_are_never_generated(model, strategy):
+    free = generate(model, PROMPT, strategy=strategy, max_new_tokens=12)
+    banned = tuple(sorted(set(free)))[:2]
+    out = generate(model, PROMPT, strategy=strategy, max_new_tokens=12, suppress_ids=banned)
+    assert len(out) == 12 and not set(out) & set(banned)

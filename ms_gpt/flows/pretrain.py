@@ -115,6 +115,6 @@ def generate_text(ckpt: str | Path, prompt: str, strategy: str = "greedy", use_c
     tok = text.load(ckpt / "tokenizer")
     prompt_ids = tok.encode(prompt, add_bos=True)
     new = generate(model, prompt_ids, strategy=strategy, use_cache=use_cache, max_new_tokens=max_new_tokens,
-                   eos_id=tok.eos_id, seed=seed, **kwargs)
+                   eos_id=tok.eos_id, seed=seed, suppress_ids=(tok.pad_id, tok.bos_id, tok.unk_id), **kwargs)
     joiner = " " if tok.kind == "whitespace" else ""
     return joiner.join(s for s in (tok.decode(prompt_ids), tok.decode(new)) if s)
