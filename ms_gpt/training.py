@@ -159,7 +159,16 @@ class Trainer:
         return {"val_loss": loss, "val_ppl": float(math.exp(min(loss, 50.0)))}
 
     def fit(self, train_ds, val_ds=None, until: int | None = None, progress=None) -> dict:
-        """Train up to step ``until`` (default: cfg.steps), cycling the dataset; returns the last metrics."""
+        """Train up to step ``until`` (default: cfg.steps), cycling the dataset; returns the last metrics.
+
+        Ctrl-C (KeyboardInterrupt) saves a checkpoint at the last finished step, then re-raises."""
+        try:
+            return self._fit(train_ds, val_ds, until, progress)
+        except KeyboardInterrupt:
+            self.save({"interrupted": True})
+            raise
+
+    def _fit(self, train_ds, val_ds, until, progress) -> dict:
         until = self.cfg.steps if until is None else min(until, self.cfg.steps)
         self.model.set_train(True)
         t0, tokens = time.perf_counter(), 0

@@ -115,3 +115,19 @@ def test_resume_errors(data, tmp_path):
     tok, _, _ = data
     with pytest.raises(FileNotFoundError, match=r"nothing to resume in .*train_state.json not found"):
         Trainer(new_model(tok), TrainConfig(steps=5, warmup_steps=0), tmp_path).resume()
+
+
+def test_ctrl_c_saves_a_checkpoint_to_resume_from(data, tmp_path):
+    tok, train, _ = data
+    cfg = TrainConfig(steps=20, learning_rate=3e-3, warmup_steps=0, ckpt_every=1000)
+    t = Trainer(new_model(tok), cfg, tmp_path)
+
+    def interrupt_at_7(step, loss, lr, tps):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(train, progress=interrupt_at_7)
+    state = json.loads((tmp_path / "train_state.json").read_text())
+    assert state["step"] == 7 and state["interrupted"] is True
+    assert Trainer(new_model(tok), cfg, tmp_path).resume() == 7
