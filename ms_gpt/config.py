@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ms_gpt.checks import require_positive_ints
+
 ACTIVATIONS = ("gelu", "relu", "gelu_tanh")
 POSITIONS = ("learned", "sinusoidal")
 NORMS = ("post", "pre")
@@ -48,10 +50,8 @@ class GPTConfig:
         return self.d_model // self.n_head
 
     def validate(self) -> None:
-        for name in ("vocab_size", "n_positions", "d_model", "n_layer", "n_head", "d_ff"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        require_positive_ints("GPTConfig.", **{n: getattr(self, n) for n in (
+            "vocab_size", "n_positions", "d_model", "n_layer", "n_head", "d_ff")})
         if self.d_model % self.n_head:
             raise ValueError(
                 f"GPTConfig.d_model ({self.d_model}) must be divisible by n_head ({self.n_head}); "

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import mindspore
 import numpy as np
 
+from ms_gpt.checks import require_positive_ints
+
 STRATEGIES = ("greedy", "beam", "sample")
 
 
@@ -38,10 +40,7 @@ class GenerationConfig:
     def validate(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
-        for name in ("max_new_tokens", "num_beams"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        require_positive_ints(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0 < self.top_p <= 1:

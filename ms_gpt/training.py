@@ -20,6 +20,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from ms_gpt import atomic
+from ms_gpt.checks import require_positive_ints
 from ms_gpt.data.pipeline import IGNORE
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -43,10 +44,7 @@ class TrainConfig:
     ckpt_every: int = 100
 
     def validate(self) -> None:
-        for name in ("steps", "eval_every", "ckpt_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        require_positive_ints(steps=self.steps, eval_every=self.eval_every, ckpt_every=self.ckpt_every)
         if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be an integer in [0, steps={self.steps}), got {self.warmup_steps!r}")
         if self.schedule not in SCHEDULES:

@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ms_gpt.checks import require_positive_ints
+
 IGNORE = -100  # label value the loss ignores (mindspore.ops.cross_entropy's default ignore_index)
 
 
@@ -37,18 +39,12 @@ def encode_lines(tokenizer, lines: Sequence[str], add_bos: bool = True, add_eos:
     return [tokenizer.encode(line, add_bos=add_bos, add_eos=add_eos) for line in lines]
 
 
-def _check_positive(**values):
-    for name, v in values.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-
-
 def block_dataset(encoded: Sequence[Sequence[int]], block_size: int, batch_size: int, shuffle: bool = True,
                   seed: int = 0):
     """Concatenate all lines and cut non-overlapping blocks of ``block_size + 1`` tokens."""
     import mindspore.dataset as ds
 
-    _check_positive(block_size=block_size, batch_size=batch_size)
+    require_positive_ints(block_size=block_size, batch_size=batch_size)
     stream = np.fromiter((t for line in encoded for t in line), dtype=np.int32)
     n_blocks = (len(stream) - 1) // block_size
     if n_blocks < batch_size:
@@ -78,7 +74,7 @@ def sentence_dataset(encoded: Sequence[Sequence[int]], max_len: int, batch_size:
     """One line per sample; static shapes pad to ``max_len`` (or bucket boundaries), dynamic pad per batch."""
     import mindspore.dataset as ds
 
-    _check_positive(max_len=max_len, batch_size=batch_size)
+    require_positive_ints(max_len=max_len, batch_size=batch_size)
     rows = _sentence_rows(encoded, max_len)
     if not rows:
         raise ValueError("no line has at least 2 tokens: nothing to train on")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ms_gpt import atomic
+from ms_gpt.checks import require_positive_ints
 
 
 @dataclass
@@ -39,10 +40,8 @@ class SmokeConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "seq_len", "n_train", "n_eval", "n_layer", "n_embd", "n_head", "max_vocab"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        require_positive_ints(**{n: getattr(self, n) for n in (
+            "steps", "batch_size", "seq_len", "n_train", "n_eval", "n_layer", "n_embd", "n_head", "max_vocab")})
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not self.learning_rate > 0:
