@@ -117,6 +117,17 @@ def _doctor(args) -> int:
     return code
 
 
+def _run_job(name: str, job, errors: tuple, show=lambda r: json.dumps(r, ensure_ascii=False)) -> int:
+    """Run ``job()``; a bad-input error is one line on stderr and exit 2, else print ``show(result)``."""
+    try:
+        result = job()
+    except errors as exc:
+        print(f"ms-gpt {name}: {exc}", file=sys.stderr)
+        return 2
+    print(show(result))
+    return 0
+
+
 def _smoke(args) -> int:
     from ms_gpt.device import DeviceError
     from ms_gpt.flows import smoke
@@ -124,50 +135,34 @@ def _smoke(args) -> int:
     cfg = smoke.SmokeConfig(seed=args.seed)
     if args.steps:
         cfg.steps = args.steps
-    try:
-        metrics = smoke.run(args.out, cfg, device=args.device)
-    except (DeviceError, ValueError) as exc:
-        print(f"ms-gpt smoke: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(metrics, ensure_ascii=False))
-    return 0
+    return _run_job("smoke", lambda: smoke.run(args.out, cfg, device=args.device), (DeviceError, ValueError))
 
 
 def _pretrain(args) -> int:
     from ms_gpt.flows import pretrain
 
-    try:
-        metrics = pretrain.pretrain(args.corpus, args.out, preset=args.preset, steps=args.steps,
-                                    tokenizer=args.tokenizer, vocab_size=args.vocab_size, block_size=args.block_size,
-                                    batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                    device=args.device, seed=args.seed, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"ms-gpt pretrain: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(metrics, ensure_ascii=False))
-    return 0
+    return _run_job("pretrain", lambda: pretrain.pretrain(
+        args.corpus, args.out, preset=args.preset, steps=args.steps, tokenizer=args.tokenizer,
+        vocab_size=args.vocab_size, block_size=args.block_size, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, device=args.device, seed=args.seed, progress=not args.no_progress),
+        (ValueError, FileNotFoundError))
 
 
 def _generate(args) -> int:
     from ms_gpt.flows import pretrain
 
-    try:
-        out = pretrain.generate_text(
-            args.ckpt, args.prompt, strategy=args.strategy, use_cache=not args.no_cache,
-            max_new_tokens=args.max_new_tokens, device=args.device, seed=args.seed, num_beams=args.num_beams,
-            repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"ms-gpt generate: {exc}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+    return _run_job("generate", lambda: pretrain.generate_text(
+        args.ckpt, args.prompt, strategy=args.strategy, use_cache=not args.no_cache,
+        max_new_tokens=args.max_new_tokens, device=args.device, seed=args.seed, num_beams=args.num_beams,
+        repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p),
+        (ValueError, FileNotFoundError), show=str)
 
 
 def _convert(args) -> int:
     from ms_gpt import convert, device
 
-    try:
+    def job():
         device.setup(args.device, mode="pynative", seed=args.seed)
         if args.from_hf:
             model = convert.load_hf_openai_gpt(args.from_hf)
@@ -175,13 +170,11 @@ def _convert(args) -> int:
         else:
             model = convert.load_ms_checkpoint(args.to_hf)
             convert.export_hf_openai_gpt(model, args.out)
-    except (convert.ConversionError, device.DeviceError) as exc:
-        print(f"ms-gpt convert: {exc}", file=sys.stderr)
-        return 2
-    from ms_gpt.model import count_parameters
+        from ms_gpt.model import count_parameters
 
-    print(json.dumps({"out": str(args.out), "parameters": count_parameters(model), "config": model.config.to_dict()}))
-    return 0
+        return {"out": str(args.out), "parameters": count_parameters(model), "config": model.config.to_dict()}
+
+    return _run_job("convert", job, (convert.ConversionError, device.DeviceError))
 
 
 if __name__ == "__main__":  # pragma: no cover
