@@ -227,7 +227,11 @@ def hf_config_from(config: GPTConfig) -> dict:
 def _load_params(model, params: dict) -> None:
     import mindspore
 
-    own = {p.name: p for p in model.get_parameters()}
+    from ms_gpt.model.dropout import is_rng_state
+
+    params = dict(params)
+    rng = {k: params.pop(k) for k in list(params) if is_rng_state(k)}
+    own = {p.name: p for p in model.get_parameters() if not is_rng_state(p.name)}
     missing = sorted(set(own) - set(params))
     unexpected = sorted(set(params) - set(own))
     if missing or unexpected:
@@ -236,6 +240,10 @@ def _load_params(model, params: dict) -> None:
         if tuple(own[name].shape) != tuple(value.shape):
             raise ConversionError(f"{name}: checkpoint shape {tuple(value.shape)} != model shape {tuple(own[name].shape)}")
         own[name].set_data(mindspore.Tensor(np.ascontiguousarray(value, dtype=np.float32)))
+    states = {p.name: p for p in model.get_parameters() if is_rng_state(p.name)}
+    for name, value in rng.items():  # dropout state from an ms_gpt checkpoint, when it matches
+        if name in states and tuple(states[name].shape) == tuple(value.shape):
+            states[name].set_data(mindspore.Tensor(np.asarray(value, dtype=np.int32)))
 
 
 def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
@@ -261,7 +269,10 @@ def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
 
 
 def model_params(model) -> dict:
-    return {p.name: p.asnumpy() for p in model.get_parameters()}
+    """The model's weights by name (dropout state left out)."""
+    from ms_gpt.model.dropout import is_rng_state
+
+    return {p.name: p.asnumpy() for p in model.get_parameters() if not is_rng_state(p.name)}
 
 
 def export_hf_openai_gpt(model, out_dir: str | Path) -> Path:

@@ -16,7 +16,7 @@ def model():
 
     device.setup("CPU", mode="pynative", seed=0)  # blocking launch: the per-op cost dominates decoding
     m = GPT(GPTConfig.preset("tiny", pad_token_id=None, n_positions=48))
-    for p in m.get_parameters():  # larger weights: peaked, non-trivial distributions
+    for p in m.trainable_params():  # larger weights: peaked, non-trivial distributions
         p.set_data(p * 8.0)
     m.set_train(False)
     return m

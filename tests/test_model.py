@@ -198,3 +198,45 @@ def test_classifier_checks_its_input_too():
     clf = GPTForSequenceClassification(GPTConfig.preset("tiny"), num_labels=2)
     with pytest.raises(ValueError, match=r"token id 70 is outside the vocabulary \[0, 64\)"):
         clf(ids([[3, 70]]))
+
+
+# --------------------------------------------------------------------------- keyed dropout
+def test_keyed_dropout_masks_match_the_numpy_reference_and_advance_per_call():
+    from ms_gpt.model.dropout import KeyedDropout, numpy_keep_mask
+
+    d = KeyedDropout(0.25, key=12345)
+    d.set_train(True)
+    x = mindspore.Tensor(np.ones((6, 7, 9), np.float32))
+    first, second = d(x).asnumpy(), d(x).asnumpy()
+    for out, calls in ((first, 0), (second, 1)):
+        keep = numpy_keep_mask((6, 7, 9), 0.25, 12345, calls)
+        np.testing.assert_array_equal(out, np.where(keep, 1 / 0.75, 0.0).astype(np.float32))
+    assert not np.array_equal(first, second)
+    assert d.rng_state.asnumpy().tolist() == [12345, 2]
+    d.set_train(False)
+    np.testing.assert_array_equal(d(x).asnumpy(), x.asnumpy())  # eval: identity, state unchanged
+    assert d.rng_state.asnumpy().tolist() == [12345, 2]
+
+
+def test_keyed_dropout_rate_and_independence():
+    from ms_gpt.model.dropout import numpy_keep_mask
+
+    a, b = ~numpy_keep_mask((400, 500), 0.1, 7, 0), ~numpy_keep_mask((400, 500), 0.1, 7, 1)
+    assert a.mean() == pytest.approx(0.1, abs=0.003)
+    assert (a & b).mean() == pytest.approx(0.01, abs=0.001)  # consecutive calls independent
+    assert (a[:, 1:] & a[:, :-1]).mean() == pytest.approx(0.01, abs=0.001)  # neighbours independent
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.0"):
+        from ms_gpt.model.dropout import KeyedDropout
+        KeyedDropout(1.0)
+
+
+def test_every_dropout_site_has_its_own_key_from_the_seed():
+    from ms_gpt.model.dropout import KeyedDropout
+
+    def keys(seed):
+        m = GPT(GPTConfig.preset("tiny"), dropout_seed=seed)
+        return [c.rng_state.asnumpy()[0] for _, c in m.cells_and_names() if isinstance(c, KeyedDropout)]
+
+    k0 = keys(0)
+    assert len(k0) == 1 + 2 * 3 and len(set(k0)) == len(k0)  # embedding + (attn, resid, ffn) per layer
+    assert keys(0) == k0 and keys(1) != k0

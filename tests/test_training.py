@@ -60,20 +60,25 @@ def test_tiny_pretrain_learns(data, tmp_path):
     assert state["step"] == 60 and len(state["history"]) == 60
 
 
-def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_resume_reproduces_the_uninterrupted_run(data, tmp_path, dropout):
     tok, train, _ = data
     cfg = TrainConfig(steps=30, learning_rate=3e-3, warmup_steps=5, ckpt_every=1000)
-    straight = Trainer(new_model(tok), cfg, tmp_path / "a")
+    straight = Trainer(new_model(tok, dropout), cfg, tmp_path / "a")
     straight.fit(train)
-    first = Trainer(new_model(tok), cfg, tmp_path / "b")
+    first = Trainer(new_model(tok, dropout), cfg, tmp_path / "b")
     first.fit(train, until=12)  # "interrupted" after step 12 (saves at the stop)
-    resumed = Trainer(new_model(tok), cfg, tmp_path / "b")
+    resumed = Trainer(new_model(tok, dropout), cfg, tmp_path / "b")
     assert resumed.resume() == 12
     resumed.fit(train)
     a = [h["loss"] for h in straight.history]
     b = [h["loss"] for h in resumed.history]
     assert len(a) == len(b) == 30
     np.testing.assert_allclose(b, a, atol=1e-5)
+    if dropout:  # the masks really were in play: a run without dropout takes another path
+        plain = Trainer(new_model(tok, 0.0), cfg, tmp_path / "c")
+        plain.fit(train, until=12)
+        assert abs(plain.history[-1]["loss"] - a[11]) > 1e-3
 
 
 def test_crash_during_checkpoint_write_keeps_the_previous_one(data, tmp_path, monkeypatch):

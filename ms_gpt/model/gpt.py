@@ -8,6 +8,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from ms_gpt.config import GPTConfig
+from ms_gpt.model.dropout import KeyedDropout, seed_dropout
 from ms_gpt.model.layers import (LayerNorm, Linear, MultiHeadAttention, PoswiseFeedForwardNet,
                                  get_attn_pad_mask, get_attn_subsequent_mask, get_sin_enc_table)
 
@@ -66,7 +67,7 @@ class Decoder(nn.Cell):
         else:
             self.pos_emb = Parameter(Tensor(get_sin_enc_table(config.n_positions, config.d_model)),
                                      name="pos_emb", requires_grad=False)
-        self.dropout = nn.Dropout(p=config.embd_dropout)
+        self.dropout = KeyedDropout(p=config.embd_dropout)
         self.layers = nn.CellList([DecoderLayer(config) for _ in range(config.n_layer)])
         self.final_norm = LayerNorm(config.d_model, config.layer_norm_eps) if config.final_norm else None
         self.pad_id = config.pad_token_id
@@ -140,6 +141,13 @@ def check_input_ids(input_ids, config: GPTConfig) -> None:
         raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {config.vocab_size})")
 
 
+def _default_seed(seed: int | None) -> int:
+    """Dropout keys come from ``seed``, else MindSpore's global seed (set by ``ms_gpt.device.setup``), else 0."""
+    if seed is None:
+        seed = mindspore.get_seed()
+    return 0 if seed is None else int(seed)
+
+
 class _ChecksInputIds(nn.Cell):
     """Runs :func:`check_input_ids` on the first argument of every top-level call (``validate_inputs``)."""
 
@@ -154,7 +162,7 @@ class _ChecksInputIds(nn.Cell):
 class GPT(_ChecksInputIds):
     """The GPT language model: Decoder + LM head. ``model(input_ids)`` -> logits [b, l, vocab]."""
 
-    def __init__(self, config: GPTConfig, output_attentions: bool = False):
+    def __init__(self, config: GPTConfig, output_attentions: bool = False, dropout_seed: int | None = None):
         super().__init__()
         if config.compute_dtype == "bfloat16" and mindspore.get_context("device_target") == "CPU":
             raise ValueError("compute_dtype='bfloat16' needs Ascend (MindSpore's CPU MatMul has no bfloat16 "
@@ -165,6 +173,7 @@ class GPT(_ChecksInputIds):
             config.d_model, config.vocab_size, bias=False, std=config.initializer_range,
             compute_dtype=config.compute_dtype)
         self.output_attentions = output_attentions
+        seed_dropout(self, _default_seed(dropout_seed))
 
     def lm_logits(self, hidden):
         if self.projection is None:  # tied: logits = h E^T
@@ -192,7 +201,7 @@ class GPTForSequenceClassification(_ChecksInputIds):
     """GPT-1's fine-tuning model: a linear head on the hidden state of the last real token (the
     extract token), plus the LM logits for the auxiliary language-modelling objective."""
 
-    def __init__(self, config: GPTConfig, num_labels: int):
+    def __init__(self, config: GPTConfig, num_labels: int, dropout_seed: int | None = None):
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
@@ -201,7 +210,8 @@ class GPTForSequenceClassification(_ChecksInputIds):
         self.gpt.validate_inputs = False  # checked once here
         self.classifier = Linear(config.d_model, num_labels, std=config.initializer_range,
                                  compute_dtype=config.compute_dtype)
-        self.dropout = nn.Dropout(p=config.resid_dropout)
+        self.dropout = KeyedDropout(p=config.resid_dropout)
+        seed_dropout(self, _default_seed(dropout_seed))
 
     def last_token_index(self, input_ids):
         """[b] index of the last non-pad token (works for left and right padding)."""
@@ -223,5 +233,8 @@ class GPTForSequenceClassification(_ChecksInputIds):
 
 
 def count_parameters(cell: nn.Cell, trainable_only: bool = True) -> int:
+    """Number of weights (dropout state excluded)."""
+    from ms_gpt.model.dropout import is_rng_state
+
     params = cell.trainable_params() if trainable_only else cell.get_parameters()
-    return int(sum(np.prod(p.shape) for p in params))
+    return int(sum(np.prod(p.shape) for p in params if not is_rng_state(p.name)))

@@ -14,6 +14,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, Zero, initializer
 
 from ms_gpt.config import GPTConfig
+from ms_gpt.model.dropout import KeyedDropout
 
 _DTYPES = {"float32": mindspore.float32, "float16": mindspore.float16, "bfloat16": mindspore.bfloat16}
 # Added to masked attention scores. Large enough that exp() underflows to exactly 0 in float32,
@@ -90,7 +91,7 @@ class ScaledDotProductAttention(nn.Cell):
     def __init__(self, d_k: int, attn_dropout: float = 0.0, compute_dtype: str = "float32"):
         super().__init__()
         self.scale = 1.0 / math.sqrt(d_k)
-        self.dropout = nn.Dropout(p=attn_dropout)
+        self.dropout = KeyedDropout(p=attn_dropout)
         self.compute_dtype = _DTYPES[compute_dtype]
 
     def construct(self, Q, K, V, attn_mask):
@@ -115,7 +116,7 @@ class MultiHeadAttention(nn.Cell):
         self.W_V = Linear(d, d, std=std, compute_dtype=cd)
         self.linear = Linear(d, d, std=std, compute_dtype=cd)
         self.attention = ScaledDotProductAttention(config.d_k, config.attn_dropout, cd)
-        self.dropout = nn.Dropout(p=config.resid_dropout)
+        self.dropout = KeyedDropout(p=config.resid_dropout)
 
     def _heads(self, x):
         b, l, _ = x.shape
@@ -157,7 +158,7 @@ class PoswiseFeedForwardNet(nn.Cell):
             self.act = nn.ReLU()
         else:
             self.act = nn.GELU(approximate=config.activation == "gelu_tanh")
-        self.dropout = nn.Dropout(p=config.resid_dropout)
+        self.dropout = KeyedDropout(p=config.resid_dropout)
 
     def construct(self, x):
         h = self.act(self.fc1(x).astype(mindspore.float32)).astype(x.dtype)
