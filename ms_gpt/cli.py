@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--block-size", type=_positive_int, default=64)
     pre.add_argument("--batch-size", type=_positive_int, default=16)
     pre.add_argument("--learning-rate", type=float, default=3e-3)
+    pre.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                     help="float16 compute with dynamic loss scaling (auto: on for Ascend, off elsewhere)")
+    pre.add_argument("--until", type=_positive_int, default=None, metavar="STEP",
+                     help="stop after this step with a checkpoint (continue later with --resume)")
+    pre.add_argument("--resume", action="store_true", help="continue the run saved in --out, same settings")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     gen = sub.add_parser("generate", help="generate text from a pretrained checkpoint folder")
@@ -144,7 +149,8 @@ def _pretrain(args) -> int:
     return _run_job("pretrain", lambda: pretrain.pretrain(
         args.corpus, args.out, preset=args.preset, steps=args.steps, tokenizer=args.tokenizer,
         vocab_size=args.vocab_size, block_size=args.block_size, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, device=args.device, seed=args.seed, progress=not args.no_progress),
+        learning_rate=args.learning_rate, device=args.device, seed=args.seed, progress=not args.no_progress,
+        amp=args.amp, until=args.until, resume=args.resume),
         (ValueError, FileNotFoundError))
 
 

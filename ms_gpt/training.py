@@ -18,6 +18,7 @@ from pathlib import Path
 import mindspore
 import numpy as np
 from mindspore import nn, ops
+from mindspore.amp import DynamicLossScaler, all_finite
 
 from ms_gpt import atomic
 from ms_gpt.checks import require_positive_ints
@@ -42,9 +43,19 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 50
     ckpt_every: int = 100
+    # Mixed precision: the model computes in float16 (GPTConfig.compute_dtype), the weights and the
+    # optimizer stay float32, and the loss is scaled dynamically. Ascend's default; fp32 elsewhere.
+    amp: bool = False
+    loss_scale: float = 2.0 ** 16
+    loss_scale_window: int = 1000
 
     def validate(self) -> None:
-        require_positive_ints(steps=self.steps, eval_every=self.eval_every, ckpt_every=self.ckpt_every)
+        require_positive_ints(steps=self.steps, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
+                              loss_scale_window=self.loss_scale_window)
+        if not isinstance(self.amp, bool):
+            raise ValueError(f"amp must be True or False, got {self.amp!r}")
+        if not self.loss_scale >= 1:
+            raise ValueError(f"loss_scale must be >= 1, got {self.loss_scale!r}")
         if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be an integer in [0, steps={self.steps}), got {self.warmup_steps!r}")
         if self.schedule not in SCHEDULES:
@@ -92,22 +103,45 @@ class Trainer:
 
     def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True):
         cfg.validate()
+        if cfg.amp and model.config.compute_dtype == "float32":
+            raise ValueError("amp=True needs a model built with compute_dtype='float16' (or 'bfloat16' on "
+                             "Ascend); this one computes in float32")
         self.model, self.cfg, self.out = model, cfg, Path(out_dir)
         self.model.validate_inputs = False  # data pipelines produce checked ids; no host sync per step
         self.optimizer = make_optimizer(model, cfg)
         self.lrs = lr_schedule(cfg)
+        self.scaler = DynamicLossScaler(cfg.loss_scale, 2, cfg.loss_scale_window) if cfg.amp else None
+        self.skipped = 0
 
         def forward(ids, labels):
             return lm_loss(self.model(ids), labels)
 
-        grad_fn = mindspore.value_and_grad(forward, None, self.optimizer.parameters)
         clip = cfg.grad_clip
+        if self.scaler is None:
+            grad_fn = mindspore.value_and_grad(forward, None, self.optimizer.parameters)
 
-        def train_step(ids, labels):
-            loss, grads = grad_fn(ids, labels)
-            grads = ops.clip_by_global_norm(grads, clip)
-            self.optimizer(grads)
-            return loss
+            def train_step(ids, labels):
+                loss, grads = grad_fn(ids, labels)
+                grads = ops.clip_by_global_norm(grads, clip)
+                self.optimizer(grads)
+                return loss, ops.isfinite(loss)
+        else:
+            scaler = self.scaler
+
+            def scaled_forward(ids, labels):
+                loss = forward(ids, labels)
+                return scaler.scale(loss), loss
+
+            grad_fn = mindspore.value_and_grad(scaled_forward, None, self.optimizer.parameters, has_aux=True)
+
+            def train_step(ids, labels):
+                (_, loss), grads = grad_fn(ids, labels)
+                grads = scaler.unscale(grads)
+                finite = all_finite(grads)
+                scaler.adjust(finite)
+                if finite:  # an overflowing step is skipped; the scale has been lowered for the next one
+                    self.optimizer(ops.clip_by_global_norm(grads, clip))
+                return loss, finite
 
         def eval_step(ids, labels):
             return forward(ids, labels)
@@ -127,7 +161,10 @@ class Trainer:
         with atomic.atomic_path(self.out / CKPT_OPT, suffix=".ckpt") as tmp:
             mindspore.save_checkpoint(self.optimizer, tmp)
         state = {"step": self.step, "train_config": asdict(self.cfg), "gpt_config": self.model.config.to_dict(),
-                 "history": self.history, **(extra or {})}
+                 "history": self.history, "skipped": self.skipped, **(extra or {})}
+        if self.scaler is not None:
+            state["loss_scale"] = {"value": float(self.scaler.scale_value.asnumpy()),
+                                   "counter": int(self.scaler.counter.asnumpy())}
         atomic.write_json(self.out / CKPT_STATE, state)
         return self.out
 
@@ -140,7 +177,10 @@ class Trainer:
             raise ValueError(f"{state_file}: the checkpoint's model config differs from this model's")
         mindspore.load_param_into_net(self.model, mindspore.load_checkpoint(str(self.out / CKPT_MODEL)), strict_load=True)
         mindspore.load_param_into_net(self.optimizer, mindspore.load_checkpoint(str(self.out / CKPT_OPT)))
-        self.step, self.history = state["step"], state["history"]
+        self.step, self.history, self.skipped = state["step"], state["history"], state.get("skipped", 0)
+        if self.scaler is not None and "loss_scale" in state:
+            self.scaler.scale_value.set_data(mindspore.Tensor(state["loss_scale"]["value"], mindspore.float32))
+            self.scaler.counter.set_data(mindspore.Tensor(state["loss_scale"]["counter"], mindspore.int32))
         return self.step
 
     # ------------------------------------------------------------------ loop
@@ -155,6 +195,14 @@ class Trainer:
         self.model.set_train(True)
         loss = total / max(n, 1)
         return {"val_loss": loss, "val_ppl": float(math.exp(min(loss, 50.0)))}
+
+    def _overflow(self, loss: float, lr: float, scale: float) -> None:
+        """A skipped AMP step: fine while the loss scale can still come down; at scale 1 it is divergence."""
+        self.skipped += 1
+        if scale <= 1.0:
+            raise TrainingDiverged(
+                f"gradients overflow at step {self.step} even with loss scale 1 (loss {loss}, learning rate "
+                f"{lr:.3g}); stopped without saving, the last good checkpoint in {self.out} is kept")
 
     def fit(self, train_ds, val_ds=None, until: int | None = None, progress=None) -> dict:
         """Train up to step ``until`` (default: cfg.steps), cycling the dataset; returns the last metrics.
@@ -173,21 +221,30 @@ class Trainer:
         last = {}
         per_epoch = train_ds.get_dataset_size()
         skip = self.step % per_epoch  # a resumed run continues mid-epoch where it stopped
+        scale_before = float(self.scaler.scale_value.asnumpy()) if self.scaler is not None else 1.0
         while self.step < until:
             for i, (ids, labels) in enumerate(train_ds.create_tuple_iterator(num_epochs=1)):
                 if i < skip:
                     continue
                 if self.step >= until:
                     break
-                loss = float(self._train_step(ids, labels).asnumpy())
+                loss, finite = self._train_step(ids, labels)
+                loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
                 lr = float(self.lrs[self.step])
-                if not math.isfinite(loss):
+                record = {"step": self.step + 1, "loss": loss, "lr": lr}
+                if self.scaler is not None:
+                    record["loss_scale"] = scale_before
+                    scale_before = float(self.scaler.scale_value.asnumpy())
+                    if not finite:
+                        self._overflow(loss, lr, record["loss_scale"])
+                        record["skipped"] = True
+                elif not finite:
                     raise TrainingDiverged(
                         f"loss is {loss} at step {self.step} (learning rate {lr:.3g}); stopped without saving, "
                         f"the last good checkpoint in {self.out} is kept")
                 self.step += 1
                 tokens += int(np.prod(ids.shape))
-                self.history.append({"step": self.step, "loss": loss, "lr": lr})
+                self.history.append(record)
                 if progress is not None:
                     progress(self.step, loss, lr, tokens / (time.perf_counter() - t0))
                 if val_ds is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):

@@ -51,3 +51,41 @@ def test_cli_errors(venv_bin, tmp_path):
     proc = subprocess.run([str(venv_bin / "ms-gpt"), "generate", "--ckpt", str(tmp_path), "--prompt", "x"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "tokenizer not found" in proc.stderr
+
+
+def pretrain(venv_bin, out, *extra, steps="24"):
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--corpus", "builtin:demo-en", "--out", str(out),
+                           "--steps", steps, "--block-size", "16", "--batch-size", "8", "--no-progress", *extra],
+                          capture_output=True, text=True, timeout=600)
+    return proc
+
+
+def test_stop_and_resume_from_the_cli_matches_one_straight_run(venv_bin, tmp_path):
+    """--until stops with a checkpoint; --resume continues it (dropout 0.1 included) to the same losses."""
+    straight = pretrain(venv_bin, tmp_path / "a")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    part = pretrain(venv_bin, tmp_path / "b", "--until", "10")
+    assert part.returncode == 0, part.stderr[-3000:]
+    assert json.loads(part.stdout.splitlines()[-1])["steps"] == 10
+    rest = pretrain(venv_bin, tmp_path / "b", "--resume")
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "train_state.json").read_text())["history"] for d in "ab")
+    assert [h["step"] for h in b] == list(range(1, 25))
+    assert [h["loss"] for h in b] == pytest.approx([h["loss"] for h in a], abs=1e-5)
+    ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert mb["val_loss"] == pytest.approx(ma["val_loss"], abs=1e-5)
+    changed = pretrain(venv_bin, tmp_path / "b", "--resume", "--learning-rate", "0.01")
+    assert changed.returncode == 2 and "trained with other settings" in changed.stderr
+    assert "'learning_rate': (0.003, 0.01)" in changed.stderr
+    missing = pretrain(venv_bin, tmp_path / "c", "--resume")
+    assert missing.returncode == 2 and "nothing to resume" in missing.stderr
+
+
+def test_amp_on_runs_on_cpu_in_float16(venv_bin, tmp_path):
+    proc = pretrain(venv_bin, tmp_path, "--amp", "on", steps="12")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout.splitlines()[-1])
+    assert metrics["amp"] is True and metrics["skipped_steps"] == 0
+    assert json.loads((tmp_path / "gpt_config.json").read_text())["compute_dtype"] == "float16"
+    history = json.loads((tmp_path / "train_state.json").read_text())["history"]
+    assert history[0]["loss_scale"] == 65536.0 and history[-1]["loss"] < history[0]["loss"]

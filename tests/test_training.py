@@ -109,8 +109,13 @@ def test_nan_guard_stops_with_step_and_lr_and_keeps_the_checkpoint(data, tmp_pat
     t.fit(train, until=3)
     saved = (tmp_path / "model.ckpt").read_bytes()
     real_step = t._train_step
-    # The next step's loss is NaN (MindSpore's CPU kernels crash on NaN weights, so the step is wrapped).
-    t._train_step = lambda ids, labels: real_step(ids, labels) * float("nan")
+
+    def nan_step(ids, labels):  # MindSpore's CPU kernels crash on NaN weights, so the step is wrapped
+        loss, _ = real_step(ids, labels)
+        loss = loss * float("nan")
+        return loss, mindspore.ops.isfinite(loss)
+
+    t._train_step = nan_step
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 3 \(learning rate 0.003\)"):
         t.fit(train)
     assert (tmp_path / "model.ckpt").read_bytes() == saved
@@ -136,3 +141,66 @@ def test_ctrl_c_saves_a_checkpoint_to_resume_from(data, tmp_path):
     state = json.loads((tmp_path / "train_state.json").read_text())
     assert state["step"] == 7 and state["interrupted"] is True
     assert Trainer(new_model(tok), cfg, tmp_path).resume() == 7
+
+
+# --------------------------------------------------------------------------- mixed precision
+def amp_model(tok):
+    mindspore.set_seed(0)
+    return GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, pad_token_id=None, compute_dtype="float16"))
+
+
+def test_amp_trains_in_float16_with_a_dynamic_loss_scale(data, tmp_path):
+    tok, train, val = data
+    cfg = TrainConfig(steps=40, learning_rate=3e-3, warmup_steps=4, eval_every=40, ckpt_every=40, amp=True,
+                      loss_scale=2.0 ** 12, loss_scale_window=10)
+    t = Trainer(amp_model(tok), cfg, tmp_path)
+    before = t.evaluate(val)["val_loss"]
+    result = t.fit(train, val)
+    first, last = t.history[0]["loss"], np.mean([h["loss"] for h in t.history[-5:]])
+    assert t.skipped == 0 and last < 0.75 * first and result["val_loss"] < 0.8 * before
+    scales = [h["loss_scale"] for h in t.history]
+    assert scales[0] == 2.0 ** 12 and scales[-1] == 2.0 ** 15  # doubled after each 10 clean steps
+    state = json.loads((tmp_path / "train_state.json").read_text())
+    assert state["loss_scale"] == {"value": 2.0 ** 16, "counter": 0}
+    again = Trainer(amp_model(tok), cfg, tmp_path)
+    again.resume()
+    assert float(again.scaler.scale_value.asnumpy()) == 2.0 ** 16
+
+
+def test_amp_overflow_skips_the_step_and_lowers_the_scale(data, tmp_path):
+    tok, train, _ = data
+    cfg = TrainConfig(steps=30, learning_rate=3e-3, warmup_steps=0, ckpt_every=1000, amp=True, loss_scale=2.0 ** 40)
+    model = amp_model(tok)
+    t = Trainer(model, cfg, tmp_path)
+    w0 = model.decoder.tok_emb.asnumpy().copy()
+    t.fit(train, until=3)
+    assert [h.get("skipped", False) for h in t.history] == [True] * 3  # 2^40 x fp16 gradients -> inf
+    assert [h["loss_scale"] for h in t.history] == [2.0 ** 40, 2.0 ** 39, 2.0 ** 38]
+    np.testing.assert_array_equal(model.decoder.tok_emb.asnumpy(), w0)  # skipped steps change nothing
+    t.fit(train)
+    skipped = [h.get("skipped", False) for h in t.history]
+    n = skipped.index(False)
+    assert 3 < n < 30 and not any(skipped[n:]) and t.skipped == n
+    assert not np.array_equal(model.decoder.tok_emb.asnumpy(), w0)
+
+
+def test_amp_overflow_at_scale_one_is_divergence(data, tmp_path):
+    tok, train, _ = data
+    t = Trainer(amp_model(tok), TrainConfig(steps=5, warmup_steps=0, amp=True, loss_scale=1.0), tmp_path)
+    real_step = t._train_step
+
+    def overflowing(ids, labels):
+        loss, _ = real_step(ids, labels)
+        return loss, mindspore.Tensor(False)
+
+    t._train_step = overflowing
+    with pytest.raises(TrainingDiverged, match=r"gradients overflow at step 0 even with loss scale 1"):
+        t.fit(train)
+
+
+def test_amp_needs_a_low_precision_model(data, tmp_path):
+    tok, _, _ = data
+    with pytest.raises(ValueError, match=r"amp=True needs a model built with compute_dtype='float16'"):
+        Trainer(new_model(tok), TrainConfig(steps=5, warmup_steps=0, amp=True), tmp_path)
+    with pytest.raises(ValueError, match=r"loss_scale must be >= 1, got 0.5"):
+        TrainConfig(steps=5, warmup_steps=0, loss_scale=0.5).validate()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from ms_gpt import atomic
@@ -44,36 +45,58 @@ def plot_losses(history, path: Path) -> None:
     plt.close(fig)
 
 
+AMP_CHOICES = ("auto", "on", "off")
+
+
 def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 200, tokenizer: str = "auto",
              vocab_size: int = 8000, block_size: int = 64, batch_size: int = 16, learning_rate: float = 3e-3,
-             device: str | None = None, seed: int = 0, progress: bool = True) -> dict:
-    from ms_gpt import convert
+             device: str | None = None, seed: int = 0, progress: bool = True, amp: str = "auto",
+             until: int | None = None, resume: bool = False) -> dict:
+    """Pretrain on ``corpus`` into ``out``. ``until``: stop (with a checkpoint) after that step;
+    ``resume``: continue the run saved in ``out`` (same settings) where it stopped."""
+    from ms_gpt import convert, text
     from ms_gpt import device as dev
     from ms_gpt.config import GPTConfig
     from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
     from ms_gpt.model import GPT
-    from ms_gpt.training import TrainConfig, Trainer
+    from ms_gpt.training import CKPT_STATE, TrainConfig, Trainer
 
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
     settings = dev.setup(device, mode="pynative", seed=seed)
     out = Path(out)
+    if resume and not (out / CKPT_STATE).is_file():
+        raise FileNotFoundError(f"nothing to resume in {out}: {CKPT_STATE} not found")
     lines = load_corpus(corpus)
     train_lines, val_lines = train_val_split(lines, 0.05, seed=seed)
-    tok = build_tokenizer(tokenizer, corpus, train_lines, vocab_size)
+    if resume:
+        tok = text.load(out / "tokenizer")
+    else:
+        tok = build_tokenizer(tokenizer, corpus, train_lines, vocab_size)
+        tok.save(out / "tokenizer")
+    use_amp = settings.target == "Ascend" if amp == "auto" else amp == "on"
     base = GPTConfig.preset(preset)
     config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
-                          n_positions=max(base.n_positions, block_size))
+                          n_positions=max(base.n_positions, block_size),
+                          compute_dtype="float16" if use_amp else base.compute_dtype)
     train_ds = block_dataset(encode_lines(tok, train_lines), block_size, batch_size, seed=seed)
     val_ds = block_dataset(encode_lines(tok, val_lines), block_size, min(batch_size, 8), shuffle=False)
-    model = GPT(config)
+    model = GPT(config, dropout_seed=seed)
     cfg = TrainConfig(steps=steps, learning_rate=learning_rate, warmup_steps=min(20, steps // 10),
-                      eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 2))
+                      eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 2), amp=use_amp)
     trainer = Trainer(model, cfg, out)
+    if resume:
+        saved = json.loads((out / CKPT_STATE).read_text())["train_config"]
+        if saved != asdict(cfg):
+            diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
+            raise ValueError(f"{out} was trained with other settings (saved, now): {diff}; resume with the same ones")
+        trainer.resume()
     before = trainer.evaluate(val_ds)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, desc="pretrain", unit="step")
+        bar = tqdm(total=steps, initial=trainer.step, desc="pretrain", unit="step")
 
     def report(step, loss, lr, tps):
         if bar is not None:
@@ -81,20 +104,22 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
 
     try:
-        result = trainer.fit(train_ds, val_ds, progress=report)
+        result = trainer.fit(train_ds, val_ds, until=until, progress=report)
     finally:
         if bar is not None:
             bar.close()
-    tok.save(out / "tokenizer")
+    if "val_loss" not in result:
+        result.update(trainer.evaluate(val_ds))
     convert.save_ms_checkpoint(model, out)
     losses = [h["loss"] for h in trainer.history]
     metrics = {
-        "corpus": corpus, "preset": preset, "device": settings.target, "steps": steps,
+        "corpus": corpus, "preset": preset, "device": settings.target, "amp": use_amp,
+        "steps": trainer.step, "of_steps": steps, "skipped_steps": trainer.skipped,
         "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "parameters": sum(int(p.size) for p in model.trainable_params()),
         "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
         "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],
         "val_loss": result["val_loss"], "val_ppl": result["val_ppl"],
-        "tokens_per_s": round(result["tokens_per_s"], 1),
+        "tokens_per_s": round(result.get("tokens_per_s", 0.0), 1),
     }
     atomic.write_json(out / "metrics.json", metrics)
     plot_losses(trainer.history, out / "loss.png")
