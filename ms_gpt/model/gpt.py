@@ -173,11 +173,14 @@ class GPT(_ChecksInputIds):
             config.d_model, config.vocab_size, bias=False, std=config.initializer_range,
             compute_dtype=config.compute_dtype)
         self.output_attentions = output_attentions
+        self.matmul_t = ops.MatMul(transpose_b=True)
         seed_dropout(self, _default_seed(dropout_seed))
 
     def lm_logits(self, hidden):
-        if self.projection is None:  # tied: logits = h E^T
-            return ops.matmul(hidden, self.decoder.tok_emb.T)
+        if self.projection is None:  # tied: logits = h E^T, as one 2-D GEMM with E transposed in-kernel
+            lead = hidden.shape[:-1]
+            logits = self.matmul_t(hidden.reshape(-1, hidden.shape[-1]), self.decoder.tok_emb)
+            return logits.reshape(lead + (self.config.vocab_size,))
         return self.projection(hidden)
 
     def step(self, input_ids, past=None, start_pos: int = 0):

@@ -59,13 +59,18 @@ class Linear(nn.Cell):
         self.weight = Parameter(initializer(Normal(std), (d_out, d_in), mindspore.float32), name="weight")
         self.bias = Parameter(initializer(Zero(), (d_out,), mindspore.float32), name="bias") if bias else None
         self.compute_dtype = _DTYPES[compute_dtype]
+        self.d_out = d_out
+        # A 2-D GEMM with W transposed inside the kernel: on CPU about 3.5x faster than ops.matmul of
+        # a [b, l, d] tensor with W.T (a broadcast batch matmul plus a materialised transpose).
+        self.matmul_t = ops.MatMul(transpose_b=True)
 
     def construct(self, x):
         out_dtype = x.dtype
-        y = ops.matmul(x.astype(self.compute_dtype), self.weight.astype(self.compute_dtype).T)
+        lead = x.shape[:-1]
+        y = self.matmul_t(x.reshape(-1, x.shape[-1]).astype(self.compute_dtype), self.weight.astype(self.compute_dtype))
         if self.bias is not None:
             y = y + self.bias.astype(self.compute_dtype)
-        return y.astype(out_dtype)
+        return y.reshape(lead + (self.d_out,)).astype(out_dtype)
 
 
 class LayerNorm(nn.Cell):
@@ -91,13 +96,14 @@ class ScaledDotProductAttention(nn.Cell):
     def __init__(self, d_k: int, attn_dropout: float = 0.0, compute_dtype: str = "float32"):
         super().__init__()
         self.scale = 1.0 / math.sqrt(d_k)
+        self.bmm_t = ops.BatchMatMul(transpose_b=True)
         self.dropout = KeyedDropout(p=attn_dropout)
         self.compute_dtype = _DTYPES[compute_dtype]
 
     def construct(self, Q, K, V, attn_mask):
         # Q, K, V: [b, h, l, d_k]; attn_mask: [b, 1 or h, l_q, l_k] bool
         cd = self.compute_dtype
-        scores = ops.matmul(Q.astype(cd), K.astype(cd).swapaxes(-1, -2)).astype(mindspore.float32) * self.scale
+        scores = self.bmm_t(Q.astype(cd), K.astype(cd)).astype(mindspore.float32) * self.scale
         scores = ops.masked_fill(scores, attn_mask, MASK_VALUE)  # [b, h, l_q, l_k]
         weights = ops.softmax(scores, axis=-1)
         context = ops.matmul(self.dropout(weights).astype(cd), V.astype(cd))  # [b, h, l_q, d_k]
