@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     smk.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default 150)")
     pre = sub.add_parser("pretrain", help="pretrain a GPT from scratch on a corpus (builtin:NAME or a path)")
     _common(pre)
-    pre.add_argument("--preset", default="tiny", help="GPTConfig preset: tiny, tutorial, gpt1 (default tiny)")
+    pre.add_argument("--preset", default="tiny", help="GPTConfig preset: tiny, small, tutorial, gpt1 (default tiny)")
     pre.add_argument("--corpus", default="builtin:demo-en",
                      help="builtin:peoples-daily, builtin:reviews-zh, builtin:demo-en, or a .txt file/folder")
     pre.add_argument("--out", required=True, help="output folder (checkpoint, tokenizer/, metrics.json, loss.png)")

@@ -8,6 +8,8 @@ after ``max_new_tokens``. Logits are post-processed on the host in NumPy.
 
 from __future__ import annotations
 
+import weakref
+
 from dataclasses import dataclass
 
 import mindspore
@@ -53,8 +55,27 @@ class GenerationConfig:
             raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
 
 
+_COMPILED_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_step(model):
+    """``mindspore.jit`` of ``model.step_static``, compiled once per model (and per batch size)."""
+    fn = _COMPILED_STEPS.get(model)
+    if fn is None:
+        def decode(input_ids, cache, pos):
+            return model.step_static(input_ids, cache, pos)
+
+        fn = _COMPILED_STEPS[model] = mindspore.jit(decode)
+    return fn
+
+
 class _Runner:
-    """Next-token logits for a batch of equal-length sequences, cached or recomputed."""
+    """Next-token logits for a batch of equal-length sequences, cached or recomputed.
+
+    Cached: the prompt runs once through ``model.step`` (PyNative), its keys/values are padded to a
+    fixed ``n_positions`` slots, and every new token goes through one compiled graph
+    (``model.step_static``) whose shapes never change, so a token costs the same at any context length.
+    """
 
     def __init__(self, model, use_cache: bool):
         self.model, self.use_cache, self.past, self.length = model, use_cache, None, 0
@@ -62,14 +83,17 @@ class _Runner:
     def start(self, ids: np.ndarray) -> np.ndarray:
         self.length = ids.shape[1]
         if self.use_cache:
-            logits, self.past = self.model.step(mindspore.Tensor(ids.astype(np.int32)))
+            logits, past = self.model.step(mindspore.Tensor(ids.astype(np.int32)))
+            self.past = self.model.pad_cache(past)
             return logits.asnumpy()[:, -1].astype(np.float64)
         return self._full(ids)
 
     def next(self, ids: np.ndarray) -> np.ndarray:
         """``ids``: the whole sequences so far [b, length + 1]."""
         if self.use_cache:
-            logits, self.past = self.model.step(mindspore.Tensor(ids[:, -1:].astype(np.int32)), self.past, self.length)
+            logits, self.past = compiled_step(self.model)(
+                mindspore.Tensor(ids[:, -1:].astype(np.int32)), mindspore.mutable(self.past),
+                mindspore.Tensor(self.length, mindspore.int32))
             self.length += 1
             return logits.asnumpy()[:, -1].astype(np.float64)
         self.length += 1

@@ -131,3 +131,20 @@ def test_suppressed_ids_are_never_generated(model, strategy):
     banned = tuple(sorted(set(free)))[:2]
     out = generate(model, PROMPT, strategy=strategy, max_new_tokens=12, suppress_ids=banned)
     assert len(out) == 12 and not set(out) & set(banned)
+
+
+def test_static_cache_step_matches_the_growing_cache(model):
+    """step_static over a zero-padded n_positions cache gives the dynamic step's logits at every position."""
+    import mindspore
+
+    ids = np.array([[5, 9, 2, 7, 11, 3, 8, 1]], np.int32)
+    _, past = model.step(mindspore.Tensor(ids[:, :3]))
+    static = model.pad_cache(past)
+    assert static[0][0].shape[2] == model.config.n_positions
+    for pos in range(3, ids.shape[1]):
+        token = mindspore.Tensor(ids[:, pos:pos + 1])
+        want, past = model.step(token, past, pos)
+        got, static = model.step_static(token, static, mindspore.Tensor(pos, mindspore.int32))
+        np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), atol=1e-5)
+    with pytest.raises(ValueError, match=r"the cache already holds 8 positions, more than size=4"):
+        model.pad_cache(past, size=4)

@@ -53,7 +53,7 @@ def test_config_validation(changes, match):
 
 
 def test_config_presets_and_dict_roundtrip():
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; available: tiny, tutorial, gpt1"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; available: tiny, small, tutorial, gpt1"):
         GPTConfig.preset("huge")
     cfg = GPTConfig.preset("tiny", n_layer=3)
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg

@@ -53,6 +53,19 @@ class DecoderLayer(nn.Cell):
         return x, k, v
 
 
+    def step_static(self, x, cache_k, cache_v, write, attn_mask):
+        """:meth:`step` for one position over a fixed-size cache (see MultiHeadAttention.attend_static)."""
+        if self.pre_ln:
+            a, k, v = self.self_attn.attend_static(self.ln_1(x), cache_k, cache_v, write, attn_mask)
+            x = x + a
+            x = x + self.feed_forward(self.ln_2(x))
+        else:
+            a, k, v = self.self_attn.attend_static(x, cache_k, cache_v, write, attn_mask)
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.feed_forward(x))
+        return x, k, v
+
+
 class Decoder(nn.Cell):
     """Token + position embeddings, then ``n_layer`` DecoderLayers under padding + causal masks."""
 
@@ -120,6 +133,25 @@ class Decoder(nn.Cell):
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, tuple(new_past)
+
+
+    def step_static(self, input_ids, cache, pos):
+        """One token per row ``input_ids`` [b, 1] at position ``pos`` (int32 scalar tensor) over a
+        fixed-size cache: a tuple of (k, v) per layer, each [b, h, T, d_k]. Static shapes: compile once."""
+        b = input_ids.shape[0]
+        t = cache[0][0].shape[2]
+        slots = ops.arange(0, t, dtype=mindspore.int32)
+        write = ops.equal(slots, pos).reshape(1, 1, t, 1)
+        mask = ops.broadcast_to(ops.greater(slots, pos).reshape(1, 1, t), (b, 1, t))
+        positions = ops.broadcast_to(pos.reshape(1, 1), (b, 1))
+        x = self.dropout(ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, positions, 0))
+        new_cache = ()
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer.step_static(x, cache[i][0], cache[i][1], write, mask)
+            new_cache = new_cache + ((k, v),)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, new_cache
 
 
 def check_input_ids(input_ids, config: GPTConfig) -> None:
@@ -191,6 +223,20 @@ class GPT(_ChecksInputIds):
                              f"(n_positions={self.config.n_positions})")
         hidden, new_past = self.decoder.step(input_ids, past, start_pos)
         return self.lm_logits(hidden), new_past
+
+    def step_static(self, input_ids, cache, pos):
+        """Logits [b, 1, vocab] for one token per row at position ``pos`` over a fixed-size cache
+        (made by :meth:`pad_cache`), and the updated cache. Meant for ``mindspore.jit``."""
+        hidden, new_cache = self.decoder.step_static(input_ids, cache, pos)
+        return self.lm_logits(hidden), new_cache
+
+    def pad_cache(self, past, size: int | None = None):
+        """A :meth:`step` cache [b, h, t, d_k] per layer, zero-padded to ``size`` (default n_positions) slots."""
+        size = self.config.n_positions if size is None else size
+        t = past[0][0].shape[2]
+        if t > size:
+            raise ValueError(f"the cache already holds {t} positions, more than size={size}")
+        return tuple((ops.pad(k, (0, 0, 0, size - t)), ops.pad(v, (0, 0, 0, size - t))) for k, v in past)
 
     def construct(self, input_ids):
         hidden, attns = self.decoder(input_ids)

@@ -152,6 +152,22 @@ class MultiHeadAttention(nn.Cell):
         return self.dropout(self.linear(context)), k, v
 
 
+    def attend_static(self, x, cache_k, cache_v, write, attn_mask):
+        """One new position ``x`` [b, 1, d] written into a fixed-size cache, for compiled decoding.
+
+        cache_k, cache_v: [b, h, T, d_k]; write: [1, 1, T, 1] bool, True at the new position;
+        attn_mask: [b, 1, T] bool (True = not visible). Shapes never change, so one graph serves
+        every step. Returns the output [b, 1, d] and the updated caches.
+        """
+        b = x.shape[0]
+        q, k, v = self._heads(self.W_Q(x)), self._heads(self.W_K(x)), self._heads(self.W_V(x))
+        cache_k = ops.where(write, k, cache_k)  # k [b, h, 1, d_k] broadcast along T
+        cache_v = ops.where(write, v, cache_v)
+        context, _ = self.attention(q, cache_k, cache_v, attn_mask.expand_dims(1))
+        context = context.swapaxes(1, 2).reshape(b, 1, self.n_head * self.d_k)
+        return self.dropout(self.linear(context)), cache_k, cache_v
+
+
 class PoswiseFeedForwardNet(nn.Cell):
     """fc2(act(fc1(x))), applied to each position independently."""
 

@@ -1,0 +1,42 @@
+"""The benchmark scripts run and report what they promise (tiny sizes; the speeds are not asserted)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script, *args):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_bench_train_reports_throughput_peak_share_and_the_torch_ratio():
+    ref = ROOT / ".venv-ref" / "bin" / "python"
+    extra = ["--torch-python", str(ref)] if ref.exists() else ["--no-torch"]
+    out = run("bench_train.py", "--preset", "tiny", "--batch", "2", "--block", "16", "--vocab-size", "100", *extra)
+    ms = out["mindspore"]
+    assert len(ms["step_s"]) == 3 and ms["step_s_median"] == sorted(ms["step_s"])[1]
+    assert ms["tokens_per_s"] == round(32 / ms["step_s_median"], 1)
+    assert ms["compile_s"] >= 0 and ms["peak_rss_mib"] > 100 and ms["matmul_peak_gflops"] > 0
+    assert 0 < ms["share_of_matmul_peak"] == round(ms["achieved_gflops"] / ms["matmul_peak_gflops"], 3)
+    if ref.exists():
+        assert out["torch"]["parameters"] == ms["parameters"]  # the same model on both sides
+        assert out["mindspore_vs_torch_tokens_per_s"] == round(ms["tokens_per_s"] / out["torch"]["tokens_per_s"], 3)
+
+
+def test_bench_generate_compares_cache_and_context():
+    out = run("bench_generate.py", "--preset", "tiny", "--new-tokens", "4", "8", "--contexts", "4", "16")
+    assert [r["new_tokens"] for r in out["decoding"]] == [4, 8]
+    assert all(r["same_tokens"] and r["cached_tokens_per_s"] > 0 for r in out["decoding"])
+    assert [r["context"] for r in out["per_token_vs_context"]] == [4, 16]
+    assert out["per_token_vs_context"][0]["ratio_to_shortest"] == 1.0
+
+
+def test_bench_rejects_too_few_timed_steps():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_train.py"), "--steps", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--steps must be >= 3" in proc.stderr
