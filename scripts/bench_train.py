@@ -121,7 +121,7 @@ def bench_mindspore(args) -> dict:
     achieved = flops / timing["step_s_median"] / 1e9
     return {"framework": "mindspore " + mindspore.__version__, "device": device.resolve_target(args.device)[0],
             "amp": args.amp, **timing, "tokens_per_s": round(args.batch * args.block / timing["step_s_median"], 1),
-            "achieved_gflops": round(achieved, 2), "matmul_peak_gflops": round(peak, 2),
+            "achieved_gflops": round(achieved, 3), "matmul_peak_gflops": round(peak, 2),
             "share_of_matmul_peak": round(achieved / peak, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
             "parameters": sum(int(p.size) for p in model.trainable_params()), "config": cfg.to_dict()}
 
@@ -208,7 +208,7 @@ def bench_torch(args) -> dict:
     achieved = flops / timing["step_s_median"] / 1e9
     return {"framework": "torch " + torch.__version__, "threads": torch.get_num_threads(), **timing,
             "tokens_per_s": round(args.batch * args.block / timing["step_s_median"], 1),
-            "achieved_gflops": round(achieved, 2), "matmul_peak_gflops": round(peak, 2),
+            "achieved_gflops": round(achieved, 3), "matmul_peak_gflops": round(peak, 2),
             "share_of_matmul_peak": round(achieved / peak, 3), "peak_rss_mib": round(peak_rss_mib(), 1),
             "parameters": sum(p.numel() for p in model.parameters() if p is not model.pos.weight)
             + cfg.n_positions * cfg.d_model}

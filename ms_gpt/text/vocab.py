@@ -99,8 +99,11 @@ class JiebaTokenizer(VocabTokenizer):
     def split(self, text):
         if self._jieba is None:
             import logging
+            import warnings
 
-            import jieba
+            with warnings.catch_warnings():  # jieba 0.42.1 imports the deprecated pkg_resources
+                warnings.simplefilter("ignore", UserWarning)
+                import jieba
 
             jieba.setLogLevel(logging.WARNING)
             self._jieba = jieba.Tokenizer()
