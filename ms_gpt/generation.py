@@ -9,7 +9,6 @@ after ``max_new_tokens``. Logits are post-processed on the host in NumPy.
 from __future__ import annotations
 
 import weakref
-
 from dataclasses import dataclass
 
 import mindspore

@@ -28,42 +28,31 @@ class DecoderLayer(nn.Cell):
         self.feed_forward = PoswiseFeedForwardNet(config)
         self.ln_2 = LayerNorm(config.d_model, config.layer_norm_eps)
 
-    def construct(self, x, attn_mask):
+    def _finish(self, x, a):
+        """The residuals, LayerNorms and FFN around an attention output ``a``."""
         if self.pre_ln:
-            h = self.ln_1(x)
-            a, weights = self.self_attn(h, h, h, attn_mask)
             x = x + a
-            x = x + self.feed_forward(self.ln_2(x))
-        else:
-            a, weights = self.self_attn(x, x, x, attn_mask)
-            x = self.ln_1(x + a)
-            x = self.ln_2(x + self.feed_forward(x))
-        return x, weights
+            return x + self.feed_forward(self.ln_2(x))
+        x = self.ln_1(x + a)
+        return self.ln_2(x + self.feed_forward(x))
+
+    def _attn_input(self, x):
+        return self.ln_1(x) if self.pre_ln else x
+
+    def construct(self, x, attn_mask):
+        h = self._attn_input(x)
+        a, weights = self.self_attn(h, h, h, attn_mask)
+        return self._finish(x, a), weights
 
     def step(self, x, past_k, past_v, attn_mask):
         """:meth:`construct` for new positions over a key/value cache (incremental decoding)."""
-        if self.pre_ln:
-            a, k, v = self.self_attn.attend_cached(self.ln_1(x), past_k, past_v, attn_mask)
-            x = x + a
-            x = x + self.feed_forward(self.ln_2(x))
-        else:
-            a, k, v = self.self_attn.attend_cached(x, past_k, past_v, attn_mask)
-            x = self.ln_1(x + a)
-            x = self.ln_2(x + self.feed_forward(x))
-        return x, k, v
-
+        a, k, v = self.self_attn.attend_cached(self._attn_input(x), past_k, past_v, attn_mask)
+        return self._finish(x, a), k, v
 
     def step_static(self, x, cache_k, cache_v, write, attn_mask):
         """:meth:`step` for one position over a fixed-size cache (see MultiHeadAttention.attend_static)."""
-        if self.pre_ln:
-            a, k, v = self.self_attn.attend_static(self.ln_1(x), cache_k, cache_v, write, attn_mask)
-            x = x + a
-            x = x + self.feed_forward(self.ln_2(x))
-        else:
-            a, k, v = self.self_attn.attend_static(x, cache_k, cache_v, write, attn_mask)
-            x = self.ln_1(x + a)
-            x = self.ln_2(x + self.feed_forward(x))
-        return x, k, v
+        a, k, v = self.self_attn.attend_static(self._attn_input(x), cache_k, cache_v, write, attn_mask)
+        return self._finish(x, a), k, v
 
 
 class Decoder(nn.Cell):

@@ -128,6 +128,9 @@ class MultiHeadAttention(nn.Cell):
         b, l, _ = x.shape
         return x.reshape(b, l, self.n_head, self.d_k).swapaxes(1, 2)  # [b, h, l, d_k]
 
+    def _self_qkv(self, x):
+        return self._heads(self.W_Q(x)), self._heads(self.W_K(x)), self._heads(self.W_V(x))
+
     def construct(self, Q, K, V, attn_mask):
         # Q, K, V: [b, l, d]; attn_mask: [b, l_q, l_k] bool
         b, l_q, _ = Q.shape
@@ -143,7 +146,7 @@ class MultiHeadAttention(nn.Cell):
         Returns the output [b, n, d] and the extended keys/values [b, h, t + n, d_k].
         """
         b, n, _ = x.shape
-        q, k, v = self._heads(self.W_Q(x)), self._heads(self.W_K(x)), self._heads(self.W_V(x))
+        q, k, v = self._self_qkv(x)
         if past_k is not None:
             k = ops.concat((past_k, k), axis=2)
             v = ops.concat((past_v, v), axis=2)
@@ -160,7 +163,7 @@ class MultiHeadAttention(nn.Cell):
         every step. Returns the output [b, 1, d] and the updated caches.
         """
         b = x.shape[0]
-        q, k, v = self._heads(self.W_Q(x)), self._heads(self.W_K(x)), self._heads(self.W_V(x))
+        q, k, v = self._self_qkv(x)
         cache_k = ops.where(write, k, cache_k)  # k [b, h, 1, d_k] broadcast along T
         cache_v = ops.where(write, v, cache_v)
         context, _ = self.attention(q, cache_k, cache_v, attn_mask.expand_dims(1))
