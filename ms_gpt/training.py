@@ -175,6 +175,11 @@ class Trainer:
         state = json.loads(state_file.read_text())
         if state["gpt_config"] != self.model.config.to_dict():
             raise ValueError(f"{state_file}: the checkpoint's model config differs from this model's")
+        now = asdict(self.cfg)
+        if state["train_config"] != now:  # the schedule and the data order depend on these
+            diff = {k: (state["train_config"].get(k), v) for k, v in now.items() if state["train_config"].get(k) != v}
+            raise ValueError(f"{self.out} was trained with other settings (saved, now): {diff}; "
+                             "resume with the same ones")
         mindspore.load_param_into_net(self.model, mindspore.load_checkpoint(str(self.out / CKPT_MODEL)), strict_load=True)
         mindspore.load_param_into_net(self.optimizer, mindspore.load_checkpoint(str(self.out / CKPT_OPT)))
         self.step, self.history, self.skipped = state["step"], state["history"], state.get("skipped", 0)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_train import run_times  # noqa: E402  (scripts/ is on sys.path when run as a script)
+
 
 def build(args):
     import numpy as np
@@ -38,12 +40,7 @@ def build(args):
 
 
 def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(run_times(fn, repeats))
 
 
 def decode_speed(model, prompt, new_tokens, repeats) -> dict:

@@ -46,6 +46,16 @@ def train_flops_per_step(cfg: dict, batch: int, block: int) -> float:
     return 3 * 2 * tokens * (per_token + attention)
 
 
+def run_times(fn, repeats: int) -> list:
+    """Wall seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def matmul_peak_gflops(framework: str, n: int = 1024, repeats: int = 7) -> float:
     """Median GFLOP/s of an n x n x n float32 matmul in ``framework`` (after one warm-up)."""
     import numpy as np
@@ -67,12 +77,7 @@ def matmul_peak_gflops(framework: str, n: int = 1024, repeats: int = 7) -> float
         def run():
             torch.matmul(x, y)
     run()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+    return 2 * n ** 3 / statistics.median(run_times(run, repeats)) / 1e9
 
 
 def timed_steps(step, warmup: int, steps: int) -> dict:
@@ -81,11 +86,7 @@ def timed_steps(step, warmup: int, steps: int) -> dict:
     first = time.perf_counter() - t0
     for _ in range(warmup - 1):
         step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = run_times(step, steps)
     median = statistics.median(times)
     return {"first_step_s": round(first, 3), "step_s_median": round(median, 4), "step_s": [round(t, 4) for t in times],
             "compile_s": round(max(first - median, 0.0), 3)}

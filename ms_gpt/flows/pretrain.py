@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 from ms_gpt import atomic
@@ -86,10 +84,6 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
                       eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 2), amp=use_amp)
     trainer = Trainer(model, cfg, out)
     if resume:
-        saved = json.loads((out / CKPT_STATE).read_text())["train_config"]
-        if saved != asdict(cfg):
-            diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
-            raise ValueError(f"{out} was trained with other settings (saved, now): {diff}; resume with the same ones")
         trainer.resume()
     before = trainer.evaluate(val_ds)
     bar = None
