@@ -316,3 +316,59 @@ def load_ms_checkpoint(ckpt_dir: str | Path):
     _load_params(model, params)
     model.set_train(False)
     return model
+
+
+def grow_vocab(model, vocab_size: int, seed: int = 0):
+    """A GPT like ``model`` with ``vocab_size`` token rows: the existing rows copied, the new ones (tokens
+    appended to the vocabulary, e.g. fine-tuning's ``<sep>``) drawn from N(0, initializer_range)."""
+    from ms_gpt.model import GPT
+
+    old = model.config.vocab_size
+    if vocab_size < old:
+        raise ValueError(f"cannot shrink the vocabulary from {old} to {vocab_size} rows")
+    if vocab_size == old:
+        return model
+    rng = np.random.default_rng(seed)
+    params = model_params(model)
+    for name in ("decoder.tok_emb", "projection.weight"):
+        if name in params:
+            extra = rng.normal(0.0, model.config.initializer_range, (vocab_size - old, params[name].shape[1]))
+            params[name] = np.concatenate([params[name], extra.astype(np.float32)])
+    bigger = GPT(model.config.replace(vocab_size=vocab_size))
+    _load_params(bigger, params)
+    return bigger
+
+
+def load_init(init: str | Path):
+    """``(GPT, tokenizer)`` from an ms_gpt folder (model.ckpt + gpt_config.json + tokenizer/) or a
+    Hugging Face openai-gpt folder (config.json + weights + vocab.json/merges.txt).
+
+    Tokens the tokenizer has beyond the model's rows must be specials it appended (as the BPE
+    tokenizer does to openai-gpt's 40478); the model's embedding grows for them. Any other mismatch
+    means the tokenizer is not the one the checkpoint was trained with: an error."""
+    from ms_gpt import text
+
+    init = Path(init)
+    if (init / MS_CONFIG).is_file():
+        if not (init / "tokenizer").is_dir():
+            raise ConversionError(f"{init}/tokenizer not found: an ms_gpt checkpoint folder needs the tokenizer "
+                                  "it was trained with (ms-gpt pretrain writes it)")
+        model, tok = load_ms_checkpoint(init), text.load(init / "tokenizer")
+    elif (init / "config.json").is_file():
+        files = [init / "vocab.json", init / "merges.txt"]
+        if not all(f.is_file() for f in files):
+            raise ConversionError(f"{init}: a Hugging Face openai-gpt folder needs vocab.json and merges.txt "
+                                  "beside config.json for its tokenizer")
+        model, tok = load_hf_openai_gpt(init), text.BPETokenizer.from_files(*files)
+    else:
+        raise ConversionError(f"{init}: neither an ms_gpt checkpoint folder ({MS_CONFIG} + {MS_CKPT} + tokenizer/) "
+                              "nor a Hugging Face openai-gpt folder (config.json + weights + vocab.json/merges.txt)")
+    rows, size = model.config.vocab_size, tok.vocab_size
+    appended = [tok.token_id(t) for t in text.SPECIALS + (text.SEP,) if tok.token_id(t) is not None]
+    if size < rows or set(range(rows, size)) - set(appended):
+        raise ConversionError(
+            f"{init}: the checkpoint has {rows} token rows but its tokenizer has {size} tokens; this is not the "
+            "tokenizer the model was trained with (use the tokenizer/ folder saved with the checkpoint)")
+    if size > rows:
+        model = grow_vocab(model, size)
+    return model, tok

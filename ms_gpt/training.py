@@ -90,6 +90,11 @@ def lm_loss(logits, labels):
                              ignore_index=IGNORE)
 
 
+def lm_objective(model, ids, labels):
+    """The pretraining objective: ``model(ids)`` are LM logits, scored against ``labels``."""
+    return lm_loss(model(ids), labels)
+
+
 def make_optimizer(model, cfg: TrainConfig):
     params = model.trainable_params()
     decay = [p for p in params if p.ndim >= 2]
@@ -99,9 +104,12 @@ def make_optimizer(model, cfg: TrainConfig):
 
 
 class Trainer:
-    """Holds the model, optimizer and compiled step; ``fit`` runs, checkpoints and resumes."""
+    """Holds the model, optimizer and compiled step; ``fit`` runs, checkpoints and resumes.
 
-    def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True):
+    ``objective(model, *batch) -> loss`` is what is minimised over the dataset's columns (default
+    :func:`lm_objective` on ``(input_ids, labels)``; fine-tuning passes its own)."""
+
+    def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True, objective=None):
         cfg.validate()
         if cfg.amp and model.config.compute_dtype == "float32":
             raise ValueError("amp=True needs a model built with compute_dtype='float16' (or 'bfloat16' on "
@@ -113,29 +121,31 @@ class Trainer:
         self.scaler = DynamicLossScaler(cfg.loss_scale, 2, cfg.loss_scale_window) if cfg.amp else None
         self.skipped = 0
 
-        def forward(ids, labels):
-            return lm_loss(self.model(ids), labels)
+        objective = lm_objective if objective is None else objective
+
+        def forward(*batch):
+            return objective(self.model, *batch)
 
         clip = cfg.grad_clip
         if self.scaler is None:
             grad_fn = mindspore.value_and_grad(forward, None, self.optimizer.parameters)
 
-            def train_step(ids, labels):
-                loss, grads = grad_fn(ids, labels)
+            def train_step(*batch):
+                loss, grads = grad_fn(*batch)
                 grads = ops.clip_by_global_norm(grads, clip)
                 self.optimizer(grads)
                 return loss, ops.isfinite(loss)
         else:
             scaler = self.scaler
 
-            def scaled_forward(ids, labels):
-                loss = forward(ids, labels)
+            def scaled_forward(*batch):
+                loss = forward(*batch)
                 return scaler.scale(loss), loss
 
             grad_fn = mindspore.value_and_grad(scaled_forward, None, self.optimizer.parameters, has_aux=True)
 
-            def train_step(ids, labels):
-                (_, loss), grads = grad_fn(ids, labels)
+            def train_step(*batch):
+                (_, loss), grads = grad_fn(*batch)
                 grads = scaler.unscale(grads)
                 finite = all_finite(grads)
                 scaler.adjust(finite)
@@ -143,8 +153,8 @@ class Trainer:
                     self.optimizer(ops.clip_by_global_norm(grads, clip))
                 return loss, finite
 
-        def eval_step(ids, labels):
-            return forward(ids, labels)
+        def eval_step(*batch):
+            return forward(*batch)
 
         self._train_step = mindspore.jit(train_step) if jit else train_step
         self._eval_step = mindspore.jit(eval_step) if jit else eval_step
@@ -228,12 +238,12 @@ class Trainer:
         skip = self.step % per_epoch  # a resumed run continues mid-epoch where it stopped
         scale_before = float(self.scaler.scale_value.asnumpy()) if self.scaler is not None else 1.0
         while self.step < until:
-            for i, (ids, labels) in enumerate(train_ds.create_tuple_iterator(num_epochs=1)):
+            for i, batch in enumerate(train_ds.create_tuple_iterator(num_epochs=1)):
                 if i < skip:
                     continue
                 if self.step >= until:
                     break
-                loss, finite = self._train_step(ids, labels)
+                loss, finite = self._train_step(*batch)
                 loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
                 lr = float(self.lrs[self.step])
                 record = {"step": self.step + 1, "loss": loss, "lr": lr}
@@ -248,7 +258,7 @@ class Trainer:
                         f"loss is {loss} at step {self.step} (learning rate {lr:.3g}); stopped without saving, "
                         f"the last good checkpoint in {self.out} is kept")
                 self.step += 1
-                tokens += int(np.prod(ids.shape))
+                tokens += int(np.prod(batch[0].shape))
                 self.history.append(record)
                 if progress is not None:
                     progress(self.step, loss, lr, tokens / (time.perf_counter() - t0))

@@ -235,21 +235,51 @@ class GPT(_ChecksInputIds):
         return logits
 
 
+FINETUNE_TASKS = ("classification", "entailment", "similarity", "multiple-choice")
+
+
 class GPTForSequenceClassification(_ChecksInputIds):
     """GPT-1's fine-tuning model: a linear head on the hidden state of the last real token (the
-    extract token), plus the LM logits for the auxiliary language-modelling objective."""
+    extract token), plus the LM logits for the auxiliary language-modelling objective.
 
-    def __init__(self, config: GPTConfig, num_labels: int, dropout_seed: int | None = None):
+    ``input_ids`` is [b, l], or [b, n, l] for tasks that read several sequences per example:
+    - classification / entailment: n = 1 -> class logits [b, num_labels]
+    - similarity: n = 2 (both orders); the two extract states are added before the head
+    - multiple-choice: n = num_labels choices; the head scores each, logits [b, n] (softmax across)
+    Returns ``(logits, lm_logits [b*n, l, vocab])``; ``lm_logits`` is None when ``with_lm`` is False
+    (an auxiliary weight of 0 need not pay for the vocabulary projection).
+    """
+
+    def __init__(self, config: GPTConfig, num_labels: int, dropout_seed: int | None = None,
+                 task: str = "classification", classifier_dropout: float = 0.1, with_lm: bool = True):
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
-        self.config = config
+        if task not in FINETUNE_TASKS:
+            raise ValueError(f"task must be one of {', '.join(FINETUNE_TASKS)}, got {task!r}")
+        if not isinstance(classifier_dropout, (int, float)) or not 0.0 <= classifier_dropout < 1.0:
+            raise ValueError(f"classifier_dropout must be in [0, 1), got {classifier_dropout!r}")
+        self.config, self.num_labels, self.task, self.with_lm = config, num_labels, task, with_lm
+        self.n_seqs = {"similarity": 2, "multiple-choice": num_labels}.get(task, 1)
         self.gpt = GPT(config)
         self.gpt.validate_inputs = False  # checked once here
-        self.classifier = Linear(config.d_model, num_labels, std=config.initializer_range,
-                                 compute_dtype=config.compute_dtype)
-        self.dropout = KeyedDropout(p=config.resid_dropout)
+        out = 1 if task == "multiple-choice" else num_labels
+        self.classifier = Linear(config.d_model, out, std=config.initializer_range, compute_dtype=config.compute_dtype)
+        self.dropout = KeyedDropout(p=classifier_dropout)
         seed_dropout(self, _default_seed(dropout_seed))
+
+    def __call__(self, *args, **kwargs):
+        if self.validate_inputs and args and isinstance(args[0], Tensor) and args[0].ndim == 3:
+            if args[0].shape[1] != self.n_seqs:
+                raise ValueError(f"the {self.task} model reads {self.n_seqs} sequence(s) per example, got "
+                                 f"input_ids of shape {tuple(args[0].shape)} [batch, sequences, seq]")
+            check_input_ids(args[0].reshape(-1, args[0].shape[2]), self.config)
+            self.validate_inputs = False
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                self.validate_inputs = True
+        return super().__call__(*args, **kwargs)
 
     def last_token_index(self, input_ids):
         """[b] index of the last non-pad token (works for left and right padding)."""
@@ -261,13 +291,23 @@ class GPTForSequenceClassification(_ChecksInputIds):
         return ops.argmax(real * pos, dim=1).astype(mindspore.int32)
 
     def construct(self, input_ids):
-        hidden, _ = self.gpt.decoder(input_ids)  # [b, l, d]
-        idx = self.last_token_index(input_ids)  # [b]
-        b = input_ids.shape[0]
-        rows = ops.arange(b, dtype=mindspore.int32)
-        extract = ops.gather_nd(hidden, ops.stack((rows, idx), axis=1))  # [b, d]
-        class_logits = self.classifier(self.dropout(extract))  # [b, num_labels]
-        return class_logits, self.gpt.lm_logits(hidden)
+        if input_ids.ndim == 3:
+            b, n, l = input_ids.shape
+            flat = input_ids.reshape(b * n, l)
+        else:
+            b, n = input_ids.shape[0], 1
+            flat = input_ids
+        hidden, _ = self.gpt.decoder(flat)  # [b*n, l, d]
+        idx = self.last_token_index(flat)  # [b*n]
+        rows = ops.arange(b * n, dtype=mindspore.int32)
+        extract = self.dropout(ops.gather_nd(hidden, ops.stack((rows, idx), axis=1)))  # [b*n, d]
+        if self.task == "similarity":
+            logits = self.classifier(extract.reshape(b, n, -1).sum(axis=1))  # [b, num_labels]
+        else:
+            logits = self.classifier(extract).reshape(b, -1)  # [b, num_labels] or [b, n choices]
+        if not self.with_lm:
+            return logits, None
+        return logits, self.gpt.lm_logits(hidden)
 
 
 def count_parameters(cell: nn.Cell, trainable_only: bool = True) -> int:

@@ -4,9 +4,9 @@ Kinds: ``whitespace`` (the tutorial's word vocabulary, with ``<unk>``), ``char``
 (Chinese words) and ``bpe`` (openai-gpt style vocab.json + merges.txt, via Hugging Face tokenizers).
 """
 
-from ms_gpt.text.base import BOS, EOS, PAD, SPECIALS, UNK, Tokenizer, load
+from ms_gpt.text.base import BOS, EOS, PAD, SEP, SPECIALS, UNK, Tokenizer, load
 from ms_gpt.text.bpe import BPETokenizer
 from ms_gpt.text.vocab import CharTokenizer, JiebaTokenizer, VocabTokenizer, WhitespaceTokenizer
 
 __all__ = ["Tokenizer", "VocabTokenizer", "WhitespaceTokenizer", "CharTokenizer", "JiebaTokenizer",
-           "BPETokenizer", "load", "SPECIALS", "PAD", "BOS", "EOS", "UNK"]
+           "BPETokenizer", "load", "SPECIALS", "PAD", "BOS", "EOS", "UNK", "SEP"]

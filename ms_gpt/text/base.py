@@ -15,6 +15,7 @@ from ms_gpt import atomic
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+SEP = "<sep>"  # GPT-1's delimiter between the parts of a fine-tuning input (added when a task needs it)
 META_FILE = "tokenizer.json"
 
 
@@ -35,6 +36,25 @@ class Tokenizer(ABC):
     @abstractmethod
     def _state(self, directory: Path) -> dict:
         """Write any extra files into ``directory`` and return the JSON-able state."""
+
+    @abstractmethod
+    def token_id(self, token: str) -> int | None:
+        """The id of ``token`` as one vocabulary entry, or None."""
+
+    @abstractmethod
+    def _append(self, token: str) -> int: ...
+
+    def add_special(self, token: str) -> int:
+        """Append a special token the vocabulary lacks (GPT-1 adds its delimiter this way when
+        fine-tuning; the model's embedding then grows by a row). Returns the token's id."""
+        if not isinstance(token, str) or not token.strip() or token != token.strip():
+            raise ValueError(f"a special token is a non-empty string without surrounding spaces, got {token!r}")
+        found = self.token_id(token)
+        return found if found is not None else self._append(token)
+
+    @property
+    def sep_id(self) -> int | None:
+        return self.token_id(SEP)
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
         if not isinstance(text, str):

@@ -18,7 +18,7 @@ from ms_gpt.text.base import SPECIALS, UNK, Tokenizer
 SUFFIX = "</w>"
 
 
-def _pipeline(vocab: dict, merges: list):
+def _pipeline(vocab: dict, merges: list, extra_specials=()):
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, normalizers, pre_tokenizers
 
@@ -26,7 +26,7 @@ def _pipeline(vocab: dict, merges: list):
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.BPEDecoder(suffix=SUFFIX)
-    tok.add_special_tokens(list(SPECIALS))
+    tok.add_special_tokens(list(SPECIALS) + list(extra_specials))
     return tok
 
 
@@ -45,12 +45,15 @@ def read_merges(path: Path) -> list:
 class BPETokenizer(Tokenizer):
     kind = "bpe"
 
-    def __init__(self, vocab: dict, merges: list):
+    def __init__(self, vocab: dict, merges: list, extra_specials=()):
         vocab = dict(vocab)
         for tok in SPECIALS:  # append what a pretrained vocabulary lacks
             vocab.setdefault(tok, len(vocab))
-        self.vocab, self.merges = vocab, list(merges)
-        self._tok = _pipeline(vocab, self.merges)
+        missing = [t for t in extra_specials if t not in vocab]
+        if missing:
+            raise ValueError(f"extra special tokens {missing} are not in the vocabulary")
+        self.vocab, self.merges, self.extra_specials = vocab, list(merges), list(extra_specials)
+        self._tok = _pipeline(vocab, self.merges, self.extra_specials)
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (vocab[t] for t in SPECIALS)
 
     @classmethod
@@ -84,6 +87,15 @@ class BPETokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
+    def token_id(self, token):
+        return self.vocab.get(token)
+
+    def _append(self, token):
+        self.vocab[token] = self.vocab_size
+        self.extra_specials.append(token)
+        self._tok = _pipeline(self.vocab, self.merges, self.extra_specials)
+        return self.vocab[token]
+
     def _encode(self, text):
         return self._tok.encode(text, add_special_tokens=False).ids
 
@@ -94,8 +106,11 @@ class BPETokenizer(Tokenizer):
         atomic.write_text(directory / "vocab.json", json.dumps(self.vocab, ensure_ascii=False))
         atomic.write_text(directory / "merges.txt",
                           "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.merges))
-        return {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
+        return {"vocab_file": "vocab.json", "merges_file": "merges.txt", "extra_specials": self.extra_specials}
 
     @classmethod
     def _from_state(cls, state: dict, directory: Path):
-        return cls.from_files(directory / state["vocab_file"], directory / state["merges_file"])
+        tok = cls.from_files(directory / state["vocab_file"], directory / state["merges_file"])
+        if state.get("extra_specials"):
+            tok = cls(tok.vocab, tok.merges, state["extra_specials"])
+        return tok

@@ -55,6 +55,14 @@ class VocabTokenizer(Tokenizer):
     def _encode(self, text):
         return [self.token_to_id.get(t, self.unk_id) for t in self.split(text)]
 
+    def token_id(self, token):
+        return self.token_to_id.get(token)
+
+    def _append(self, token):
+        self.id_to_token.append(token)
+        self.token_to_id[token] = len(self.id_to_token) - 1
+        return self.token_to_id[token]
+
     def _decode(self, ids):
         return self.joiner.join(self.id_to_token[i] for i in ids)
 
