@@ -77,6 +77,39 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=0)
     gen.add_argument("--top-p", type=float, default=1.0)
 
+    ft = sub.add_parser("finetune", help="GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)")
+    _common(ft)
+    ft.add_argument("--init", required=True, help="an ms_gpt checkpoint folder (ms-gpt pretrain) or a Hugging Face "
+                    "openai-gpt folder")
+    ft.add_argument("--task", required=True, choices=("classification", "entailment", "similarity", "multiple-choice"))
+    ft.add_argument("--data", required=True, help="builtin:reviews-zh, or a folder with train/valid/test.jsonl "
+                    "(fields per task: see the README)")
+    ft.add_argument("--out", required=True, help="output folder (metrics.json, best/, loss.png)")
+    ft.add_argument("--epochs", type=_positive_int, default=3)
+    ft.add_argument("--batch-size", type=_positive_int, default=32)
+    ft.add_argument("--learning-rate", type=float, default=6.25e-5)
+    ft.add_argument("--lm-weight", type=float, default=0.5, help="λ of the auxiliary LM loss (0 turns it off)")
+    ft.add_argument("--classifier-dropout", type=float, default=0.1)
+    ft.add_argument("--warmup-fraction", type=float, default=0.002, help="share of steps for linear warmup")
+    ft.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="linear")
+    ft.add_argument("--weight-decay", type=float, default=0.01)
+    ft.add_argument("--max-len", type=_positive_int, default=128, help="tokens per sequence, specials included")
+    ft.add_argument("--train-limit", type=_positive_int, default=None, help="use only the first N training rows")
+    ft.add_argument("--reinit", action="store_true",
+                    help="keep --init's architecture and tokenizer but start from random weights (baseline)")
+    ft.add_argument("--no-progress", action="store_true")
+
+    sf = sub.add_parser("sft", help="supervised tuning on prompt/response pairs (loss on the response only)")
+    _common(sf)
+    sf.add_argument("--init", required=True, help="an ms_gpt checkpoint folder or a Hugging Face openai-gpt folder")
+    sf.add_argument("--data", required=True, help='a JSONL file of {"prompt": ..., "response": ...}')
+    sf.add_argument("--out", required=True, help="output folder (a checkpoint ms-gpt generate answers from)")
+    sf.add_argument("--epochs", type=_positive_int, default=20)
+    sf.add_argument("--batch-size", type=_positive_int, default=8)
+    sf.add_argument("--learning-rate", type=float, default=1e-4)
+    sf.add_argument("--max-len", type=_positive_int, default=None, help="default: the model's n_positions")
+    sf.add_argument("--no-progress", action="store_true")
+
     conv = sub.add_parser("convert", help="Hugging Face openai-gpt folder <-> ms_gpt checkpoint folder")
     _common(conv)
     src = conv.add_mutually_exclusive_group(required=True)
@@ -102,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         return _pretrain(args)
     if args.command == "generate":
         return _generate(args)
+    if args.command == "finetune":
+        return _finetune(args)
+    if args.command == "sft":
+        return _sft(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
     return 2
 
@@ -163,6 +200,33 @@ def _generate(args) -> int:
         repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p),
         (ValueError, FileNotFoundError), show=str)
+
+
+def _finetune(args) -> int:
+    from ms_gpt.flows import finetune
+
+    def job():
+        cfg = finetune.FinetuneConfig(
+            task=args.task, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+            lm_weight=args.lm_weight, classifier_dropout=args.classifier_dropout,
+            warmup_fraction=args.warmup_fraction, schedule=args.schedule, weight_decay=args.weight_decay,
+            max_len=args.max_len, train_limit=args.train_limit, reinit=args.reinit)
+        return finetune.finetune(args.init, args.data, args.out, cfg, device=args.device, seed=args.seed,
+                                 progress=not args.no_progress)
+
+    return _run_job("finetune", job, (ValueError, FileNotFoundError))
+
+
+def _sft(args) -> int:
+    from ms_gpt.flows import sft
+
+    def job():
+        cfg = sft.SFTConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                            max_len=args.max_len)
+        return sft.sft(args.init, args.data, args.out, cfg, device=args.device, seed=args.seed,
+                       progress=not args.no_progress)
+
+    return _run_job("sft", job, (ValueError, FileNotFoundError))
 
 
 def _convert(args) -> int:

@@ -133,7 +133,13 @@ def generate_text(ckpt: str | Path, prompt: str, strategy: str = "greedy", use_c
     model = convert.load_ms_checkpoint(ckpt)
     tok = text.load(ckpt / "tokenizer")
     prompt_ids = tok.encode(prompt, add_bos=True)
+    chat = (ckpt / "sft.json").is_file()  # tuned by ms-gpt sft: answer in its format, print the response
+    if chat:
+        prompt_ids.append(tok.sep_id)
+    suppress = tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
     new = generate(model, prompt_ids, strategy=strategy, use_cache=use_cache, max_new_tokens=max_new_tokens,
-                   eos_id=tok.eos_id, seed=seed, suppress_ids=(tok.pad_id, tok.bos_id, tok.unk_id), **kwargs)
+                   eos_id=tok.eos_id, seed=seed, suppress_ids=suppress, **kwargs)
+    if chat:
+        return tok.decode(new)
     joiner = " " if tok.kind == "whitespace" else ""
     return joiner.join(s for s in (tok.decode(prompt_ids), tok.decode(new)) if s)

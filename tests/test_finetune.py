@@ -1,0 +1,371 @@
+"""GPT-1 fine-tuning: task data, input transforms, the multi-sequence head, the L2 + λ·L1 objective,
+the finetune flow for every task, vocabulary checks, and SFT."""
+import json
+import random
+
+import mindspore
+import numpy as np
+import pytest
+
+from ms_gpt.config import GPTConfig
+from ms_gpt.data import tasks
+from ms_gpt.data.pipeline import IGNORE
+from ms_gpt.text import SEP, WhitespaceTokenizer
+
+
+def ids(rows):
+    return mindspore.Tensor(np.asarray(rows, np.int32))
+
+
+def write_splits(root, make, sizes=(("train", 96), ("valid", 24), ("test", 24)), seed=0):
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes:
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(make(rng)) + "\n" for _ in range(n)))
+    return root
+
+
+SUBJECTS = ["the cat", "the dog", "my sister", "the farmer", "our teacher"]
+OBJECTS = ["a red ball", "the blue door", "an apple", "the green hat"]
+
+
+def sentence(rng, place):
+    return f"{rng.choice(SUBJECTS)} sees {rng.choice(OBJECTS)} {place} ."
+
+
+def classification_row(rng):
+    good = rng.random() < 0.5
+    return {"text": sentence(rng, "at school" if good else "by the sea"), "label": "pos" if good else "neg"}
+
+
+def entailment_row(rng):
+    good = rng.random() < 0.5
+    return {"premise": sentence(rng, "in the garden"), "hypothesis": sentence(rng, "at school" if good else "by the sea"),
+            "label": int(good)}
+
+
+def similarity_row(rng):
+    good = rng.random() < 0.5
+    a, b = sentence(rng, "at school" if good else "by the sea"), sentence(rng, "in the garden")
+    return {"text_a": a, "text_b": b, "label": int(good)} if rng.random() < 0.5 else \
+        {"text_a": b, "text_b": a, "label": int(good)}
+
+
+def choice_row(rng):
+    right = rng.randrange(3)
+    wrong = ["the blue door .", "an apple .", "the green hat ."]
+    rng.shuffle(wrong)
+    choices = wrong[:2]
+    choices.insert(right, "a red ball .")
+    return {"context": f"{rng.choice(SUBJECTS)} sees", "choices": choices, "label": right}
+
+
+ROWS = {"classification": classification_row, "entailment": entailment_row, "similarity": similarity_row,
+        "multiple-choice": choice_row}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    from ms_gpt.flows import pretrain
+
+    out = tmp_path_factory.mktemp("pre")
+    pretrain.pretrain("builtin:demo-en", out, preset="tiny", steps=30, progress=False)
+    return out
+
+
+def tok_with_sep():
+    tok = WhitespaceTokenizer.build(["the cat sees a red ball at school ."])
+    tok.add_special(SEP)
+    return tok
+
+
+# --------------------------------------------------------------------------- data
+def test_transforms_follow_gpt1_figure_1():
+    tok = tok_with_sep()
+    e = tok.encode
+    bos, eos, sep = tok.bos_id, tok.eos_id, tok.sep_id
+    assert sep == tok.vocab_size - 1 and tok.add_special(SEP) == sep  # appended once
+    assert tasks.transform(tok, "classification", {"text": "the cat"}, 16) == [[bos] + e("the cat") + [eos]]
+    assert tasks.transform(tok, "entailment", {"premise": "the cat", "hypothesis": "a ball"}, 16) == \
+        [[bos] + e("the cat") + [sep] + e("a ball") + [eos]]
+    assert tasks.transform(tok, "similarity", {"text_a": "the cat", "text_b": "a ball"}, 16) == \
+        [[bos] + e("the cat") + [sep] + e("a ball") + [eos], [bos] + e("a ball") + [sep] + e("the cat") + [eos]]
+    assert tasks.transform(tok, "multiple-choice", {"context": "the cat", "choices": ["sees", "at school"]}, 16) == \
+        [[bos] + e("the cat") + [sep] + e("sees") + [eos], [bos] + e("the cat") + [sep] + e("at school") + [eos]]
+    # too long: the longer part loses its tail, the extract token stays last
+    long = tasks.transform(tok, "entailment", {"premise": "the cat sees a red ball at school", "hypothesis": "a ball"}, 8)
+    assert long == [[bos] + e("the cat sees") + [sep] + e("a ball") + [eos]]
+    assert tasks.transform(tok, "classification", {"text": "the cat sees a red ball"}, 5)[0] == [bos] + e("the cat sees") + [eos]
+    plain = WhitespaceTokenizer.build(["a b"])
+    with pytest.raises(ValueError, match="needs the '<sep>' token"):
+        tasks.transform(plain, "entailment", {"premise": "a", "hypothesis": "b"}, 16)
+
+
+def test_batches_are_static_and_padding_is_ignored():
+    tok = tok_with_sep()
+    data = tasks.TaskData("similarity", {}, classes=[0, 1])
+    exs = [tasks.Example(tasks.transform(tok, "similarity", {"text_a": "the cat" * k, "text_b": "a"}, 32), k % 2)
+           for k in (1, 1, 1, 5)]
+    batches = tasks.make_batches(exs, 2, tok.pad_id, [8, 16, 32], shuffle_rows=False)
+    assert [b[0].shape for b in batches] == [(2, 2, 8), (2, 2, 8), (2, 2, 16)]
+    ids_, lm, labels = batches[2]
+    assert labels.tolist() == [1, IGNORE]  # the filler row's label is ignored
+    assert np.all(ids_[1] == tok.pad_id) and np.all(lm[1] == IGNORE)
+    first = exs[3].seqs[0]
+    assert ids_[0, 0, :len(first)].tolist() == first
+    assert lm[0, 0, :len(first) - 1].tolist() == first[1:] and np.all(lm[0, 0, len(first) - 1:] == IGNORE)
+    assert data.num_labels == 2
+
+
+def test_bad_rows_name_the_file_and_line(tmp_path):
+    good = json.dumps({"text": "a", "label": 0})
+    cases = {
+        "missing": (good + "\n" + json.dumps({"txt": "a", "label": 1}), r"train.jsonl:2: missing field\(s\) \['text'\]"),
+        "json": (good + "\n{oops", r"train.jsonl:2: not valid JSON"),
+        "label": (good + "\n" + json.dumps({"text": "a", "label": [1]}), r"train.jsonl:2: 'label' must be"),
+    }
+    for name, (body, pattern) in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.jsonl").write_text(body)
+        with pytest.raises(tasks.DataError, match=pattern):
+            tasks.read_jsonl(tmp_path / name / "train.jsonl", "classification")
+    mc = tmp_path / "mc.jsonl"
+    mc.write_text(json.dumps({"context": "a", "choices": ["b", "c"], "label": 2}))
+    with pytest.raises(tasks.DataError, match=r"mc.jsonl:1: 'label' must be the index of the right choice, in \[0, 2\), got 2"):
+        tasks.read_jsonl(mc, "multiple-choice")
+
+
+def test_unknown_labels_empty_splits_and_layout_errors(tmp_path):
+    root = write_splits(tmp_path / "a", classification_row, sizes=(("train", 8), ("valid", 4), ("test", 4)))
+    with open(root / "test.jsonl", "a") as fh:
+        fh.write(json.dumps({"text": "x", "label": "meh"}) + "\n")
+    with pytest.raises(tasks.DataError, match=r"test.jsonl:5: unknown label 'meh'; the training split's labels are \['neg', 'pos'\]"):
+        tasks.load_task_data(str(root), "classification")
+    (root / "valid.jsonl").write_text("\n")
+    with pytest.raises(tasks.DataError, match=r"valid.jsonl: the valid split is empty"):
+        tasks.load_task_data(str(root), "classification")
+    (root / "test.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing \['test.jsonl'\]; a task folder holds train.jsonl"):
+        tasks.load_task_data(str(root), "classification")
+    with pytest.raises(ValueError, match="unknown task 'ner'"):
+        tasks.load_task_data(str(root), "ner")
+    with pytest.raises(ValueError, match="builtin:reviews-zh is classification data, not entailment"):
+        tasks.load_task_data("builtin:reviews-zh", "entailment")
+
+
+def test_reviews_zh_is_deduplicated_and_split_stratified():
+    splits = tasks.reviews_zh_splits(seed=0)
+    texts = {s: [r["text"] for r in rows] for s, rows in splits.items()}
+    every = sum(texts.values(), [])
+    assert len(every) == len(set(every))  # no duplicates, no text in two splits
+    n = len(every)
+    assert 17000 < n < 17500  # ~35k lines, about half of them repeats
+    for s, share in (("train", 0.8), ("valid", 0.1), ("test", 0.1)):
+        assert len(texts[s]) / n == pytest.approx(share, abs=0.002)
+        pos = np.mean([r["label"] for r in splits[s]])
+        assert pos == pytest.approx(np.mean([r["label"] for r in sum(splits.values(), [])]), abs=0.01)
+    assert tasks.reviews_zh_splits(seed=0) == splits and tasks.reviews_zh_splits(seed=1) != splits
+
+
+# --------------------------------------------------------------------------- model + objective
+def test_similarity_is_order_free_and_choices_are_scored_each():
+    from ms_gpt.model import GPTForSequenceClassification
+
+    cfg = GPTConfig.preset("tiny")
+    sim = GPTForSequenceClassification(cfg, 3, task="similarity", with_lm=False)
+    sim.set_train(False)
+    a, b = [1, 5, 6, 2, 0], [1, 7, 8, 9, 2]
+    x, y = sim(ids([[a, b]]))[0].asnumpy(), sim(ids([[b, a]]))[0].asnumpy()
+    assert x.shape == (1, 3) and y is not None
+    np.testing.assert_allclose(x, y, atol=1e-5)
+    mc = GPTForSequenceClassification(cfg, 3, task="multiple-choice")
+    mc.set_train(False)
+    c = [[1, 5, 2, 0, 0], [1, 6, 7, 2, 0], [1, 9, 9, 9, 2]]
+    logits, lm = mc(ids([c, c[::-1]]))
+    assert logits.shape == (2, 3) and lm.shape == (6, 5, cfg.vocab_size)
+    np.testing.assert_allclose(logits.asnumpy()[0], logits.asnumpy()[1][::-1], atol=1e-5)
+    with pytest.raises(ValueError, match=r"reads 3 sequence\(s\) per example, got input_ids of shape \(1, 2, 5\)"):
+        mc(ids([c[:2]]))
+    with pytest.raises(ValueError, match="task must be one of"):
+        GPTForSequenceClassification(cfg, 2, task="ner")
+
+
+def test_objective_is_head_loss_plus_lambda_times_lm_loss():
+    from ms_gpt.flows.finetune import make_objective
+    from ms_gpt.model import GPTForSequenceClassification
+
+    clf = GPTForSequenceClassification(GPTConfig.preset("tiny"), 2, classifier_dropout=0.0)
+    clf.set_train(False)
+    x = ids([[1, 5, 6, 2, 0], [1, 7, 2, 0, 0]])
+    lm_labels = ids([[[5, 6, 2, IGNORE, IGNORE]], [[7, 2, IGNORE, IGNORE, IGNORE]]])
+    labels = ids([1, 0])
+    logits, lm = (t.asnumpy() for t in clf(x))
+
+    def ce(z, y):
+        z = z - z.max(-1, keepdims=True)
+        return -(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(-1)))
+
+    head = ce(logits, np.array([1, 0])).mean()
+    flat, tgt = lm.reshape(-1, lm.shape[-1]), lm_labels.asnumpy().reshape(-1)
+    keep = tgt != IGNORE
+    lm_mean = ce(flat[keep], tgt[keep]).mean()
+    for lam in (0.0, 0.5, 2.0):
+        got = float(make_objective(lam)(clf, x, lm_labels, labels).asnumpy())
+        assert got == pytest.approx(head + lam * lm_mean, rel=1e-5)
+
+
+def test_classification_report_numbers():
+    from ms_gpt.flows.finetune import classification_report
+
+    r = classification_report([0, 0, 1, 1, 1], [0, 1, 1, 1, 0], 2, ["neg", "pos"])
+    assert r["accuracy"] == pytest.approx(0.6)
+    assert r["per_class"]["pos"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert r["per_class"]["neg"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+
+
+# --------------------------------------------------------------------------- vocabulary checks
+def test_init_grows_for_appended_specials_and_rejects_a_foreign_tokenizer(pretrained, tmp_path):
+    import shutil
+
+    from ms_gpt import convert, text
+
+    model, tok = convert.load_init(pretrained)
+    assert model.config.vocab_size == tok.vocab_size
+    bigger = tmp_path / "sep"
+    shutil.copytree(pretrained, bigger)
+    tok.add_special(SEP)
+    tok.save(bigger / "tokenizer")
+    grown, tok2 = convert.load_init(bigger)
+    assert grown.config.vocab_size == model.config.vocab_size + 1 == tok2.vocab_size
+    old, new = (convert.model_params(m)["decoder.tok_emb"] for m in (model, grown))
+    np.testing.assert_array_equal(new[:-1], old)
+    assert 0.005 < new[-1].std() < 0.05  # the new row: N(0, 0.02)
+    foreign = tmp_path / "foreign"
+    shutil.copytree(pretrained, foreign)
+    text.WhitespaceTokenizer.build(["completely different words here"]).save(foreign / "tokenizer")
+    with pytest.raises(convert.ConversionError, match=r"has \d+ token rows but its tokenizer has 8 tokens; this is not "
+                                                      "the tokenizer the model was trained with"):
+        convert.load_init(foreign)
+
+
+def test_init_from_a_hugging_face_folder_appends_the_specials(tmp_path):
+    """openai-gpt's case: a BPE vocabulary without <pad>/<bos>/<eos>/<unk>; they are appended and the
+    embedding grows by 4 rows."""
+    from ms_gpt import convert, text
+    from ms_gpt.data import demo_en
+    from ms_gpt.model import GPT
+
+    bpe = text.BPETokenizer.train(demo_en(300), 120)
+    vocab = {t: i - 4 for t, i in bpe.vocab.items() if t not in text.SPECIALS}
+    hf = tmp_path / "hf"
+    convert.export_hf_openai_gpt(GPT(GPTConfig.preset("tiny", vocab_size=len(vocab), d_ff=128, pad_token_id=None)), hf)
+    (hf / "vocab.json").write_text(json.dumps(vocab))
+    (hf / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in bpe.merges))
+    model, tok = convert.load_init(hf)
+    assert model.config.vocab_size == len(vocab) + 4 == tok.vocab_size
+    assert tok.pad_id == len(vocab)
+    (hf / "merges.txt").unlink()
+    with pytest.raises(convert.ConversionError, match="needs vocab.json and merges.txt"):
+        convert.load_init(hf)
+
+
+# --------------------------------------------------------------------------- the flow, every task
+@pytest.mark.parametrize("task", list(ROWS))
+def test_finetune_learns_each_task(pretrained, tmp_path, task):
+    from ms_gpt.flows.finetune import FinetuneConfig, finetune, load_classifier
+
+    data = write_splits(tmp_path / "data", ROWS[task])
+    cfg = FinetuneConfig(task=task, epochs=3, batch_size=8, learning_rate=3e-3, max_len=24)
+    m = finetune(str(pretrained), str(data), tmp_path / "out", cfg, seed=0, progress=False)
+    assert m["accuracy"] >= 0.9, m
+    assert m["train_loss"]["last"] < 0.5 * m["train_loss"]["first"]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == m
+    assert [e["epoch"] for e in m["epochs"]] == [1, 2, 3] and m["test_examples"] == 24
+    assert m["valid_accuracy"] == max(e["valid_accuracy"] for e in m["epochs"])
+    assert set(m["per_class"]) == ({"neg", "pos"} if task == "classification" else
+                                   {"choice 0", "choice 1", "choice 2"} if task == "multiple-choice" else {"0", "1"})
+    clf, tok, meta = load_classifier(tmp_path / "out" / "best")
+    assert meta["epoch"] == m["best_epoch"] and clf.task == task
+    assert (tok.sep_id is None) == (task == "classification")
+
+
+def test_lambda_zero_and_reinit(pretrained, tmp_path):
+    from ms_gpt.flows.finetune import FinetuneConfig, finetune
+
+    data = write_splits(tmp_path / "data", classification_row)
+    base = dict(task="classification", epochs=1, batch_size=8, learning_rate=3e-3, max_len=24)
+    runs = {name: finetune(str(pretrained), str(data), tmp_path / name, FinetuneConfig(**base, **kw), progress=False)
+            for name, kw in (("aux", {}), ("no_aux", {"lm_weight": 0.0}), ("scratch", {"reinit": True}))}
+    first = {k: v["train_loss"]["first"] for k, v in runs.items()}
+    # with λ = 0.5 the first loss carries the LM term (~ln V at most); without it is the head's alone (~ln 2)
+    assert first["no_aux"] == pytest.approx(np.log(2), abs=0.3)
+    assert first["aux"] > first["no_aux"] + 0.5
+    assert first["scratch"] > first["aux"] + 0.5  # random weights: the LM term is near ln V, not the pretrained loss
+    assert runs["scratch"]["reinit"] is True
+
+
+def test_finetune_rejects_bad_settings(pretrained, tmp_path):
+    from ms_gpt.flows.finetune import FinetuneConfig, finetune
+
+    data = write_splits(tmp_path / "data", classification_row, sizes=(("train", 8), ("valid", 4), ("test", 4)))
+    with pytest.raises(ValueError, match=r"max_len=128 exceeds the model.s position table \(n_positions=64\)"):
+        finetune(str(pretrained), str(data), tmp_path / "o", FinetuneConfig(max_len=128), progress=False)
+    with pytest.raises(ValueError, match=r"lm_weight \(λ\) must be >= 0, got -1"):
+        finetune(str(pretrained), str(data), tmp_path / "o", FinetuneConfig(lm_weight=-1), progress=False)
+
+
+# --------------------------------------------------------------------------- SFT
+PAIRS = [("the cat", "sees a red ball ."), ("the dog", "likes an apple near the river ."),
+         ("my sister", "finds the blue door ."), ("the farmer", "cleans the green hat at school .")]
+
+
+def test_sft_masks_the_prompt():
+    from ms_gpt.flows.sft import encode_pair
+
+    tok = tok_with_sep()
+    x, y = encode_pair(tok, "the cat", "sees a ball", 32)
+    e = tok.encode
+    assert x.tolist() == [tok.bos_id] + e("the cat") + [tok.sep_id] + e("sees a ball")
+    assert y.tolist() == [IGNORE] * 3 + e("sees a ball") + [tok.eos_id]
+    x, y = encode_pair(tok, "the cat sees a red ball", "at school", 6)  # prompt loses its start
+    assert x.tolist() == [tok.bos_id] + e("red ball") + [tok.sep_id] + e("at school") and len(x) == 6
+
+
+def test_sft_cli_then_generate_answers_in_the_same_format(pretrained, tmp_path, venv_bin):
+    import subprocess
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in PAIRS))
+    out = tmp_path / "sft"
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "sft", "--init", str(pretrained), "--data", str(data), "--out",
+                           str(out), "--epochs", "60", "--learning-rate", "3e-3", "--batch-size", "4", "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["response_loss"]["after"] < 0.05 * m["response_loss"]["before"]
+    for prompt, response in PAIRS[:2]:
+        gen = subprocess.run([str(venv_bin / "ms-gpt"), "generate", "--ckpt", str(out), "--prompt", prompt,
+                              "--max-new-tokens", "12"], capture_output=True, text=True, timeout=300)
+        assert gen.returncode == 0, gen.stderr[-3000:]
+        assert gen.stdout.strip().splitlines()[-1] == response
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n" + json.dumps({"prompt": "a"}) + "\n")
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "sft", "--init", str(pretrained), "--data", str(bad), "--out",
+                           str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "bad.jsonl:2: a row needs string fields 'prompt' and 'response'" in proc.stderr
+
+
+def test_finetune_cli_entailment_and_errors(pretrained, tmp_path, venv_bin):
+    import subprocess
+
+    data = write_splits(tmp_path / "data", entailment_row, sizes=(("train", 32), ("valid", 8), ("test", 8)))
+    cmd = [str(venv_bin / "ms-gpt"), "finetune", "--init", str(pretrained), "--task", "entailment", "--data", str(data),
+           "--out", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "8", "--max-len", "24", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["task"] == "entailment" and 0.0 <= m["accuracy"] <= 1.0 and m["test_examples"] == 8
+    assert (tmp_path / "out" / "best" / "classifier.ckpt").is_file()
+    (data / "valid.jsonl").write_text(json.dumps({"premise": "a", "hypothesis": "b", "label": 7}) + "\n")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "valid.jsonl:1: unknown label 7" in proc.stderr
