@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--tokenizer", default="auto", help="auto (jieba for Chinese built-ins, else whitespace), "
                      "whitespace, char, jieba, bpe")
     pre.add_argument("--vocab-size", type=_positive_int, default=8000)
+    pre.add_argument("--vocab-corpus", default=None, metavar="SRC",
+                     help="more text to build the vocabulary over (not trained on), e.g. a task's training texts")
     pre.add_argument("--block-size", type=_positive_int, default=64)
     pre.add_argument("--batch-size", type=_positive_int, default=16)
     pre.add_argument("--learning-rate", type=float, default=3e-3)
@@ -97,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--train-limit", type=_positive_int, default=None, help="use only the first N training rows")
     ft.add_argument("--reinit", action="store_true",
                     help="keep --init's architecture and tokenizer but start from random weights (baseline)")
+    ft.add_argument("--pool", choices=("last", "mean"), default="last",
+                    help="what the head reads: last = the extract token (GPT-1), mean = average of real tokens")
     ft.add_argument("--no-progress", action="store_true")
 
     sf = sub.add_parser("sft", help="supervised tuning on prompt/response pairs (loss on the response only)")
@@ -187,7 +191,7 @@ def _pretrain(args) -> int:
         args.corpus, args.out, preset=args.preset, steps=args.steps, tokenizer=args.tokenizer,
         vocab_size=args.vocab_size, block_size=args.block_size, batch_size=args.batch_size,
         learning_rate=args.learning_rate, device=args.device, seed=args.seed, progress=not args.no_progress,
-        amp=args.amp, until=args.until, resume=args.resume),
+        amp=args.amp, until=args.until, resume=args.resume, vocab_corpus=args.vocab_corpus),
         (ValueError, FileNotFoundError))
 
 
@@ -210,7 +214,7 @@ def _finetune(args) -> int:
             task=args.task, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             lm_weight=args.lm_weight, classifier_dropout=args.classifier_dropout,
             warmup_fraction=args.warmup_fraction, schedule=args.schedule, weight_decay=args.weight_decay,
-            max_len=args.max_len, train_limit=args.train_limit, reinit=args.reinit)
+            max_len=args.max_len, train_limit=args.train_limit, reinit=args.reinit, pool=args.pool)
         return finetune.finetune(args.init, args.data, args.out, cfg, device=args.device, seed=args.seed,
                                  progress=not args.no_progress)
 

@@ -369,3 +369,38 @@ def test_finetune_cli_entailment_and_errors(pretrained, tmp_path, venv_bin):
     (data / "valid.jsonl").write_text(json.dumps({"premise": "a", "hypothesis": "b", "label": 7}) + "\n")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "valid.jsonl:1: unknown label 7" in proc.stderr
+
+
+def test_mean_pool_averages_the_real_tokens():
+    from ms_gpt.model import GPTForSequenceClassification
+
+    cfg = GPTConfig.preset("tiny")
+    clf = GPTForSequenceClassification(cfg, 2, task="classification", pool="mean", classifier_dropout=0.0)
+    clf.set_train(False)
+    x = ids([[1, 5, 6, 2, 0, 0], [1, 7, 2, 0, 0, 0]])
+    hidden = clf.gpt.decoder(x)[0].asnumpy()
+    w, b = (p.asnumpy() for p in (clf.classifier.weight, clf.classifier.bias))
+    want = np.stack([hidden[0, :4].mean(0), hidden[1, :3].mean(0)]) @ w.T + b
+    np.testing.assert_allclose(clf(x)[0].asnumpy(), want, atol=1e-5)
+    with pytest.raises(ValueError, match="pool must be 'last'"):
+        GPTForSequenceClassification(cfg, 2, pool="max")
+
+
+def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root):
+    import subprocess
+
+    out = tmp_path / "cmp"
+    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
+                           "--preset", "tiny", "--pretrain-steps", "4", "--block-size", "32", "--vocab-size", "2000",
+                           "--epochs", "1", "--train-limit", "96", "--max-len", "32"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["train_examples"] == 96 and summary["test_examples"] > 1700
+    acc = summary["accuracy"]
+    assert set(acc) == {"a_pretrained_finetuned", "b_random_init_finetuned", "c_tfidf_logreg"}
+    assert all(0.0 <= v <= 1.0 for v in acc.values()) and acc["c_tfidf_logreg"] > 0.55
+    assert summary["runs"]["b_scratch"]["reinit"] is True and summary["runs"]["a_pretrained"]["reinit"] is False
+    table = (out / "compare.md").read_text()
+    assert table.count("\n") == 5 and "TF-IDF" in table
+    assert json.loads((out / "compare.json").read_text()) == summary

@@ -36,6 +36,7 @@ class FinetuneConfig:
     buckets: tuple | None = None  # static batch lengths; default max_len/4, /2, max_len
     train_limit: int | None = None  # use the first N training rows (the split is already shuffled)
     reinit: bool = False  # keep the checkpoint's architecture and tokenizer, start from random weights
+    pool: str = "last"  # GPT-1: the extract token's state; "mean": average over real tokens
 
     def validate(self) -> None:
         from ms_gpt.checks import require_positive_ints
@@ -125,7 +126,8 @@ def build_classifier(gpt, task: str, num_labels: int, cfg: FinetuneConfig, seed:
     from ms_gpt.model import GPTForSequenceClassification
 
     clf = GPTForSequenceClassification(gpt.config, num_labels, dropout_seed=seed, task=task,
-                                       classifier_dropout=cfg.classifier_dropout, with_lm=cfg.lm_weight > 0)
+                                       classifier_dropout=cfg.classifier_dropout, with_lm=cfg.lm_weight > 0,
+                                       pool=cfg.pool)
     if not cfg.reinit:
         _load_params(clf.gpt, {f"gpt.{k}": v for k, v in model_params(gpt).items()})
     return clf
@@ -137,7 +139,7 @@ def save_classifier(clf, tok, meta: dict, directory: Path) -> Path:
 
     with atomic.atomic_dir(directory) as tmp:
         mindspore.save_checkpoint(clf, str(tmp / CLF_CKPT))
-        (tmp / CLF_META).write_text(json.dumps({"gpt_config": clf.config.to_dict(), "task": clf.task,
+        (tmp / CLF_META).write_text(json.dumps({"gpt_config": clf.config.to_dict(), "task": clf.task, "pool": clf.pool,
                                                 "num_labels": clf.num_labels, **meta}, indent=2, ensure_ascii=False))
         tok.save(tmp / "tokenizer")
     return directory
@@ -157,7 +159,7 @@ def load_classifier(directory: str | Path):
         raise FileNotFoundError(f"{directory}/{CLF_META} not found: not a folder written by ms-gpt finetune")
     meta = json.loads((directory / CLF_META).read_text(encoding="utf-8"))
     clf = GPTForSequenceClassification(GPTConfig.from_dict(meta["gpt_config"]), meta["num_labels"], task=meta["task"],
-                                       with_lm=False)
+                                       with_lm=False, pool=meta.get("pool", "last"))
     params = {k: v.asnumpy() for k, v in mindspore.load_checkpoint(str(directory / CLF_CKPT)).items()}
     _load_params(clf, params)
     clf.set_train(False)

@@ -49,9 +49,11 @@ AMP_CHOICES = ("auto", "on", "off")
 def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 200, tokenizer: str = "auto",
              vocab_size: int = 8000, block_size: int = 64, batch_size: int = 16, learning_rate: float = 3e-3,
              device: str | None = None, seed: int = 0, progress: bool = True, amp: str = "auto",
-             until: int | None = None, resume: bool = False) -> dict:
+             until: int | None = None, resume: bool = False, vocab_corpus: str | None = None) -> dict:
     """Pretrain on ``corpus`` into ``out``. ``until``: stop (with a checkpoint) after that step;
-    ``resume``: continue the run saved in ``out`` (same settings) where it stopped."""
+    ``resume``: continue the run saved in ``out`` (same settings) where it stopped; ``vocab_corpus``:
+    more text the vocabulary is built over (not trained on), e.g. the fine-tuning task's training
+    texts, so its words are not ``<unk>``."""
     from ms_gpt import convert, text
     from ms_gpt import device as dev
     from ms_gpt.config import GPTConfig
@@ -70,7 +72,8 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
     if resume:
         tok = text.load(out / "tokenizer")
     else:
-        tok = build_tokenizer(tokenizer, corpus, train_lines, vocab_size)
+        vocab_lines = train_lines + (load_corpus(vocab_corpus) if vocab_corpus else [])
+        tok = build_tokenizer(tokenizer, corpus, vocab_lines, vocab_size)
         tok.save(out / "tokenizer")
     use_amp = settings.target == "Ascend" if amp == "auto" else amp == "on"
     base = GPTConfig.preset(preset)
@@ -109,7 +112,7 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
     metrics = {
         "corpus": corpus, "preset": preset, "device": settings.target, "amp": use_amp,
         "steps": trainer.step, "of_steps": steps, "skipped_steps": trainer.skipped,
-        "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "parameters": sum(int(p.size) for p in model.trainable_params()),
+        "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "vocab_corpus": vocab_corpus, "parameters": sum(int(p.size) for p in model.trainable_params()),
         "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
         "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],
         "val_loss": result["val_loss"], "val_ppl": result["val_ppl"],

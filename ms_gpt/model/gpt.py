@@ -246,12 +246,14 @@ class GPTForSequenceClassification(_ChecksInputIds):
     - classification / entailment: n = 1 -> class logits [b, num_labels]
     - similarity: n = 2 (both orders); the two extract states are added before the head
     - multiple-choice: n = num_labels choices; the head scores each, logits [b, n] (softmax across)
+    ``pool="mean"`` feeds the head the average of the real tokens' states instead of the extract token's.
     Returns ``(logits, lm_logits [b*n, l, vocab])``; ``lm_logits`` is None when ``with_lm`` is False
     (an auxiliary weight of 0 need not pay for the vocabulary projection).
     """
 
     def __init__(self, config: GPTConfig, num_labels: int, dropout_seed: int | None = None,
-                 task: str = "classification", classifier_dropout: float = 0.1, with_lm: bool = True):
+                 task: str = "classification", classifier_dropout: float = 0.1, with_lm: bool = True,
+                 pool: str = "last"):
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
@@ -259,7 +261,9 @@ class GPTForSequenceClassification(_ChecksInputIds):
             raise ValueError(f"task must be one of {', '.join(FINETUNE_TASKS)}, got {task!r}")
         if not isinstance(classifier_dropout, (int, float)) or not 0.0 <= classifier_dropout < 1.0:
             raise ValueError(f"classifier_dropout must be in [0, 1), got {classifier_dropout!r}")
-        self.config, self.num_labels, self.task, self.with_lm = config, num_labels, task, with_lm
+        if pool not in ("last", "mean"):
+            raise ValueError(f"pool must be 'last' (GPT-1's extract token) or 'mean' (average of real tokens), got {pool!r}")
+        self.config, self.num_labels, self.task, self.with_lm, self.pool = config, num_labels, task, with_lm, pool
         self.n_seqs = {"similarity": 2, "multiple-choice": num_labels}.get(task, 1)
         self.gpt = GPT(config)
         self.gpt.validate_inputs = False  # checked once here
@@ -298,9 +302,16 @@ class GPTForSequenceClassification(_ChecksInputIds):
             b, n = input_ids.shape[0], 1
             flat = input_ids
         hidden, _ = self.gpt.decoder(flat)  # [b*n, l, d]
-        idx = self.last_token_index(flat)  # [b*n]
-        rows = ops.arange(b * n, dtype=mindspore.int32)
-        extract = self.dropout(ops.gather_nd(hidden, ops.stack((rows, idx), axis=1)))  # [b*n, d]
+        if self.pool == "mean" and self.config.pad_token_id is not None:
+            real = ops.not_equal(flat, self.config.pad_token_id).astype(hidden.dtype).expand_dims(-1)  # [b*n, l, 1]
+            extract = (hidden * real).sum(axis=1) / ops.maximum(real.sum(axis=1), 1.0)
+        elif self.pool == "mean":
+            extract = hidden.mean(axis=1)
+        else:
+            idx = self.last_token_index(flat)  # [b*n]
+            rows = ops.arange(b * n, dtype=mindspore.int32)
+            extract = ops.gather_nd(hidden, ops.stack((rows, idx), axis=1))  # [b*n, d]
+        extract = self.dropout(extract)
         if self.task == "similarity":
             logits = self.classifier(extract.reshape(b, n, -1).sum(axis=1))  # [b, num_labels]
         else:
