@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from ms_gpt.checks import require_positive_ints
-from ms_gpt.data.pipeline import IGNORE
+from ms_gpt.data.pipeline import IGNORE, _Rows
 
 TASKS = ("classification", "entailment", "similarity", "multiple-choice")
 FIELDS = {
@@ -97,18 +97,23 @@ def _check_row(row, task: str, where: str) -> dict:
     return row
 
 
-def read_jsonl(path: str | Path, task: str) -> list[dict]:
-    """Validated rows of one split; errors name ``path:line``."""
-    _check_task(task)
+def iter_jsonl(path: str | Path):
+    """``(line number, object)`` for each non-blank line; bad JSON is a DataError naming ``path:line``."""
     path = Path(path)
-    rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            yield n, json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+
+
+def read_jsonl(path: str | Path, task: str) -> list[dict]:
+    """Validated rows of one split; errors name ``path:line``."""
+    _check_task(task)
+    rows = []
+    for n, row in iter_jsonl(path):
         row = _check_row(row, task, f"{path}:{n}")
         row["_line"] = n
         rows.append(row)
@@ -243,17 +248,6 @@ def default_buckets(max_len: int) -> list[int]:
     return sorted({max(8, max_len // 4), max(8, max_len // 2), max_len})
 
 
-class _Batches:
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __getitem__(self, i):
-        return self.batches[i]
-
-    def __len__(self):
-        return len(self.batches)
-
-
 def make_batches(examples: Sequence[Example], batch_size: int, pad_id: int, buckets: Sequence[int],
                  shuffle_rows: bool = True, seed: int = 0) -> list[tuple]:
     """Group examples by the smallest bucket their longest sequence fits, pad to it, batch.
@@ -298,4 +292,4 @@ def task_dataset(examples: Sequence[Example], batch_size: int, pad_id: int, buck
     import mindspore.dataset as ds
 
     batches = make_batches(examples, batch_size, pad_id, buckets, shuffle_rows=shuffle, seed=seed)
-    return ds.GeneratorDataset(_Batches(batches), column_names=["input_ids", "lm_labels", "labels"], shuffle=shuffle)
+    return ds.GeneratorDataset(_Rows(batches), column_names=["input_ids", "lm_labels", "labels"], shuffle=shuffle)

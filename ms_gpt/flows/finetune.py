@@ -171,10 +171,8 @@ def finetune(init: str, data: str, out: str | Path, cfg: FinetuneConfig | None =
     """Fine-tune ``init`` (ms_gpt or Hugging Face openai-gpt folder) on ``data`` for ``cfg.task``."""
     import mindspore
 
-    from ms_gpt import convert
     from ms_gpt import device as dev
     from ms_gpt.data import tasks
-    from ms_gpt.text import SEP
     from ms_gpt.training import TrainConfig, Trainer
 
     cfg = cfg or FinetuneConfig()
@@ -183,12 +181,7 @@ def finetune(init: str, data: str, out: str | Path, cfg: FinetuneConfig | None =
     mindspore.dataset.config.set_seed(seed)
     out = Path(out)
     data_set = tasks.load_task_data(data, cfg.task, seed=seed)
-    gpt, tok = convert.load_init(init)
-    if cfg.task != "classification" and tok.sep_id is None:
-        tok.add_special(SEP)
-        gpt = convert.grow_vocab(gpt, tok.vocab_size, seed=seed)
-    if gpt.config.pad_token_id != tok.pad_id:
-        gpt = _with_pad(gpt, tok.pad_id)
+    gpt, tok = load_for_tuning(init, need_sep=cfg.task != "classification", seed=seed)
     if cfg.max_len > gpt.config.n_positions:
         raise ValueError(f"max_len={cfg.max_len} exceeds the model's position table (n_positions="
                          f"{gpt.config.n_positions}); use --max-len <= {gpt.config.n_positions}")
@@ -253,11 +246,19 @@ def finetune(init: str, data: str, out: str | Path, cfg: FinetuneConfig | None =
     return metrics
 
 
-def _with_pad(gpt, pad_id: int):
-    """The same weights under a config whose pad_token_id is the tokenizer's (openai-gpt has none)."""
-    from ms_gpt.convert import _load_params, model_params
+def load_for_tuning(init: str, need_sep: bool, seed: int = 0):
+    """``(GPT, tokenizer)`` from ``init`` made ready to tune: ``<sep>`` appended (and one embedding row
+    grown) when ``need_sep``, and the model's pad_token_id set to the tokenizer's (openai-gpt has none)."""
+    from ms_gpt import convert
     from ms_gpt.model import GPT
+    from ms_gpt.text import SEP
 
-    model = GPT(gpt.config.replace(pad_token_id=pad_id))
-    _load_params(model, model_params(gpt))
-    return model
+    gpt, tok = convert.load_init(init)
+    if need_sep and tok.sep_id is None:
+        tok.add_special(SEP)
+        gpt = convert.grow_vocab(gpt, tok.vocab_size, seed=seed)
+    if gpt.config.pad_token_id != tok.pad_id:
+        padded = GPT(gpt.config.replace(pad_token_id=tok.pad_id))
+        convert._load_params(padded, convert.model_params(gpt))
+        gpt = padded
+    return gpt, tok

@@ -42,21 +42,16 @@ class SFTConfig:
 
 def read_pairs(path: str | Path) -> list[dict]:
     """Rows with string ``prompt`` and non-empty ``response``; errors name ``path:line``."""
-    from ms_gpt.data.tasks import DataError
+    from ms_gpt.data.tasks import DataError, iter_jsonl
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (expected a JSONL file of {{\"prompt\": ..., \"response\": ...}})")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    for n, row in iter_jsonl(path):
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", "response")):
-            raise DataError(f"{path}:{n}: a row needs string fields 'prompt' and 'response', got {line[:80]!r}")
+            shown = json.dumps(row, ensure_ascii=False)[:80]
+            raise DataError(f"{path}:{n}: a row needs string fields 'prompt' and 'response', got {shown}")
         if not row["response"].strip():
             raise DataError(f"{path}:{n}: empty 'response' (nothing to learn)")
         rows.append(row)
@@ -87,7 +82,7 @@ def sft(init: str, data: str, out: str | Path, cfg: SFTConfig | None = None, dev
     from ms_gpt import device as dev
     from ms_gpt.data.pipeline import _Rows, _static_batches
     from ms_gpt.data.tasks import default_buckets
-    from ms_gpt.text import SEP
+    from ms_gpt.flows.finetune import load_for_tuning
     from ms_gpt.training import TrainConfig, Trainer
 
     cfg = cfg or SFTConfig()
@@ -96,10 +91,7 @@ def sft(init: str, data: str, out: str | Path, cfg: SFTConfig | None = None, dev
     mindspore.dataset.config.set_seed(seed)
     out = Path(out)
     pairs = read_pairs(data)
-    gpt, tok = convert.load_init(init)
-    if tok.sep_id is None:
-        tok.add_special(SEP)
-        gpt = convert.grow_vocab(gpt, tok.vocab_size, seed=seed)
+    gpt, tok = load_for_tuning(init, need_sep=True, seed=seed)
     max_len = cfg.max_len or gpt.config.n_positions
     if max_len > gpt.config.n_positions:
         raise ValueError(f"max_len={max_len} exceeds the model's position table (n_positions={gpt.config.n_positions})")
@@ -113,10 +105,6 @@ def sft(init: str, data: str, out: str | Path, cfg: SFTConfig | None = None, dev
     train_cfg = TrainConfig(steps=steps, learning_rate=cfg.learning_rate, schedule="linear", min_lr_ratio=0.0,
                             warmup_steps=min(int(round(cfg.warmup_fraction * steps)), steps - 1),
                             eval_every=steps, ckpt_every=steps)
-    if gpt.config.pad_token_id != tok.pad_id:
-        from ms_gpt.flows.finetune import _with_pad
-
-        gpt = _with_pad(gpt, tok.pad_id)
     trainer = Trainer(gpt, train_cfg, out)
     before = trainer.evaluate(dataset)["val_loss"]
     bar = None
