@@ -318,15 +318,18 @@ def load_ms_checkpoint(ckpt_dir: str | Path):
     return model
 
 
-def grow_vocab(model, vocab_size: int, seed: int = 0):
+def grow_vocab(model, vocab_size: int, seed: int = 0, **config_changes):
     """A GPT like ``model`` with ``vocab_size`` token rows: the existing rows copied, the new ones (tokens
-    appended to the vocabulary, e.g. fine-tuning's ``<sep>``) drawn from N(0, initializer_range)."""
+    appended to the vocabulary, e.g. fine-tuning's ``<sep>``) drawn from N(0, initializer_range).
+    ``config_changes`` that leave the weights' shapes alone (e.g. ``pad_token_id``) go into the same copy;
+    ``model`` itself comes back when nothing changes."""
     from ms_gpt.model import GPT
 
     old = model.config.vocab_size
     if vocab_size < old:
         raise ValueError(f"cannot shrink the vocabulary from {old} to {vocab_size} rows")
-    if vocab_size == old:
+    config = model.config.replace(vocab_size=vocab_size, **config_changes)
+    if config == model.config:
         return model
     rng = np.random.default_rng(seed)
     params = model_params(model)
@@ -334,7 +337,7 @@ def grow_vocab(model, vocab_size: int, seed: int = 0):
         if name in params:
             extra = rng.normal(0.0, model.config.initializer_range, (vocab_size - old, params[name].shape[1]))
             params[name] = np.concatenate([params[name], extra.astype(np.float32)])
-    bigger = GPT(model.config.replace(vocab_size=vocab_size))
+    bigger = GPT(config)
     _load_params(bigger, params)
     return bigger
 

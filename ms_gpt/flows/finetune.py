@@ -40,10 +40,9 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         from ms_gpt.checks import require_positive_ints
-        from ms_gpt.data.tasks import TASKS
+        from ms_gpt.data.tasks import _check_task
 
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; available: {', '.join(TASKS)}")
+        _check_task(self.task)
         require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, max_len=self.max_len)
         if self.train_limit is not None:
             require_positive_ints(train_limit=self.train_limit)
@@ -112,10 +111,10 @@ class Predictor:
         self.clf.set_train(False)
         preds, gold = [], []
         for ids, _, labels in dataset.create_tuple_iterator(num_epochs=1):
-            keep = labels.asnumpy() != IGNORE
-            logits = self._step(ids).asnumpy()
-            preds.append(logits.argmax(-1)[keep])
-            gold.append(labels.asnumpy()[keep])
+            labels = labels.asnumpy()
+            keep = labels != IGNORE
+            preds.append(self._step(ids).asnumpy().argmax(-1)[keep])
+            gold.append(labels[keep])
         self.clf.set_train(was)
         return np.concatenate(preds), np.concatenate(gold)
 
@@ -173,6 +172,8 @@ def finetune(init: str, data: str, out: str | Path, cfg: FinetuneConfig | None =
 
     from ms_gpt import device as dev
     from ms_gpt.data import tasks
+    from ms_gpt.flows.pretrain import plot_losses
+    from ms_gpt.flows.progress import step_bar
     from ms_gpt.training import TrainConfig, Trainer
 
     cfg = cfg or FinetuneConfig()
@@ -201,21 +202,10 @@ def finetune(init: str, data: str, out: str | Path, cfg: FinetuneConfig | None =
     trainer = Trainer(clf, train_cfg, out, objective=make_objective(cfg.lm_weight))
     predict = Predictor(clf)
     names = [str(c) for c in data_set.classes] or [f"choice {i}" for i in range(data_set.num_labels)]
-    meta = {"classes": data_set.classes, "max_len": cfg.max_len, "buckets": buckets, "init": str(init),
-            "data": data, "finetune_config": {**asdict(cfg), "buckets": buckets}}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, desc="finetune", unit="step")
-
-    def report(step, loss, lr, tps):
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-
+    meta = {"classes": data_set.classes, "init": str(init), "data": data,
+            "finetune_config": {**asdict(cfg), "buckets": buckets}}
     epochs, best = [], None
-    try:
+    with step_bar(progress, steps, "finetune") as report:
         for epoch in range(1, cfg.epochs + 1):
             fit = trainer.fit(train_ds, None, until=epoch * per_epoch, progress=report)
             valid = classification_report(*predict(eval_ds["valid"]), data_set.num_labels, names)
@@ -225,9 +215,6 @@ def finetune(init: str, data: str, out: str | Path, cfg: FinetuneConfig | None =
             if best is None or valid["accuracy"] > best["valid_accuracy"]:
                 best = epochs[-1]
                 save_classifier(clf, tok, {**meta, "epoch": epoch, "valid_accuracy": valid["accuracy"]}, out / BEST)
-    finally:
-        if bar is not None:
-            bar.close()
     best_clf, _, _ = load_classifier(out / BEST)  # a fresh model + compile: the kept checkpoint is what is scored
     test = classification_report(*Predictor(best_clf)(eval_ds["test"]), data_set.num_labels, names)
     metrics = {
@@ -240,8 +227,6 @@ def finetune(init: str, data: str, out: str | Path, cfg: FinetuneConfig | None =
         "train_loss": {"first": trainer.history[0]["loss"], "last": float(np.mean([h["loss"] for h in trainer.history[-10:]]))},
     }
     atomic.write_json(out / "metrics.json", metrics)
-    from ms_gpt.flows.pretrain import plot_losses
-
     plot_losses(trainer.history, out / "loss.png")
     return metrics
 
@@ -250,15 +235,9 @@ def load_for_tuning(init: str, need_sep: bool, seed: int = 0):
     """``(GPT, tokenizer)`` from ``init`` made ready to tune: ``<sep>`` appended (and one embedding row
     grown) when ``need_sep``, and the model's pad_token_id set to the tokenizer's (openai-gpt has none)."""
     from ms_gpt import convert
-    from ms_gpt.model import GPT
     from ms_gpt.text import SEP
 
     gpt, tok = convert.load_init(init)
-    if need_sep and tok.sep_id is None:
-        tok.add_special(SEP)
-        gpt = convert.grow_vocab(gpt, tok.vocab_size, seed=seed)
-    if gpt.config.pad_token_id != tok.pad_id:
-        padded = GPT(gpt.config.replace(pad_token_id=tok.pad_id))
-        convert._load_params(padded, convert.model_params(gpt))
-        gpt = padded
-    return gpt, tok
+    if need_sep:
+        tok.add_special(SEP)  # no-op when present
+    return convert.grow_vocab(gpt, tok.vocab_size, seed=seed, pad_token_id=tok.pad_id), tok

@@ -58,6 +58,7 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
     from ms_gpt import device as dev
     from ms_gpt.config import GPTConfig
     from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
+    from ms_gpt.flows.progress import step_bar
     from ms_gpt.model import GPT
     from ms_gpt.training import CKPT_STATE, TrainConfig, Trainer
 
@@ -89,22 +90,8 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
     if resume:
         trainer.resume()
     before = trainer.evaluate(val_ds)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, initial=trainer.step, desc="pretrain", unit="step")
-
-    def report(step, loss, lr, tps):
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
-
-    try:
+    with step_bar(progress, steps, "pretrain", initial=trainer.step) as report:
         result = trainer.fit(train_ds, val_ds, until=until, progress=report)
-    finally:
-        if bar is not None:
-            bar.close()
     if "val_loss" not in result:
         result.update(trainer.evaluate(val_ds))
     convert.save_ms_checkpoint(model, out)

@@ -83,6 +83,7 @@ def sft(init: str, data: str, out: str | Path, cfg: SFTConfig | None = None, dev
     from ms_gpt.data.pipeline import _Rows, _static_batches
     from ms_gpt.data.tasks import default_buckets
     from ms_gpt.flows.finetune import load_for_tuning
+    from ms_gpt.flows.progress import step_bar
     from ms_gpt.training import TrainConfig, Trainer
 
     cfg = cfg or SFTConfig()
@@ -107,16 +108,8 @@ def sft(init: str, data: str, out: str | Path, cfg: SFTConfig | None = None, dev
                             eval_every=steps, ckpt_every=steps)
     trainer = Trainer(gpt, train_cfg, out)
     before = trainer.evaluate(dataset)["val_loss"]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, desc="sft", unit="step")
-    try:
-        trainer.fit(dataset, None, progress=(lambda *a: bar.update(1)) if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
+    with step_bar(progress, steps, "sft") as report:
+        trainer.fit(dataset, None, progress=report)
     after = trainer.evaluate(dataset)["val_loss"]
     convert.save_ms_checkpoint(gpt, out)
     tok.save(out / "tokenizer")

@@ -174,9 +174,12 @@ class _ChecksInputIds(nn.Cell):
 
     validate_inputs = True
 
+    def check_inputs(self, input_ids) -> None:
+        check_input_ids(input_ids, self.config)
+
     def __call__(self, *args, **kwargs):
         if self.validate_inputs and args:
-            check_input_ids(args[0], self.config)
+            self.check_inputs(args[0])
         return super().__call__(*args, **kwargs)
 
 
@@ -272,18 +275,14 @@ class GPTForSequenceClassification(_ChecksInputIds):
         self.dropout = KeyedDropout(p=classifier_dropout)
         seed_dropout(self, _default_seed(dropout_seed))
 
-    def __call__(self, *args, **kwargs):
-        if self.validate_inputs and args and isinstance(args[0], Tensor) and args[0].ndim == 3:
-            if args[0].shape[1] != self.n_seqs:
+    def check_inputs(self, input_ids) -> None:
+        """[b, l] as for GPT, or [b, n, l] with n the sequences this task reads per example."""
+        if isinstance(input_ids, Tensor) and input_ids.ndim == 3:
+            if input_ids.shape[1] != self.n_seqs:
                 raise ValueError(f"the {self.task} model reads {self.n_seqs} sequence(s) per example, got "
-                                 f"input_ids of shape {tuple(args[0].shape)} [batch, sequences, seq]")
-            check_input_ids(args[0].reshape(-1, args[0].shape[2]), self.config)
-            self.validate_inputs = False
-            try:
-                return super().__call__(*args, **kwargs)
-            finally:
-                self.validate_inputs = True
-        return super().__call__(*args, **kwargs)
+                                 f"input_ids of shape {tuple(input_ids.shape)} [batch, sequences, seq]")
+            input_ids = input_ids.reshape(-1, input_ids.shape[2])
+        check_input_ids(input_ids, self.config)
 
     def last_token_index(self, input_ids):
         """[b] index of the last non-pad token (works for left and right padding)."""
