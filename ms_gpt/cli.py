@@ -114,6 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--max-len", type=_positive_int, default=None, help="default: the model's n_positions")
     sf.add_argument("--no-progress", action="store_true")
 
+    imdb = sub.add_parser("finetune-imdb", help="the MindNLP course flow: openai-gpt fine-tuned for IMDb sentiment "
+                          "(transformers.Trainer on MindSpore)")
+    _common(imdb)
+    imdb.add_argument("--model", default="openai-gpt", help="hub name (default openai-gpt), a local Hugging Face "
+                      "openai-gpt folder, or an ms_gpt checkpoint folder (BPE tokenizer; exported through convert)")
+    imdb.add_argument("--data-dir", default=None, help="local IMDb: an aclImdb tree, a save_to_disk folder, or "
+                      "train/test parquet or CSV with text,label (default: load_dataset('imdb') from $HF_ENDPOINT)")
+    imdb.add_argument("--out", required=True, help="output folder (metrics.json, best/, checkpoints/)")
+    imdb.add_argument("--subset", type=float, default=0.1, help="share of train and of test used (default 0.1, "
+                      "the course's; 1 = the full set)")
+    imdb.add_argument("--val-fraction", type=float, default=0.3, help="validation share of the subset (default 0.3)")
+    imdb.add_argument("--epochs", type=_positive_int, default=3)
+    imdb.add_argument("--max-seq-len", type=_positive_int, default=512)
+    imdb.add_argument("--batch-size", type=_positive_int, default=4)
+    imdb.add_argument("--learning-rate", type=float, default=2e-5)
+    imdb.add_argument("--weight-decay", type=float, default=0.0)
+    imdb.add_argument("--warmup-ratio", type=float, default=0.0)
+    imdb.add_argument("--buckets", default=None, metavar="L1,L2,...",
+                      help="static length buckets, e.g. 128,256,512 (the last = --max-seq-len): far less padding")
+    imdb.add_argument("--static-shapes", choices=("auto", "on", "off"), default="auto",
+                      help="auto: on for Ascend (or $MS_GPT_STATIC_SHAPES), off elsewhere")
+    imdb.add_argument("--course-tokens", action="store_true",
+                      help="encode as the course does (no <bos>/<eos> around the text)")
+    imdb.add_argument("--until-epoch", type=_positive_int, default=None, metavar="N",
+                      help="stop after epoch N with its checkpoint (continue later with --resume)")
+    imdb.add_argument("--resume", action="store_true", help="continue the run saved in --out (same settings)")
+
     conv = sub.add_parser("convert", help="Hugging Face openai-gpt folder <-> ms_gpt checkpoint folder")
     _common(conv)
     src = conv.add_mutually_exclusive_group(required=True)
@@ -143,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return _finetune(args)
     if args.command == "sft":
         return _sft(args)
+    if args.command == "finetune-imdb":
+        return _finetune_imdb(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
     return 2
 
@@ -231,6 +260,28 @@ def _sft(args) -> int:
                        progress=not args.no_progress)
 
     return _run_job("sft", job, (ValueError, FileNotFoundError))
+
+
+def _finetune_imdb(args) -> int:
+    from ms_gpt.device import DeviceError
+    from ms_gpt.flows import mindnlp_imdb
+
+    def job():
+        cfg = mindnlp_imdb.ImdbConfig(
+            epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+            max_seq_len=args.max_seq_len, subset=args.subset, val_fraction=args.val_fraction,
+            buckets=mindnlp_imdb.parse_buckets(args.buckets),
+            static_shapes={"auto": None, "on": True, "off": False}[args.static_shapes],
+            course_tokens=args.course_tokens, weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
+            until_epoch=args.until_epoch, seed=args.seed)
+        return mindnlp_imdb.finetune_imdb(args.model, args.out, cfg, data_dir=args.data_dir, device=args.device,
+                                          resume=args.resume, log=lambda m: print(m, file=sys.stderr))
+
+    def show(m):
+        keys = ("eval_accuracy", "test_accuracy", "epochs_done", "stopped_after_epoch", "static_shapes", "shapes")
+        return json.dumps({k: m[k] for k in keys if k in m})
+
+    return _run_job("finetune-imdb", job, (ValueError, FileNotFoundError, DeviceError), show=show)
 
 
 def _convert(args) -> int:

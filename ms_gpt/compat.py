@@ -19,6 +19,15 @@ CPU/GPU kernels are missing or incomplete in 0.5.1:
   two runs with the same ``torch.manual_seed`` train differently. The patch draws the keep mask from
   NumPy's generator keyed by that (seed, offset), so runs repeat exactly.
 
+* ``safetensors.safe_open`` is replaced by mindnlp's ``fast_safe_open``, which takes no ``backend``
+  argument (nor ``get_tensors()``), but safetensors 0.8's ``safetensors.torch.load_file`` uses both: the Trainer's
+  ``load_best_model_at_end`` fails with ``fast_safe_open.__init__() got an unexpected keyword argument
+  'backend'``. The patch accepts and ignores it (the file is read the same way either way).
+* ``mindtorch.serialization`` has no ``safe_globals`` (PyTorch 2.6+), which the Trainer enters to read
+  ``rng_state.pth`` when it resumes from a checkpoint (``module 'mindtorch.serialization' has no
+  attribute 'safe_globals'``). mindtorch's ``load`` does not restrict unpickling, so the patch is a
+  context manager that allows what it is given and changes nothing else.
+
 Each patch is applied only where the gap is really there (probed, not assumed), and applying twice
 changes nothing. Call :func:`import_mindnlp` instead of ``import mindnlp``.
 """
@@ -165,8 +174,66 @@ def apply_mindtorch_patches() -> list[str]:
         profiler = importlib.import_module("mindtorch.profiler")
     except ImportError:
         return patched
+    patched += _patch_safe_open()
+    serialization = importlib.import_module("mindtorch.serialization")
+    if not hasattr(serialization, "safe_globals"):
+        serialization.safe_globals = _safe_globals
+        patched.append("mindtorch.serialization.safe_globals")
     if not hasattr(autograd, "profiler") and hasattr(profiler, "record_function"):
         autograd.profiler = profiler
         sys.modules.setdefault("mindtorch.autograd.profiler", profiler)
         patched.append("mindtorch.autograd.profiler")
+    return patched
+
+
+class _safe_globals:
+    """``torch.serialization.safe_globals(allowlist)`` for a ``load`` that already unpickles freely."""
+
+    def __init__(self, allowlist=()):
+        self.allowlist = list(allowlist)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _safe_open_needs_patch(opener) -> bool:
+    import inspect
+
+    if opener is None or getattr(opener, _PATCH_MARK, False) or not isinstance(opener, type):
+        return False
+    try:
+        params = inspect.signature(opener.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "backend" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _patch_safe_open() -> list[str]:
+    """Let mindnlp's ``fast_safe_open`` take the ``backend=`` keyword safetensors 0.8 passes."""
+    try:
+        safetensors = importlib.import_module("safetensors")
+        st_torch = importlib.import_module("safetensors.torch")
+    except ImportError:
+        return []
+    patched = []
+    for module in (safetensors, st_torch):
+        opener = getattr(module, "safe_open", None)
+        if not _safe_open_needs_patch(opener):
+            continue
+
+        class SafeOpen(opener):
+            def __init__(self, filename, framework=None, device="cpu", backend=None):
+                super().__init__(filename, framework=framework, device=device)
+
+            if not hasattr(opener, "get_tensors"):
+                def get_tensors(self):
+                    return {name: self.get_tensor(name) for name in self.keys()}
+
+        SafeOpen.__name__ = SafeOpen.__qualname__ = opener.__name__
+        setattr(SafeOpen, _PATCH_MARK, True)
+        module.safe_open = SafeOpen
+        patched.append(f"{module.__name__}.safe_open")
     return patched

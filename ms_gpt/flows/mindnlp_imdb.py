@@ -1,0 +1,494 @@
+"""``ms-gpt finetune-imdb``: the MindSpore LLM course's GPT-1 IMDb fine-tune, on mindnlp 0.5.1.
+
+The course's steps, kept: ``OpenAIGPTTokenizer`` with ``<bos>``/``<eos>``/``<pad>`` added,
+``OpenAIGPTForSequenceClassification`` (2 labels) with ``pad_token_id`` set and the embedding resized,
+``process_dataset`` building ``mindspore.dataset`` batches (fixed-length padding + ``batch`` under the
+static-shape policy, i.e. on Ascend; ``padded_batch`` elsewhere), a 10% subset split 0.7 / 0.3, and the
+Hugging Face ``Trainer`` (3 epochs, lr 2e-5, evaluate and save each epoch, best model at the end).
+
+What this version changes, and why:
+
+- the text is encoded as ``<bos> text <eos>`` so the classifier reads the extract token (the course adds
+  the two tokens and never uses them; ``course_tokens=True`` restores its exact encoding);
+- the subset and the split are seeded and label-stratified, and the test split is evaluated at the end;
+- mindnlp 0.5.1's Trainer is Hugging Face's and takes map-style samples, not a MindSpore dataset. The
+  batches ``process_dataset`` made are bridged to it unchanged: :class:`BatchedDataset` holds them, the
+  Trainer's loader takes one at a time (``per_device_*_batch_size=1``) and :func:`collate_batch` hands
+  it over as tensors. So the shapes and padding the Trainer sees are exactly the pipeline's;
+- ``buckets`` pads each batch to the smallest of a few lengths: static shapes with far less padding;
+- accuracy is computed with numpy (``evaluate.load('accuracy')`` needs the hub).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ms_gpt import atomic
+
+IGNORE = -100  # label of filler rows that complete a static batch; the loss and the metrics skip them
+SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
+HUB_MODEL = "openai-gpt"
+RUN_CONFIG, CKPT_DIR, BEST_DIR, INIT_DIR = "imdb_config.json", "checkpoints", "best", "init_hf"
+# What a local Hugging Face model folder needs for this flow.
+HF_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class ModelError(ValueError):
+    """``--model`` does not name a usable openai-gpt model."""
+
+
+@dataclass
+class ImdbConfig:
+    epochs: int = 3  # the course's
+    learning_rate: float = 2e-5
+    batch_size: int = 4
+    max_seq_len: int = 512
+    subset: float = 0.1  # share of train (and of test) used; 1.0 = the full set
+    val_fraction: float = 0.3  # of the subset: the course's 0.7 / 0.3
+    buckets: tuple | None = None  # static lengths, e.g. (128, 256, 512); None: one fixed length or dynamic
+    static_shapes: bool | None = None  # None: the device policy (on for Ascend, MS_GPT_STATIC_SHAPES forces)
+    course_tokens: bool = False  # True: the course's encoding (no <bos>/<eos> around the text)
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_batch_size: int | None = None  # default: batch_size
+    until_epoch: int | None = None  # stop after this epoch (its checkpoint saved); continue with resume
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # free-form notes kept in the run config
+
+    def validate(self) -> None:
+        from ms_gpt.checks import require_positive_ints
+
+        require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, max_seq_len=self.max_seq_len)
+        if self.eval_batch_size is not None:
+            require_positive_ints(eval_batch_size=self.eval_batch_size)
+        if self.until_epoch is not None:
+            require_positive_ints(until_epoch=self.until_epoch)
+            if self.until_epoch > self.epochs:
+                raise ValueError(f"until_epoch ({self.until_epoch}) is after the last epoch ({self.epochs})")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.subset <= 1:
+            raise ValueError(f"subset must be in (0, 1], got {self.subset!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.max_seq_len < 3 and not self.course_tokens:
+            raise ValueError(f"max_seq_len must be >= 3 (<bos>, one token, <eos>), got {self.max_seq_len}")
+        if self.buckets is not None:
+            check_buckets(self.buckets, self.max_seq_len)
+            if self.static_shapes is False:
+                raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
+
+
+def check_buckets(buckets, max_seq_len: int) -> tuple:
+    """Strictly increasing positive lengths whose last is ``max_seq_len``."""
+    try:
+        b = tuple(int(x) for x in buckets)
+    except (TypeError, ValueError):
+        raise ValueError(f"buckets must be integers, got {buckets!r}") from None
+    if not b or any(x <= 0 for x in b) or list(b) != sorted(set(b)):
+        raise ValueError(f"buckets must be strictly increasing positive lengths, got {buckets!r}")
+    if b[-1] != max_seq_len:
+        raise ValueError(f"the largest bucket must equal max_seq_len={max_seq_len}, got buckets {b}")
+    return b
+
+
+def parse_buckets(text: str | None) -> tuple | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--buckets takes comma-separated lengths like 128,256,512, got {text!r}") from None
+
+
+# ------------------------------------------------------------------------------------------- data
+def _rows_of(dataset) -> list:
+    """(text, label) pairs from a list of pairs/dicts, a ``datasets.Dataset`` or a MindSpore dataset."""
+    if hasattr(dataset, "create_dict_iterator"):
+        return [(str(r["text"]), int(r["label"])) for r in dataset.create_dict_iterator(num_epochs=1, output_numpy=True)]
+    if hasattr(dataset, "column_names"):
+        return list(zip(dataset["text"], dataset["label"]))
+    return [(r["text"], r["label"]) if isinstance(r, dict) else tuple(r) for r in dataset]
+
+
+def encode(tokenizer, text: str, max_seq_len: int, course_tokens: bool = False) -> list:
+    """Token ids, truncated to ``max_seq_len``: ``<bos> text <eos>`` or, course style, the text alone."""
+    if course_tokens:
+        return tokenizer(text, truncation=True, max_length=max_seq_len)["input_ids"]
+    body = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_seq_len - 2)["input_ids"]
+    return [tokenizer.bos_token_id] + body + [tokenizer.eos_token_id]
+
+
+def _static_policy(static_shapes):
+    if static_shapes is not None:
+        return bool(static_shapes)
+    import mindspore
+
+    from ms_gpt.device import static_shapes_policy
+
+    return static_shapes_policy(mindspore.get_context("device_target"))
+
+
+def process_dataset(dataset, tokenizer, max_seq_len=512, batch_size=4, shuffle=False, static_shapes=None,
+                    buckets=None, *, course_tokens=False, drop_remainder=None, fill_remainder=False, seed=0):
+    """Tokenize and batch ``dataset`` (text, label) into a ``mindspore.dataset`` pipeline.
+
+    - static shapes (Ascend, or forced), no buckets: ``padding='max_length'`` + ``batch``: every batch is
+      ``[batch_size, max_seq_len]``;
+    - static with ``buckets=(128, 256, 512)``: ``bucket_batch_by_length`` pads each batch to the smallest
+      bucket that holds its rows: ``len(buckets)`` shapes;
+    - dynamic: ``padded_batch`` pads each batch to its own longest row.
+
+    Columns: ``input_ids``, ``attention_mask``, ``labels`` (int32). A static run drops the last partial
+    batch of each shape (``drop_remainder``, the course's choice for training) or, with
+    ``fill_remainder=True`` (for evaluation), completes it with all-padding rows labelled -100 that the
+    loss and the metrics skip, so no review goes unscored and no new shape appears.
+    """
+    import mindspore.dataset as ds
+
+    from ms_gpt.checks import require_positive_ints
+
+    require_positive_ints(max_seq_len=max_seq_len, batch_size=batch_size)
+    static = _static_policy(static_shapes) or buckets is not None
+    if buckets is not None:
+        if static_shapes is False:
+            raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
+        buckets = check_buckets(buckets, max_seq_len)
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token: add one (tokenizer.add_special_tokens({'pad_token': "
+                         "'<pad>'})) and resize the model's embeddings")
+    if drop_remainder is None:
+        drop_remainder = static and not fill_remainder
+    pad_id = int(tokenizer.pad_token_id)
+    rows = _rows_of(dataset)
+    if shuffle:
+        rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
+
+    fixed = static and buckets is None
+    samples = []
+    for text, label in rows:
+        ids = encode(tokenizer, text, max_seq_len, course_tokens)
+        if fixed:  # the tokenizer pads: fixed-length rows, as the course does on Ascend
+            enc = tokenizer.pad({"input_ids": ids}, padding="max_length", max_length=max_seq_len)
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+        else:
+            mask = [1] * len(ids)
+        samples.append((np.asarray(ids, np.int32), np.asarray(mask, np.int32), np.int32(label)))
+    if not samples:
+        raise ValueError("the dataset is empty")
+    if static and fill_remainder:
+        samples += _fillers(samples, buckets or (max_seq_len,), batch_size, pad_id)
+
+    data = ds.GeneratorDataset(_Samples(samples), column_names=["input_ids", "attention_mask", "labels"],
+                               shuffle=False)
+    pad_info = {"input_ids": (None, pad_id), "attention_mask": (None, 0)}
+    if fixed:
+        return data.batch(batch_size, drop_remainder=drop_remainder)
+    if buckets is not None:
+        # Boundaries are exclusive upper bounds; a shape of [None] (not None, which pads to the longest row)
+        # pads to boundary - 1, i.e. to the bucket length. Rows are at most max_seq_len long, so the
+        # open-ended last bucket stays empty.
+        bucket_pad = {k: ([None], v) for k, (_, v) in pad_info.items()}
+        return data.bucket_batch_by_length(
+            ["input_ids"], [b + 1 for b in buckets], [batch_size] * (len(buckets) + 1), pad_info=bucket_pad,
+            pad_to_bucket_boundary=True, drop_remainder=drop_remainder)
+    return data.padded_batch(batch_size, drop_remainder=drop_remainder, pad_info=pad_info)
+
+
+def _fillers(samples, lengths, batch_size, pad_id) -> list:
+    counts = {b: 0 for b in lengths}
+    for ids, _, _ in samples:
+        counts[next(b for b in lengths if len(ids) <= b)] += 1
+    out = []
+    for b, n in counts.items():
+        out += [(np.full(b, pad_id, np.int32), np.zeros(b, np.int32), np.int32(IGNORE))] * ((-n) % batch_size)
+    return out
+
+
+class _Samples:
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+    def __len__(self):
+        return len(self.samples)
+
+
+class BatchedDataset:
+    """Map-style view of a batched MindSpore dataset: item ``i`` is batch ``i``, a dict of numpy arrays.
+
+    The Hugging Face Trainer loads it with batch size 1 and :func:`collate_batch`, so every batch reaches
+    the model exactly as ``process_dataset`` made it.
+    """
+
+    def __init__(self, ms_dataset):
+        self.batches = [{k: np.asarray(v) for k, v in b.items()}
+                        for b in ms_dataset.create_dict_iterator(num_epochs=1, output_numpy=True)]
+        if not self.batches:
+            raise ValueError("the pipeline gave no batch (fewer rows than one batch with drop_remainder?)")
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.batches[i]
+
+    def shapes(self) -> list:
+        return sorted({tuple(b["input_ids"].shape) for b in self.batches})
+
+    def token_counts(self) -> dict:
+        real = sum(int(b["attention_mask"].sum()) for b in self.batches)
+        total = sum(int(b["input_ids"].size) for b in self.batches)
+        rows = sum(int((b["labels"] != IGNORE).sum()) for b in self.batches)
+        return {"real_tokens": real, "total_tokens": total, "rows": rows, "batches": len(self.batches)}
+
+
+def collate_batch(items):
+    """The Trainer's collator for :class:`BatchedDataset`: one whole batch in, tensors out."""
+    import torch  # mindtorch under mindnlp
+
+    if len(items) != 1:
+        raise ValueError(f"BatchedDataset items are whole batches: load them with batch size 1, got {len(items)}")
+    return {k: torch.tensor(np.asarray(v, dtype=np.int64)) for k, v in items[0].items()}
+
+
+def accuracy_metrics(eval_pred) -> dict:
+    """Accuracy over real rows (filler rows carry label -100), computed with numpy."""
+    logits, labels = eval_pred
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
+    labels = np.asarray(labels).reshape(-1)
+    keep = labels != IGNORE
+    return {"accuracy": float((logits.reshape(len(labels), -1)[keep].argmax(-1) == labels[keep]).mean())}
+
+
+# ------------------------------------------------------------------------------------------ model
+def _is_ms_gpt_checkpoint(p: Path) -> bool:
+    from ms_gpt.convert import MS_CKPT, MS_CONFIG
+
+    return (p / MS_CONFIG).is_file() and (p / MS_CKPT).is_file()
+
+
+def check_hf_dir(p: Path) -> None:
+    missing = [f for f in ("config.json",) + HF_TOKENIZER_FILES if not (p / f).is_file()]
+    if not any((p / w).is_file() for w in HF_WEIGHT_FILES):
+        missing.append(" or ".join(HF_WEIGHT_FILES))
+    if missing:
+        raise ModelError(f"--model {p}: missing {', '.join(missing)}; a local openai-gpt folder needs config.json, "
+                         f"weights ({' or '.join(HF_WEIGHT_FILES)}) and the tokenizer files "
+                         f"{' + '.join(HF_TOKENIZER_FILES)} (save_pretrained of the model and its tokenizer)")
+
+
+def export_ms_checkpoint(ckpt_dir: Path, out_dir: Path) -> Path:
+    """An ms_gpt checkpoint folder (BPE tokenizer) as a Hugging Face openai-gpt folder, via ``convert``."""
+    from ms_gpt import convert, text
+    from ms_gpt.text.bpe import BPETokenizer
+
+    tok_dir = ckpt_dir / "tokenizer"
+    if not tok_dir.is_dir():
+        raise ModelError(f"--model {ckpt_dir}: no tokenizer/ folder beside the checkpoint")
+    tok = text.load(tok_dir)
+    if not isinstance(tok, BPETokenizer):
+        raise ModelError(f"--model {ckpt_dir}: its tokenizer is {tok.kind!r}; this flow uses openai-gpt's BPE "
+                         "tokenizer, so pretrain with --tokenizer bpe to bring a checkpoint here")
+    model = convert.load_ms_checkpoint(ckpt_dir)
+    if model.config.vocab_size != tok.vocab_size:
+        raise ModelError(f"--model {ckpt_dir}: {model.config.vocab_size} token rows but {tok.vocab_size} tokens")
+    try:
+        convert.export_hf_openai_gpt(model, out_dir)
+    except convert.ConversionError as exc:
+        raise ModelError(f"--model {ckpt_dir}: {exc}") from None
+    tok._state(out_dir)  # vocab.json + merges.txt, the files OpenAIGPTTokenizer reads
+    (out_dir / "tokenizer.json").unlink(missing_ok=True)
+    return out_dir
+
+
+def resolve_model(model: str, work_dir: Path, log=print) -> str:
+    """A local folder OpenAIGPT*.from_pretrained can read, or the hub name (after a reachability check)."""
+    p = Path(model).expanduser()
+    if p.is_dir():
+        if _is_ms_gpt_checkpoint(p):
+            log(f"[imdb] --model {p} is an ms_gpt checkpoint: exporting it to {work_dir / INIT_DIR}")
+            return str(export_ms_checkpoint(p, work_dir / INIT_DIR))
+        check_hf_dir(p)
+        return str(p)
+    if p.exists() or os.sep in model or model.startswith("."):
+        raise ModelError(f"--model {model}: not a folder; give a hub name (e.g. {HUB_MODEL}), a local Hugging Face "
+                         "openai-gpt folder, or an ms_gpt checkpoint folder")
+    from ms_gpt.data import imdb
+
+    endpoint = imdb.hub_endpoint()
+    log(f"[imdb] loading model {model!r} from the hub at {endpoint}")
+    try:
+        imdb.check_hub(endpoint)
+    except imdb.DataError as exc:
+        raise ModelError(str(exc).replace("download IMDb elsewhere and pass --data-dir DIR",
+                                          "save the model with save_pretrained elsewhere and pass --model DIR")
+                         .split("; expected one of")[0]) from None
+    return model
+
+
+# -------------------------------------------------------------------------------------------- run
+def load_data(data_dir, cfg: ImdbConfig, log=print) -> dict:
+    from ms_gpt.data import imdb
+
+    raw = imdb.load_local(data_dir) if data_dir else imdb.load_hub("imdb", log=log)
+    train_all = imdb.subset(raw["train"], cfg.subset, cfg.seed)
+    train, val = imdb.train_val_split(train_all, cfg.val_fraction, cfg.seed)
+    test = imdb.subset(raw["test"], cfg.subset, cfg.seed + 2)
+    return {"train": train, "validation": val, "test": test}
+
+
+def _check_resume(out: Path, cfg: ImdbConfig, model: str, data_dir, resume: bool):
+    saved_file = out / RUN_CONFIG
+    ckpts = out / CKPT_DIR
+    have = ckpts.is_dir() and any(ckpts.glob("checkpoint-*"))
+    current = json.loads(json.dumps(  # as it reads back from JSON (tuples become lists)
+        {"model": str(model), "data_dir": str(data_dir) if data_dir else None, "config": asdict(cfg)}))
+    if not resume:
+        if have:
+            raise ValueError(f"{out} already holds a run ({ckpts}); continue it with --resume or choose a new --out")
+        return None, current
+    if not have or not saved_file.is_file():
+        raise ValueError(f"--resume: {out} has no saved run ({RUN_CONFIG} and {CKPT_DIR}/checkpoint-*)")
+    saved = json.loads(saved_file.read_text())
+    ignore = {"until_epoch"}
+    diff = sorted(k for k in set(saved["config"]) | set(current["config"])
+                  if k not in ignore and saved["config"].get(k) != current["config"].get(k))
+    diff += [k for k in ("model", "data_dir") if saved.get(k) != current[k]]
+    if diff:
+        was = ", ".join(f"{k}={saved['config'].get(k, saved.get(k))!r}" for k in diff)
+        raise ValueError(f"--resume with different settings than the saved run: {', '.join(diff)} (saved: {was})")
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(ckpts)), current
+
+
+def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, data_dir=None, device=None,
+                  resume: bool = False, log=print) -> dict:
+    cfg = cfg or ImdbConfig()
+    cfg.validate()
+    out = Path(out)
+    from ms_gpt import compat
+    from ms_gpt import device as dev
+
+    user_endpoint = os.environ.get("HF_ENDPOINT")  # import mindnlp sets a mirror when this is unset
+    settings = dev.setup(device, mode="pynative", seed=cfg.seed, static_shapes=cfg.static_shapes)
+    static = settings.static_shapes or cfg.buckets is not None
+    data = load_data(data_dir, cfg, log=log)  # before any model work: bad data fails fast
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = resolve_model(model, out, log=log)
+    compat.import_mindnlp()
+    if user_endpoint is None:
+        os.environ.pop("HF_ENDPOINT", None)
+    else:
+        os.environ["HF_ENDPOINT"] = user_endpoint
+    last_ckpt, run_record = _check_resume(out, cfg, model, data_dir, resume)
+
+    import torch  # mindtorch
+    from transformers import (OpenAIGPTForSequenceClassification, OpenAIGPTTokenizer, Trainer, TrainerCallback,
+                              TrainingArguments)
+
+    torch.manual_seed(cfg.seed)
+    tokenizer = OpenAIGPTTokenizer.from_pretrained(model_path)
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    clf = OpenAIGPTForSequenceClassification.from_pretrained(model_path, num_labels=2)
+    if cfg.max_seq_len > clf.config.n_positions:
+        raise ValueError(f"max_seq_len {cfg.max_seq_len} is longer than the model's {clf.config.n_positions} "
+                         "positions; use --max-seq-len <= that")
+    clf.resize_token_embeddings(len(tokenizer))
+    clf.config.pad_token_id = tokenizer.pad_token_id
+
+    common = dict(tokenizer=tokenizer, max_seq_len=cfg.max_seq_len, static_shapes=static, buckets=cfg.buckets,
+                  course_tokens=cfg.course_tokens, seed=cfg.seed)
+    train_ds = BatchedDataset(process_dataset(data["train"], batch_size=cfg.batch_size, shuffle=True, **common))
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    val_ds = BatchedDataset(process_dataset(data["validation"], batch_size=eval_bs, fill_remainder=True, **common))
+    test_ds = BatchedDataset(process_dataset(data["test"], batch_size=eval_bs, fill_remainder=True, **common))
+    log(f"[imdb] train {len(data['train'])} / validation {len(data['validation'])} / test {len(data['test'])} "
+        f"reviews; {'static' if static else 'dynamic'} shapes {train_ds.shapes()[:6]}")
+
+    class StopAfterEpoch(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if cfg.until_epoch is not None and state.epoch >= cfg.until_epoch - 1e-9:
+                control.should_training_stop = True
+
+    args = TrainingArguments(
+        output_dir=str(out / CKPT_DIR), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=1, per_device_eval_batch_size=1,  # items are whole batches
+        eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=2,
+        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm,
+        remove_unused_columns=False, report_to=[], seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=True,
+        save_safetensors=True,
+    )
+    trainer = Trainer(model=clf, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collate_batch,
+                      compute_metrics=accuracy_metrics, callbacks=[StopAfterEpoch()])
+    atomic.write_json(out / RUN_CONFIG, run_record)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_ckpt)
+    train_s = time.perf_counter() - t0
+    history = trainer.state.log_history
+    evals = [{"epoch": h["epoch"], "eval_accuracy": h["eval_accuracy"], "eval_loss": h.get("eval_loss")}
+             for h in history if "eval_accuracy" in h]
+    losses = [{"epoch": h["epoch"], "loss": h["loss"]} for h in history if "loss" in h]
+    done_epochs = int(round(trainer.state.epoch or 0))
+    metrics = {
+        "job": "finetune-imdb", "model": model, "device": settings.target, "static_shapes": static,
+        "config": asdict(cfg), "data": {k: len(v) for k, v in data.items()},
+        "shapes": {"train": train_ds.shapes(), "validation": val_ds.shapes(), "test": test_ds.shapes()},
+        "train_tokens": train_ds.token_counts(), "epochs_done": done_epochs, "global_step": trainer.state.global_step,
+        "resumed_from": last_ckpt, "train_loss": losses, "eval_history": evals,
+        "train_seconds": round(train_s, 2),
+    }
+    if done_epochs < cfg.epochs:  # stopped early on purpose (until_epoch): no best model or test score yet
+        metrics["stopped_after_epoch"] = done_epochs
+        atomic.write_json(out / "metrics.json", metrics)
+        return metrics
+    val = trainer.evaluate(val_ds)
+    test = trainer.evaluate(test_ds, metric_key_prefix="test")
+    with atomic.atomic_dir(out / BEST_DIR) as tmp:
+        trainer.model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    metrics.update(eval_accuracy=val["eval_accuracy"], eval_loss=val["eval_loss"], test_accuracy=test["test_accuracy"],
+                   test_loss=test["test_loss"], best_checkpoint=trainer.state.best_model_checkpoint)
+    atomic.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def write_random_openai_gpt(out_dir: str | Path, texts, vocab_size: int = 400, n_positions: int = 64,
+                            preset: str = "tiny", seed: int = 0, **config) -> Path:
+    """A randomly initialised openai-gpt folder (config.json, model.safetensors, vocab.json, merges.txt)
+    with a GPT-1 style BPE learned on ``texts``: an offline stand-in for the hub's ``openai-gpt``.
+
+    As in openai-gpt's vocabulary, ``<unk>`` is the only special token; the flow adds the others.
+    Made with ms_gpt's own cells and ``convert``, so no mindnlp is imported here."""
+    import mindspore
+
+    from ms_gpt import GPTConfig, convert
+    from ms_gpt.model import GPT
+    from ms_gpt.text.base import UNK
+    from ms_gpt.text.bpe import BPETokenizer
+
+    tok = BPETokenizer.train(texts, vocab_size)
+    kept = sorted((t for t in tok.vocab if t == UNK or not (t.startswith("<") and t.endswith(">"))),
+                  key=tok.vocab.get)
+    vocab = {t: i for i, t in enumerate(kept)}
+    mindspore.set_seed(seed)
+    cfg = GPTConfig.preset(preset, vocab_size=len(vocab), n_positions=n_positions, **config)
+    model = GPT(cfg.replace(d_ff=config.get("d_ff", 4 * cfg.d_model)))  # openai-gpt's MLP is 4 * n_embd
+    out_dir = Path(out_dir)
+    convert.export_hf_openai_gpt(model, out_dir)
+    atomic.write_text(out_dir / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    atomic.write_text(out_dir / "merges.txt", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in tok.merges))
+    return out_dir
