@@ -34,6 +34,20 @@ try:
     print("ZERO-GRAD-OK")
 except Exception as e:
     print("ZERO-GRAD-ERR", e)
+import os, tempfile, numpy as np, safetensors.torch
+from safetensors.numpy import save_file
+path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+save_file({"w": np.arange(3, dtype=np.float32)}, path)
+try:
+    safetensors.torch.load_file(path, device="cpu")
+    print("LOAD-FILE-OK")
+except Exception as e:
+    print("LOAD-FILE-ERR", e)
+try:
+    torch.serialization.safe_globals([np.ndarray])
+    print("SAFE-GLOBALS-OK")
+except Exception as e:
+    print("SAFE-GLOBALS-ERR", e)
 """
 
 
@@ -44,6 +58,9 @@ def test_gaps_exist_without_patches():
     assert "NORM-ERR" in out.stdout and "NoneType" in out.stdout
     assert "ZERO-GRAD-ERR" in out.stdout and "profiler" in out.stdout
     assert "DROPOUT-DIFFERS" in out.stdout  # same torch.manual_seed, different masks
+    # The Trainer's load_best_model_at_end and resume_from_checkpoint:
+    assert "LOAD-FILE-ERR" in out.stdout and "unexpected keyword argument 'backend'" in out.stdout
+    assert "SAFE-GLOBALS-ERR" in out.stdout and "safe_globals" in out.stdout
 
 
 def test_import_order_check_detects_real_torch_first():
@@ -90,6 +107,15 @@ out["dropout_kept"] = float((masks[0] > 0).mean())
 torch.manual_seed(1)
 out["dropout_other_seed_differs"] = bool((torch.nn.functional.dropout(torch.ones(4096), 0.25, training=True).numpy() != masks[0]).any())
 
+import os, tempfile, safetensors.torch
+from safetensors.numpy import save_file
+path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+save_file({"w": np.arange(3, dtype=np.float32), "b": np.ones((2, 2), np.float32)}, path)
+loaded = safetensors.torch.load_file(path, device="cpu")
+out["load_file"] = {k: v.numpy().tolist() for k, v in sorted(loaded.items())}
+with torch.serialization.safe_globals([np.ndarray]):
+    out["safe_globals"] = True
+
 inp = json.loads(sys.stdin.read())
 w = torch.nn.Parameter(torch.tensor(np.array(inp["w0"], dtype=np.float32)))
 b = torch.nn.Parameter(torch.tensor(np.array(inp["b0"], dtype=np.float32)))
@@ -125,6 +151,11 @@ def test_patches_are_idempotent(probe):
     assert probe["second_call"] == []
     assert probe["marked"] == [True, True, True]
     assert probe["profiler"] is True  # what Optimizer.zero_grad enters
+
+
+def test_safetensors_load_file_and_safe_globals(probe):
+    assert probe["load_file"] == {"b": [[1.0, 1.0], [1.0, 1.0]], "w": [0.0, 1.0, 2.0]}
+    assert probe["safe_globals"] is True
 
 
 def test_vector_norm_over_all_axes(probe):

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ms_gpt import atomic
+from ms_gpt.data.imdb_pipeline import (IGNORE, BatchedDataset, check_buckets, collate_batch, encode,  # noqa: F401
+                                       process_dataset)
 
-IGNORE = -100  # label of filler rows that complete a static batch; the loss and the metrics skip them
 SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
 HUB_MODEL = "openai-gpt"
 RUN_CONFIG, CKPT_DIR, BEST_DIR, INIT_DIR = "imdb_config.json", "checkpoints", "best", "init_hf"
@@ -62,7 +62,6 @@ class ImdbConfig:
     eval_batch_size: int | None = None  # default: batch_size
     until_epoch: int | None = None  # stop after this epoch (its checkpoint saved); continue with resume
     seed: int = 0
-    extra: dict = field(default_factory=dict)  # free-form notes kept in the run config
 
     def validate(self) -> None:
         from ms_gpt.checks import require_positive_ints
@@ -88,19 +87,6 @@ class ImdbConfig:
                 raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
 
 
-def check_buckets(buckets, max_seq_len: int) -> tuple:
-    """Strictly increasing positive lengths whose last is ``max_seq_len``."""
-    try:
-        b = tuple(int(x) for x in buckets)
-    except (TypeError, ValueError):
-        raise ValueError(f"buckets must be integers, got {buckets!r}") from None
-    if not b or any(x <= 0 for x in b) or list(b) != sorted(set(b)):
-        raise ValueError(f"buckets must be strictly increasing positive lengths, got {buckets!r}")
-    if b[-1] != max_seq_len:
-        raise ValueError(f"the largest bucket must equal max_seq_len={max_seq_len}, got buckets {b}")
-    return b
-
-
 def parse_buckets(text: str | None) -> tuple | None:
     if not text:
         return None
@@ -108,159 +94,6 @@ def parse_buckets(text: str | None) -> tuple | None:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
         raise ValueError(f"--buckets takes comma-separated lengths like 128,256,512, got {text!r}") from None
-
-
-# ------------------------------------------------------------------------------------------- data
-def _rows_of(dataset) -> list:
-    """(text, label) pairs from a list of pairs/dicts, a ``datasets.Dataset`` or a MindSpore dataset."""
-    if hasattr(dataset, "create_dict_iterator"):
-        return [(str(r["text"]), int(r["label"])) for r in dataset.create_dict_iterator(num_epochs=1, output_numpy=True)]
-    if hasattr(dataset, "column_names"):
-        return list(zip(dataset["text"], dataset["label"]))
-    return [(r["text"], r["label"]) if isinstance(r, dict) else tuple(r) for r in dataset]
-
-
-def encode(tokenizer, text: str, max_seq_len: int, course_tokens: bool = False) -> list:
-    """Token ids, truncated to ``max_seq_len``: ``<bos> text <eos>`` or, course style, the text alone."""
-    if course_tokens:
-        return tokenizer(text, truncation=True, max_length=max_seq_len)["input_ids"]
-    body = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_seq_len - 2)["input_ids"]
-    return [tokenizer.bos_token_id] + body + [tokenizer.eos_token_id]
-
-
-def _static_policy(static_shapes):
-    if static_shapes is not None:
-        return bool(static_shapes)
-    import mindspore
-
-    from ms_gpt.device import static_shapes_policy
-
-    return static_shapes_policy(mindspore.get_context("device_target"))
-
-
-def process_dataset(dataset, tokenizer, max_seq_len=512, batch_size=4, shuffle=False, static_shapes=None,
-                    buckets=None, *, course_tokens=False, drop_remainder=None, fill_remainder=False, seed=0):
-    """Tokenize and batch ``dataset`` (text, label) into a ``mindspore.dataset`` pipeline.
-
-    - static shapes (Ascend, or forced), no buckets: ``padding='max_length'`` + ``batch``: every batch is
-      ``[batch_size, max_seq_len]``;
-    - static with ``buckets=(128, 256, 512)``: ``bucket_batch_by_length`` pads each batch to the smallest
-      bucket that holds its rows: ``len(buckets)`` shapes;
-    - dynamic: ``padded_batch`` pads each batch to its own longest row.
-
-    Columns: ``input_ids``, ``attention_mask``, ``labels`` (int32). A static run drops the last partial
-    batch of each shape (``drop_remainder``, the course's choice for training) or, with
-    ``fill_remainder=True`` (for evaluation), completes it with all-padding rows labelled -100 that the
-    loss and the metrics skip, so no review goes unscored and no new shape appears.
-    """
-    import mindspore.dataset as ds
-
-    from ms_gpt.checks import require_positive_ints
-
-    require_positive_ints(max_seq_len=max_seq_len, batch_size=batch_size)
-    static = _static_policy(static_shapes) or buckets is not None
-    if buckets is not None:
-        if static_shapes is False:
-            raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
-        buckets = check_buckets(buckets, max_seq_len)
-    if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token: add one (tokenizer.add_special_tokens({'pad_token': "
-                         "'<pad>'})) and resize the model's embeddings")
-    if drop_remainder is None:
-        drop_remainder = static and not fill_remainder
-    pad_id = int(tokenizer.pad_token_id)
-    rows = _rows_of(dataset)
-    if shuffle:
-        rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
-
-    fixed = static and buckets is None
-    samples = []
-    for text, label in rows:
-        ids = encode(tokenizer, text, max_seq_len, course_tokens)
-        if fixed:  # the tokenizer pads: fixed-length rows, as the course does on Ascend
-            enc = tokenizer.pad({"input_ids": ids}, padding="max_length", max_length=max_seq_len)
-            ids, mask = enc["input_ids"], enc["attention_mask"]
-        else:
-            mask = [1] * len(ids)
-        samples.append((np.asarray(ids, np.int32), np.asarray(mask, np.int32), np.int32(label)))
-    if not samples:
-        raise ValueError("the dataset is empty")
-    if static and fill_remainder:
-        samples += _fillers(samples, buckets or (max_seq_len,), batch_size, pad_id)
-
-    data = ds.GeneratorDataset(_Samples(samples), column_names=["input_ids", "attention_mask", "labels"],
-                               shuffle=False)
-    pad_info = {"input_ids": (None, pad_id), "attention_mask": (None, 0)}
-    if fixed:
-        return data.batch(batch_size, drop_remainder=drop_remainder)
-    if buckets is not None:
-        # Boundaries are exclusive upper bounds; a shape of [None] (not None, which pads to the longest row)
-        # pads to boundary - 1, i.e. to the bucket length. Rows are at most max_seq_len long, so the
-        # open-ended last bucket stays empty.
-        bucket_pad = {k: ([None], v) for k, (_, v) in pad_info.items()}
-        return data.bucket_batch_by_length(
-            ["input_ids"], [b + 1 for b in buckets], [batch_size] * (len(buckets) + 1), pad_info=bucket_pad,
-            pad_to_bucket_boundary=True, drop_remainder=drop_remainder)
-    return data.padded_batch(batch_size, drop_remainder=drop_remainder, pad_info=pad_info)
-
-
-def _fillers(samples, lengths, batch_size, pad_id) -> list:
-    counts = {b: 0 for b in lengths}
-    for ids, _, _ in samples:
-        counts[next(b for b in lengths if len(ids) <= b)] += 1
-    out = []
-    for b, n in counts.items():
-        out += [(np.full(b, pad_id, np.int32), np.zeros(b, np.int32), np.int32(IGNORE))] * ((-n) % batch_size)
-    return out
-
-
-class _Samples:
-    def __init__(self, samples):
-        self.samples = samples
-
-    def __getitem__(self, i):
-        return self.samples[i]
-
-    def __len__(self):
-        return len(self.samples)
-
-
-class BatchedDataset:
-    """Map-style view of a batched MindSpore dataset: item ``i`` is batch ``i``, a dict of numpy arrays.
-
-    The Hugging Face Trainer loads it with batch size 1 and :func:`collate_batch`, so every batch reaches
-    the model exactly as ``process_dataset`` made it.
-    """
-
-    def __init__(self, ms_dataset):
-        self.batches = [{k: np.asarray(v) for k, v in b.items()}
-                        for b in ms_dataset.create_dict_iterator(num_epochs=1, output_numpy=True)]
-        if not self.batches:
-            raise ValueError("the pipeline gave no batch (fewer rows than one batch with drop_remainder?)")
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        return self.batches[i]
-
-    def shapes(self) -> list:
-        return sorted({tuple(b["input_ids"].shape) for b in self.batches})
-
-    def token_counts(self) -> dict:
-        real = sum(int(b["attention_mask"].sum()) for b in self.batches)
-        total = sum(int(b["input_ids"].size) for b in self.batches)
-        rows = sum(int((b["labels"] != IGNORE).sum()) for b in self.batches)
-        return {"real_tokens": real, "total_tokens": total, "rows": rows, "batches": len(self.batches)}
-
-
-def collate_batch(items):
-    """The Trainer's collator for :class:`BatchedDataset`: one whole batch in, tensors out."""
-    import torch  # mindtorch under mindnlp
-
-    if len(items) != 1:
-        raise ValueError(f"BatchedDataset items are whole batches: load them with batch size 1, got {len(items)}")
-    return {k: torch.tensor(np.asarray(v, dtype=np.int64)) for k, v in items[0].items()}
 
 
 def accuracy_metrics(eval_pred) -> dict:
@@ -352,7 +185,7 @@ def load_data(data_dir, cfg: ImdbConfig, log=print) -> dict:
 def _check_resume(out: Path, cfg: ImdbConfig, model: str, data_dir, resume: bool):
     saved_file = out / RUN_CONFIG
     ckpts = out / CKPT_DIR
-    have = ckpts.is_dir() and any(ckpts.glob("checkpoint-*"))
+    have = last_checkpoint(ckpts) is not None
     current = json.loads(json.dumps(  # as it reads back from JSON (tuples become lists)
         {"model": str(model), "data_dir": str(data_dir) if data_dir else None, "config": asdict(cfg)}))
     if not resume:
@@ -369,9 +202,25 @@ def _check_resume(out: Path, cfg: ImdbConfig, model: str, data_dir, resume: bool
     if diff:
         was = ", ".join(f"{k}={saved['config'].get(k, saved.get(k))!r}" for k in diff)
         raise ValueError(f"--resume with different settings than the saved run: {', '.join(diff)} (saved: {was})")
-    from transformers.trainer_utils import get_last_checkpoint
+    return str(last_checkpoint(ckpts)), current
 
-    return get_last_checkpoint(str(ckpts)), current
+
+def last_checkpoint(ckpts: Path) -> Path | None:
+    """The Trainer's newest ``checkpoint-STEP`` folder in ``ckpts`` (highest step), or None."""
+    found = [(int(p.name.split("-", 1)[1]), p) for p in Path(ckpts).glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return max(found)[1] if found else None
+
+
+def check_model_length(model_path: str, max_seq_len: int) -> None:
+    """A local model's ``n_positions`` must cover ``max_seq_len`` (checked before anything heavy loads)."""
+    cfg_file = Path(model_path) / "config.json"
+    if not cfg_file.is_file():
+        return  # a hub name: checked after loading
+    n_positions = json.loads(cfg_file.read_text()).get("n_positions")
+    if n_positions is not None and max_seq_len > n_positions:
+        raise ValueError(f"max_seq_len {max_seq_len} is longer than the model's {n_positions} positions "
+                         f"({cfg_file}); use --max-seq-len <= {n_positions}")
 
 
 def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, data_dir=None, device=None,
@@ -381,19 +230,20 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
     out = Path(out)
     from ms_gpt import compat
     from ms_gpt import device as dev
+    from ms_gpt.data import imdb
 
     user_endpoint = os.environ.get("HF_ENDPOINT")  # import mindnlp sets a mirror when this is unset
     settings = dev.setup(device, mode="pynative", seed=cfg.seed, static_shapes=cfg.static_shapes)
     static = settings.static_shapes or cfg.buckets is not None
     data = load_data(data_dir, cfg, log=log)  # before any model work: bad data fails fast
+    last_ckpt, run_record = _check_resume(out, cfg, model, data_dir, resume)
     out.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model(model, out, log=log)
-    compat.import_mindnlp()
-    if user_endpoint is None:
-        os.environ.pop("HF_ENDPOINT", None)
-    else:
-        os.environ["HF_ENDPOINT"] = user_endpoint
-    last_ckpt, run_record = _check_resume(out, cfg, model, data_dir, resume)
+    check_model_length(model_path, cfg.max_seq_len)
+    # `import mindnlp` points an unset HF_ENDPOINT at a mirror, and huggingface_hub reads it once on import:
+    # pin the endpoint this run announced (the user's, else huggingface.co) before that happens.
+    os.environ["HF_ENDPOINT"] = imdb.hub_endpoint({"HF_ENDPOINT": user_endpoint} if user_endpoint else {})
+    compat.import_mindnlp()  # only now: every bad input above fails before this slow import
 
     import torch  # mindtorch
     from transformers import (OpenAIGPTForSequenceClassification, OpenAIGPTTokenizer, Trainer, TrainerCallback,
