@@ -44,3 +44,24 @@ def test_bench_rejects_too_few_timed_steps():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_train.py"), "--steps", "2"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--steps must be >= 3" in proc.stderr
+
+
+def test_bench_padding_counts_tokens_and_meets_the_bucket_target():
+    out = run("bench_padding.py", "--no-train", "--reviews", "256")
+    modes = out["modes"]
+    fixed, buckets, dynamic = modes["fixed_512"], modes["buckets_128_256_512"], modes["dynamic"]
+    assert fixed["real_tokens"] == buckets["real_tokens"] == dynamic["real_tokens"]  # same rows, same truncation
+    assert (fixed["shapes"], buckets["shapes"]) == (1, 3) and dynamic["shapes"] > 4
+    assert fixed["total_tokens"] == fixed["batches"] * 4 * 512
+    assert out["buckets_padding_cut_vs_fixed"] == pytest.approx(fixed["padded_tokens"] / buckets["padded_tokens"], abs=0.01)
+    assert 150 <= out["lengths"]["median"] <= 300 and out["lengths"]["share_over_max_seq_len"] > 0.05
+    assert out["target"]["met"] and out["buckets_padding_cut_vs_fixed"] >= 2
+
+
+def test_bench_padding_trains_each_mode_through_the_trainer_bridge():
+    out = run("bench_padding.py", "--reviews", "24", "--max-seq-len", "64", "--buckets", "16,32,64",
+              "--median-words", "20", "--n-embd", "32")
+    for name in ("fixed_64", "buckets_16_32_64", "dynamic"):
+        m = out["modes"][name]
+        assert m["steps"] == m["batches"] and m["steps_per_s"] > 0 and m["epoch_seconds"] > 0
+    assert out["epoch_speedup_vs_fixed"]["fixed_64"] == 1.0
