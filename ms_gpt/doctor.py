@@ -367,6 +367,17 @@ STALE_API = (
      "plain MindSpore code ran after `import mindnlp`, which rebinds mindspore.Tensor operators to mindtorch",
      "run mindnlp jobs and from-scratch MindSpore code in separate processes (or import mindnlp only "
      "where it is needed, after the MindSpore work)"),
+    ("error-ms-dataset-in-trainer", r"'(?:Padded)?Batch(?:Dataset)?'? object is not subscriptable|"
+     r"'\w*Dataset' object is not subscriptable",
+     "a MindSpore (batched) dataset was given to the Hugging Face Trainer of mindnlp 0.5, which indexes samples",
+     "bridge the batches: ms_gpt.data.imdb_pipeline.BatchedDataset(dataset) as train_dataset, "
+     "data_collator=collate_batch and per_device_train_batch_size=1 (what ms-gpt finetune-imdb does)"),
+    ("error-safe-open-backend", r"unexpected keyword argument 'backend'|'fast_safe_open' object has no attribute",
+     "mindnlp 0.5.1's safetensors reader does not take safetensors 0.8's backend= (load_best_model_at_end)",
+     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it adapts safe_open)"),
+    ("error-safe-globals", r"module 'mindtorch\.serialization' has no attribute 'safe_globals'",
+     "mindtorch lacks torch.serialization.safe_globals, which the Trainer uses to resume from a checkpoint",
+     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it provides safe_globals)"),
     ("error-pyarrow-numpy", r"pyarrow requires NumPy 2\.0 or newer",
      "pyarrow >= 26 with numpy 1.x (mindspore 2.7 needs numpy<2)",
      "pip install --no-deps pyarrow==21.0.0 datasets==4.3.0"),

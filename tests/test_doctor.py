@@ -175,6 +175,12 @@ def test_cann_present_but_ascend_not_usable():
     ("TypeError: the type of 'axis' should be one of int, tuple, list, but got NoneType", "error-norm-axis", "import_mindnlp"),
     ("AttributeError: module 'mindtorch.autograd' has no attribute 'profiler'", "error-autograd-profiler", "import_mindnlp"),
     ("ValueError: Tensor must have device", "error-tensor-device", "separate processes"),
+    ("TypeError: 'PaddedBatchDataset' object is not subscriptable", "error-ms-dataset-in-trainer", "BatchedDataset"),
+    ("TypeError: 'BatchDataset' object is not subscriptable", "error-ms-dataset-in-trainer", "collate_batch"),
+    ("TypeError: fast_safe_open.__init__() got an unexpected keyword argument 'backend'", "error-safe-open-backend",
+     "import_mindnlp"),
+    ("AttributeError: module 'mindtorch.serialization' has no attribute 'safe_globals'", "error-safe-globals",
+     "import_mindnlp"),
 ])
 def test_explain_known_errors_and_stale_imports(text, code, fix_part):
     found = {d.code: d for d in doctor.explain(text)}
