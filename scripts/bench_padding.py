@@ -35,6 +35,7 @@ def main(argv=None) -> dict:
                    "each synthetic word is one BPE token, so about 230 tokens, as IMDb with openai-gpt's BPE)")
     p.add_argument("--n-layer", type=int, default=2)
     p.add_argument("--n-embd", type=int, default=64)
+    p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--no-train", action="store_true", help="only count tokens (no mindnlp, seconds)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -49,7 +50,7 @@ def main(argv=None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench_padding_"))
     model_dir = mi.write_random_openai_gpt(work / "model", [t for t, _ in imdb.synthetic_reviews(400, 99)],
                                            vocab_size=300, n_positions=args.max_seq_len, seed=args.seed,
-                                           n_layer=args.n_layer, d_model=args.n_embd)
+                                           n_layer=args.n_layer, d_model=args.n_embd, n_head=args.n_head)
     if not args.no_train:
         from ms_gpt import compat
 
@@ -67,7 +68,7 @@ def main(argv=None) -> dict:
     }
     report = {
         "bench": "padding", "device": settings.target, "reviews": len(rows), "batch_size": args.batch_size,
-        "max_seq_len": args.max_seq_len, "model": {"n_layer": args.n_layer, "n_embd": args.n_embd},
+        "max_seq_len": args.max_seq_len, "model": {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head},
         "lengths": {"median": float(np.median(lengths)), "p90": float(np.percentile(lengths, 90)),
                     "max": int(lengths.max()), "share_over_max_seq_len": float((lengths > args.max_seq_len).mean())},
         "modes": {},

@@ -24,11 +24,7 @@ CHILD_ENV = {**os.environ, "GLOG_v": "3"}
 def env(tmp_path_factory):
     """An easy synthetic IMDb (1,000 train / 200 test reviews) and a tiny random openai-gpt (128 positions)."""
     root = tmp_path_factory.mktemp("imdb")
-    train = imdb.synthetic_reviews(1000, 0, median_words=20, signal=0.25)
-    test = imdb.synthetic_reviews(200, 1, median_words=20, signal=0.25)
-    imdb.write_acl_tree(root / "data", {"train": train, "test": test})
-    mi.write_random_openai_gpt(root / "model", [t for t, _ in train], vocab_size=300, n_positions=128)
-    return {"root": root, "data": root / "data", "model": root / "model", "train": train, "test": test}
+    return {"root": root, **mi.write_offline_demo(root)}  # what scripts/make_imdb_demo.py writes
 
 
 @pytest.fixture(scope="module")

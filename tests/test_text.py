@@ -125,3 +125,16 @@ print(json.dumps([fast.encode({sample!r}), slow.encode({sample!r})]))
     assert proc.returncode == 0, proc.stderr[-2000:]
     fast_ids, slow_ids = json.loads(proc.stdout.strip().splitlines()[-1])
     assert tok.encode(sample) == fast_ids == slow_ids
+
+
+def test_bpe_training_gives_the_same_ids_in_every_process():
+    """The tokenizers trainer numbers the alphabet in a per-process hash order; ids must not depend on it."""
+    code = ("import json; from ms_gpt.text.bpe import BPETokenizer; "
+            "t = BPETokenizer.train(['the cat sat on the mat, twice.', 'a dog; a log!'] * 3, 60); "
+            "print(json.dumps([t.vocab, t.merges]))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    vocab, merges = json.loads(runs[0])
+    assert [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])[:4]] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+    assert vocab["".join(merges[0])] == len(vocab) - len({a + b for a, b in merges})  # merges follow the alphabet

@@ -342,3 +342,17 @@ def write_random_openai_gpt(out_dir: str | Path, texts, vocab_size: int = 400, n
     atomic.write_text(out_dir / "vocab.json", json.dumps(vocab, ensure_ascii=False))
     atomic.write_text(out_dir / "merges.txt", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in tok.merges))
     return out_dir
+
+
+def write_offline_demo(root: str | Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> dict:
+    """An offline stand-in for the course's inputs: ``root/data/aclImdb`` (easy synthetic reviews, median
+    ~20 words) and ``root/model`` (a random 2-layer openai-gpt, 128 positions, BPE learned on the reviews).
+    ``ms-gpt finetune-imdb --model root/model --data-dir root/data`` then runs the whole flow offline."""
+    from ms_gpt.data import imdb
+
+    root = Path(root)
+    train = imdb.synthetic_reviews(n_train, seed, median_words=20, signal=0.25)
+    test = imdb.synthetic_reviews(n_test, seed + 1, median_words=20, signal=0.25)
+    imdb.write_acl_tree(root / "data", {"train": train, "test": test})
+    write_random_openai_gpt(root / "model", [t for t, _ in train], vocab_size=300, n_positions=128, seed=seed)
+    return {"data": root / "data", "model": root / "model", "train": train, "test": test}

@@ -81,7 +81,14 @@ class BPETokenizer(Tokenizer):
             vocab_size=vocab_size, special_tokens=list(SPECIALS), end_of_word_suffix=SUFFIX, show_progress=False))
         state = json.loads(tok.to_str())["model"]
         merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-        return cls(state["vocab"], merges)
+        # The trainer numbers the initial alphabet in hash order, which changes from process to process;
+        # renumber (specials, the alphabet sorted, then merge results in merge order) so ids repeat.
+        merged = list(dict.fromkeys(a + b for a, b in merges))
+        made = set(merged)
+        order = list(SPECIALS) + sorted(t for t in state["vocab"] if t not in made and t not in SPECIALS) + merged
+        if sorted(order) != sorted(state["vocab"]):  # pragma: no cover - a tokenizers change we do not know
+            raise RuntimeError("BPE training gave a vocabulary that is not alphabet + merges")
+        return cls({t: i for i, t in enumerate(order)}, merges)
 
     @property
     def vocab_size(self) -> int:
