@@ -128,7 +128,7 @@ def train_epoch(model_dir, tok, batched, seed) -> dict:
     warm = 2 if len(stamps) > 4 else 0
     steps_per_s = (len(stamps) - 1 - warm) / (stamps[-1] - stamps[warm])
     real = batched.token_counts()["real_tokens"]
-    return {"steps": len(stamps), "steps_per_s": round(steps_per_s, 2), "epoch_seconds": round(epoch_s, 2),
+    return {"steps": len(stamps), "steps_per_s": round(steps_per_s, 4), "epoch_seconds": round(epoch_s, 2),
             "real_tokens_per_s": round(real / epoch_s, 1)}
 
 
