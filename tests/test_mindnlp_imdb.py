@@ -307,8 +307,13 @@ def test_cli_learns_writes_metrics_and_resumes_exactly(env, tmp_path):
     assert again.returncode == 2 and "already holds a run" in again.stderr and "--resume" in again.stderr
     other = run_cli(*[a if a != "1e-3" else "2e-3" for a in args], "--out", str(tmp_path / "part"), "--resume")
     assert other.returncode == 2 and "different settings than the saved run: learning_rate" in other.stderr
+    cut = tmp_path / "part" / "checkpoints" / "checkpoint-9999"  # a save a crash interrupted
+    cut.mkdir()
+    (cut / "model.safetensors").write_bytes(b"partial")
     resumed = run_cli(*args, "--out", str(tmp_path / "part"), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "checkpoint-9999 has no trainer_state.json (cut off mid-save)" in resumed.stderr
+    assert (tmp_path / "part" / "checkpoints" / "checkpoint-9999.incomplete").is_dir()
     mr = json.loads((tmp_path / "part" / "metrics.json").read_text())
     assert mr["resumed_from"].endswith(f"checkpoint-{mp['global_step']}")
     for key in ("eval_history", "train_loss", "test_accuracy", "eval_accuracy", "global_step"):

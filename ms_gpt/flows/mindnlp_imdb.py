@@ -182,7 +182,7 @@ def load_data(data_dir, cfg: ImdbConfig, log=print) -> dict:
     return {"train": train, "validation": val, "test": test}
 
 
-def _check_resume(out: Path, cfg: ImdbConfig, model: str, data_dir, resume: bool):
+def _check_resume(out: Path, cfg: ImdbConfig, model: str, data_dir, resume: bool, log=print):
     saved_file = out / RUN_CONFIG
     ckpts = out / CKPT_DIR
     have = last_checkpoint(ckpts) is not None
@@ -202,13 +202,27 @@ def _check_resume(out: Path, cfg: ImdbConfig, model: str, data_dir, resume: bool
     if diff:
         was = ", ".join(f"{k}={saved['config'].get(k, saved.get(k))!r}" for k in diff)
         raise ValueError(f"--resume with different settings than the saved run: {', '.join(diff)} (saved: {was})")
-    return str(last_checkpoint(ckpts)), current
+    return str(last_checkpoint(ckpts, log=log)), current
 
 
-def last_checkpoint(ckpts: Path) -> Path | None:
-    """The Trainer's newest ``checkpoint-STEP`` folder in ``ckpts`` (highest step), or None."""
-    found = [(int(p.name.split("-", 1)[1]), p) for p in Path(ckpts).glob("checkpoint-*")
-             if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+COMPLETE_MARK = "trainer_state.json"  # the Trainer writes it last when it saves a checkpoint
+
+
+def last_checkpoint(ckpts: Path, log=None) -> Path | None:
+    """The Trainer's newest complete ``checkpoint-STEP`` folder in ``ckpts`` (highest step), or None.
+
+    A folder without ``trainer_state.json`` was cut off mid-save (a crash): with ``log`` given it is
+    renamed ``checkpoint-STEP.incomplete`` so that neither the resume nor the Trainer's rotation uses it."""
+    found = []
+    for p in Path(ckpts).glob("checkpoint-*"):
+        step = p.name.split("-", 1)[1]
+        if not (p.is_dir() and step.isdigit()):
+            continue
+        if (p / COMPLETE_MARK).is_file():
+            found.append((int(step), p))
+        elif log is not None:
+            p.rename(p.with_name(p.name + ".incomplete"))
+            log(f"[imdb] {p} has no {COMPLETE_MARK} (cut off mid-save): set aside as {p.name}.incomplete")
     return max(found)[1] if found else None
 
 
@@ -236,7 +250,7 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
     settings = dev.setup(device, mode="pynative", seed=cfg.seed, static_shapes=cfg.static_shapes)
     static = settings.static_shapes or cfg.buckets is not None
     data = load_data(data_dir, cfg, log=log)  # before any model work: bad data fails fast
-    last_ckpt, run_record = _check_resume(out, cfg, model, data_dir, resume)
+    last_ckpt, run_record = _check_resume(out, cfg, model, data_dir, resume, log=log)
     out.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model(model, out, log=log)
     check_model_length(model_path, cfg.max_seq_len)
