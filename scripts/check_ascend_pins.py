@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prove that requirements-ascend.txt installs on Linux aarch64, without an aarch64 machine.
+"""Prove that requirements-ascend.txt (and the notebook layer the Ascend image adds) installs on Linux
+aarch64, without an aarch64 machine.
 
 For each Python version, pip resolves the pinned file for ``manylinux*_aarch64`` with
 ``--dry-run --no-deps --only-binary=:all:`` (package metadata only, no wheel downloads where PyPI
@@ -7,7 +8,7 @@ serves it) and writes a JSON report. The check then requires that every pin was 
 version, that each chosen file is an aarch64 or platform-independent wheel (the two pure-Python
 sdists excepted), and that mindspore came as PyPI's aarch64 ``cpXY-none-any`` wheel.
 
-    python scripts/check_ascend_pins.py [--requirements FILE] [--python-version 3.11 ...]
+    python scripts/check_ascend_pins.py [--requirements FILE ...] [--python-version 3.11 ...]
 
 Prints one JSON object; exit 0 when every check passes, 1 otherwise, 2 when pip itself failed.
 Needs PyPI (never the Hugging Face hub).
@@ -46,7 +47,9 @@ def read_pins(path: Path, python_version: str) -> dict:
         spec = list(req.specifier)
         if len(spec) != 1 or spec[0].operator != "==":
             raise ValueError(f"{path}:{lineno}: {line!r} is not an exact == pin")
-        env = {"python_version": python_version, "python_full_version": python_version + ".0",
+        short = ".".join(python_version.split(".")[:2])
+        full = python_version if python_version.count(".") == 2 else python_version + ".0"
+        env = {"python_version": short, "python_full_version": full,
                "platform_machine": "aarch64", "sys_platform": "linux", "platform_system": "Linux"}
         if req.marker is None or req.marker.evaluate(env):
             pins[canonical(req.name)] = spec[0].version
@@ -55,7 +58,7 @@ def read_pins(path: Path, python_version: str) -> dict:
 
 def wheel_problem(name: str, filename: str, python_version: str) -> str | None:
     """Why ``filename`` cannot be installed on aarch64 CPython ``python_version`` (None if it can)."""
-    cp = "cp" + python_version.replace(".", "")
+    cp = "cp" + "".join(python_version.split(".")[:2])
     if name in SOURCE_ONLY:
         return None if filename.endswith((".tar.gz", ".zip", "-none-any.whl")) else f"unexpected file {filename}"
     if not filename.endswith(".whl"):
@@ -71,8 +74,16 @@ def wheel_problem(name: str, filename: str, python_version: str) -> str | None:
     return None
 
 
-def check(requirements: Path, python_version: str) -> dict:
-    pins = read_pins(requirements, python_version)
+def check(requirements, python_version: str) -> dict:
+    """``requirements``: one file or several installed together (e.g. the Ascend pins + the notebook layer)."""
+    files = [requirements] if isinstance(requirements, (str, Path)) else list(requirements)
+    pins = {}
+    for f in files:
+        for name, version in read_pins(Path(f), python_version).items():
+            if pins.get(name, version) != version:
+                return {"python": python_version, "ok": False, "packages": 0, "mindspore_file": None,
+                        "problems": [f"{name}: {pins[name]} in one file, {version} in {f}"]}
+            pins[name] = version
     with tempfile.TemporaryDirectory() as tmp:
         report_path = Path(tmp) / "report.json"
         # Markers were evaluated above for the target Python; pip would evaluate them for the
@@ -111,16 +122,19 @@ def check(requirements: Path, python_version: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requirements", type=Path, default=ROOT / "requirements-ascend.txt")
+    ap.add_argument("--requirements", type=Path, action="append",
+                    help="pinned file (repeatable: files installed together; default requirements-ascend.txt)")
     ap.add_argument("--python-version", action="append", dest="versions",
                     help="target CPython X.Y (repeatable; default 3.10 and 3.11)")
     args = ap.parse_args(argv)
-    if not args.requirements.is_file():
-        print(json.dumps({"ok": False, "problems": [f"{args.requirements} not found"]}))
+    files = args.requirements or [ROOT / "requirements-ascend.txt"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        print(json.dumps({"ok": False, "problems": [f"{f} not found" for f in missing]}))
         return 1
-    results = [check(args.requirements, v) for v in (args.versions or ["3.10", "3.11"])]
+    results = [check(files, v) for v in (args.versions or ["3.10", "3.11"])]
     ok = all(r["ok"] for r in results)
-    print(json.dumps({"ok": ok, "requirements": str(args.requirements), "platforms": PLATFORMS,
+    print(json.dumps({"ok": ok, "requirements": [str(f) for f in files], "platforms": PLATFORMS,
                       "results": results}, indent=2))
     if any(r.get("pip_failed") for r in results):
         return 2

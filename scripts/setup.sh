@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with Python 3.11 (3.10 accepted) and install the pinned x86_64 closure + ms_gpt (editable).
+# Create .venv with Python 3.11 (3.10 accepted) and install the pinned x86_64 closure + ms_gpt (editable),
+# plus the notebook layer (docker/requirements-notebook.txt) and the test tools (docker/requirements-dev.txt).
 #   bash scripts/setup.sh [--python PYTHON] [--lock FILE] [--venv DIR] [--no-project] [--force]
 # (--venv .venv-ref --lock docker/requirements-torch-ref.txt --no-project: the parity tests' PyTorch side)
 # A second run with the same lock, pyproject.toml and Python only checks a stamp and returns in seconds.
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
     --venv) VENV="$2"; shift 2 ;;
     --no-project) PROJECT=0; shift ;;
     --force) FORCE=1; shift ;;
-    -h|--help) sed -n 2,5p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,6p "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$1' (accepted: --python PYTHON, --lock FILE, --venv DIR, --no-project, --force)" >&2; exit 2 ;;
   esac
 done
@@ -45,8 +46,11 @@ case " $SUPPORTED " in
   *) echo "setup.sh: $PY is Python ${v:-?}; supported versions are 3.11 and 3.10 (mindspore 2.7.0 + mindnlp 0.5.1)" >&2; exit 2 ;;
 esac
 [ -f "$LOCK" ] || { echo "setup.sh: lock file '$LOCK' not found" >&2; exit 2; }
+# The project venv also gets the notebook layer and the test tools (each pinned, installed without resolution).
+EXTRAS=()
+[ "$PROJECT" = 1 ] && EXTRAS=(docker/requirements-notebook.txt docker/requirements-dev.txt)
 
-stamp_of() { cat "$LOCK" pyproject.toml | sha256sum | cut -c1-16; }
+stamp_of() { cat "$LOCK" "${EXTRAS[@]}" pyproject.toml | sha256sum | cut -c1-16; }
 STAMP="py$v-p$PROJECT-$(stamp_of)"
 if [ "$FORCE" = 0 ] && [ -x "$VENV"/bin/python ] && [ "$(cat "$VENV"/.ms_gpt_stamp 2>/dev/null)" = "$STAMP" ] \
    && [ "$(pyver "$VENV"/bin/python)" = "$v" ]; then
@@ -66,6 +70,10 @@ PIP=("$VENV"/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --no-deps "$(grep -E '^setuptools==' "$LOCK")"
 echo "setup.sh: installing $(grep -v '^#' "$LOCK" | grep -c '==') pinned packages from $LOCK (no dependency resolution)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -r "$LOCK"
+for extra in "${EXTRAS[@]}"; do
+  echo "setup.sh: installing $(grep -v '^#' "$extra" | grep -c '==') pinned packages from $extra"
+  "${PIP[@]}" install -q --no-deps -r "$extra"
+done
 if [ "$PROJECT" = 1 ]; then
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 fi

@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Real PyTorch + transformers for the parity tests, in its own venv (mindnlp owns `import torch` in .venv).
 bash scripts/setup.sh --venv .venv-ref --lock docker/requirements-torch-ref.txt --no-project
-echo "== Ascend pins: installability on manylinux aarch64 (cp310, cp311)"
+echo "== Ascend pins: installability on manylinux aarch64 (cp310, cp311; + the image's notebook layer on 3.11)"
+.venv/bin/python scripts/check_ascend_pins.py --requirements requirements-ascend.txt \
+  --requirements docker/requirements-notebook.txt --python-version 3.11.14 > .venv/ascend-image-pins.json \
+  || { cat .venv/ascend-image-pins.json; exit 1; }
 .venv/bin/python scripts/check_ascend_pins.py > .venv/ascend-pins.json || { cat .venv/ascend-pins.json; exit 1; }
 .venv/bin/python -c "import json; r=json.load(open('.venv/ascend-pins.json')); print('   ok:', ', '.join('cp%s %d pins, %s' % (x['python'].replace('.', ''), x['packages'], x['mindspore_file']) for x in r['results']))"
 echo "== pytest"
