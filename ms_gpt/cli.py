@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after this step with a checkpoint (continue later with --resume)")
     pre.add_argument("--resume", action="store_true", help="continue the run saved in --out, same settings")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.add_argument("--distributed", action="store_true", help="data-parallel over the workers msrun starts "
+                     "(use scripts/run_distributed.sh); --batch-size is per worker")
 
     gen = sub.add_parser("generate", help="generate text from a pretrained checkpoint folder")
     _common(gen)
@@ -214,14 +216,16 @@ def _smoke(args) -> int:
 
 
 def _pretrain(args) -> int:
+    from ms_gpt.distributed import DistributedError
     from ms_gpt.flows import pretrain
 
     return _run_job("pretrain", lambda: pretrain.pretrain(
         args.corpus, args.out, preset=args.preset, steps=args.steps, tokenizer=args.tokenizer,
         vocab_size=args.vocab_size, block_size=args.block_size, batch_size=args.batch_size,
         learning_rate=args.learning_rate, device=args.device, seed=args.seed, progress=not args.no_progress,
-        amp=args.amp, until=args.until, resume=args.resume, vocab_corpus=args.vocab_corpus),
-        (ValueError, FileNotFoundError))
+        amp=args.amp, until=args.until, resume=args.resume, vocab_corpus=args.vocab_corpus,
+        distributed=args.distributed),
+        (ValueError, FileNotFoundError, DistributedError))
 
 
 def _generate(args) -> int:

@@ -109,8 +109,14 @@ class Trainer:
     ``objective(model, *batch) -> loss`` is what is minimised over the dataset's columns (default
     :func:`lm_objective` on ``(input_ids, labels)``; fine-tuning passes its own)."""
 
-    def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True, objective=None):
+    def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True, objective=None, dist=None):
+        """``dist``: a :class:`ms_gpt.distributed.DistInfo` for data-parallel training (gradients and the
+        logged loss averaged over the workers; only rank 0 writes checkpoints)."""
+        from ms_gpt import distributed
+
         cfg.validate()
+        self.dist = dist or distributed.DistInfo()
+        self.fault = distributed.fault_injection()
         if cfg.amp and model.config.compute_dtype == "float32":
             raise ValueError("amp=True needs a model built with compute_dtype='float16' (or 'bfloat16' on "
                              "Ascend); this one computes in float32")
@@ -127,11 +133,16 @@ class Trainer:
             return objective(self.model, *batch)
 
         clip = cfg.grad_clip
+        reducer = distributed.grad_reducer(self.optimizer.parameters, self.dist)
+        mean = distributed.loss_mean(self.dist)
         if self.scaler is None:
             grad_fn = mindspore.value_and_grad(forward, None, self.optimizer.parameters)
 
             def train_step(*batch):
                 loss, grads = grad_fn(*batch)
+                if reducer is not None:  # data parallel: the average over the workers' shards
+                    grads = reducer(grads)
+                    loss = mean(loss)
                 grads = ops.clip_by_global_norm(grads, clip)
                 self.optimizer(grads)
                 return loss, ops.isfinite(loss)
@@ -146,6 +157,9 @@ class Trainer:
 
             def train_step(*batch):
                 (_, loss), grads = grad_fn(*batch)
+                if reducer is not None:
+                    grads = reducer(grads)
+                    loss = mean(loss)
                 grads = scaler.unscale(grads)
                 finite = all_finite(grads)
                 scaler.adjust(finite)
@@ -164,7 +178,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self, extra: dict | None = None) -> Path:
         """model.ckpt, optimizer.ckpt (moments + global_step) and train_state.json, each atomic;
-        train_state.json is written last, so a crash before it leaves the previous state consistent."""
+        train_state.json is written last, so a crash before it leaves the previous state consistent.
+        In a data-parallel run only rank 0 writes (the workers hold the same weights)."""
+        if not self.dist.is_writer:
+            return self.out
         self.out.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(self.out / CKPT_MODEL, suffix=".ckpt") as tmp:
             mindspore.save_checkpoint(self.model, tmp)
@@ -243,6 +260,9 @@ class Trainer:
                     continue
                 if self.step >= until:
                     break
+                if self.fault == (self.dist.rank, self.step + 1):
+                    raise RuntimeError(f"fault injected (MS_GPT_FAULT_INJECT) on rank {self.dist.rank} at step "
+                                       f"{self.step + 1}")
                 loss, finite = self._train_step(*batch)
                 loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
                 lr = float(self.lrs[self.step])

@@ -40,19 +40,30 @@ def encode_lines(tokenizer, lines: Sequence[str], add_bos: bool = True, add_eos:
 
 
 def block_dataset(encoded: Sequence[Sequence[int]], block_size: int, batch_size: int, shuffle: bool = True,
-                  seed: int = 0):
-    """Concatenate all lines and cut non-overlapping blocks of ``block_size + 1`` tokens."""
+                  seed: int = 0, num_shards: int = 1, shard_id: int = 0):
+    """Concatenate all lines and cut non-overlapping blocks of ``block_size + 1`` tokens.
+
+    Data parallelism: with ``num_shards`` workers, global batch ``g`` is blocks
+    ``[g*B*n, (g+1)*B*n)`` of the one shuffled order (``B = batch_size`` per worker), and worker
+    ``shard_id`` takes its ``shard_id``-th slice of ``B`` blocks. So together the workers see, step by
+    step, exactly the batches of one process with batch ``B*n``."""
     import mindspore.dataset as ds
 
-    require_positive_ints(block_size=block_size, batch_size=batch_size)
+    require_positive_ints(block_size=block_size, batch_size=batch_size, num_shards=num_shards)
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
     stream = np.fromiter((t for line in encoded for t in line), dtype=np.int32)
     n_blocks = (len(stream) - 1) // block_size
-    if n_blocks < batch_size:
+    global_batch = batch_size * num_shards
+    if n_blocks < global_batch:
         raise ValueError(f"the corpus has {len(stream)} tokens: {n_blocks} blocks of {block_size}, fewer than one "
-                         f"batch of {batch_size}; use a smaller block_size/batch_size or a larger corpus")
+                         f"batch of {global_batch}; use a smaller block_size/batch_size or a larger corpus")
     starts = np.arange(n_blocks) * block_size
     if shuffle:
         np.random.default_rng(seed).shuffle(starts)
+    if num_shards > 1:
+        starts = np.concatenate([starts[g * global_batch + shard_id * batch_size:][:batch_size]
+                                 for g in range(n_blocks // global_batch)])
     rows = [(stream[s:s + block_size], stream[s + 1:s + block_size + 1]) for s in starts]
     data = ds.GeneratorDataset(_Rows(rows), column_names=["input_ids", "labels"], shuffle=False)
     return data.batch(batch_size, drop_remainder=True)

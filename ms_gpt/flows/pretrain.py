@@ -49,11 +49,13 @@ AMP_CHOICES = ("auto", "on", "off")
 def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 200, tokenizer: str = "auto",
              vocab_size: int = 8000, block_size: int = 64, batch_size: int = 16, learning_rate: float = 3e-3,
              device: str | None = None, seed: int = 0, progress: bool = True, amp: str = "auto",
-             until: int | None = None, resume: bool = False, vocab_corpus: str | None = None) -> dict:
+             until: int | None = None, resume: bool = False, vocab_corpus: str | None = None,
+             distributed: bool = False) -> dict:
     """Pretrain on ``corpus`` into ``out``. ``until``: stop (with a checkpoint) after that step;
     ``resume``: continue the run saved in ``out`` (same settings) where it stopped; ``vocab_corpus``:
     more text the vocabulary is built over (not trained on), e.g. the fine-tuning task's training
-    texts, so its words are not ``<unk>``."""
+    texts, so its words are not ``<unk>``. ``distributed``: data-parallel over the workers msrun
+    started (``batch_size`` per worker; only rank 0 writes)."""
     from ms_gpt import convert, text
     from ms_gpt import device as dev
     from ms_gpt.config import GPTConfig
@@ -65,6 +67,9 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
     if amp not in AMP_CHOICES:
         raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
     settings = dev.setup(device, mode="pynative", seed=seed)
+    from ms_gpt import distributed as dist_mod
+
+    dist = dist_mod.init_data_parallel() if distributed else dist_mod.DistInfo()
     out = Path(out)
     if resume and not (out / CKPT_STATE).is_file():
         raise FileNotFoundError(f"nothing to resume in {out}: {CKPT_STATE} not found")
@@ -74,19 +79,21 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
         tok = text.load(out / "tokenizer")
     else:
         vocab_lines = train_lines + (load_corpus(vocab_corpus) if vocab_corpus else [])
-        tok = build_tokenizer(tokenizer, corpus, vocab_lines, vocab_size)
-        tok.save(out / "tokenizer")
+        tok = build_tokenizer(tokenizer, corpus, vocab_lines, vocab_size)  # deterministic: the same on every rank
+        if dist.is_writer:
+            tok.save(out / "tokenizer")
     use_amp = settings.target == "Ascend" if amp == "auto" else amp == "on"
     base = GPTConfig.preset(preset)
     config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
                           n_positions=max(base.n_positions, block_size),
                           compute_dtype="float16" if use_amp else base.compute_dtype)
-    train_ds = block_dataset(encode_lines(tok, train_lines), block_size, batch_size, seed=seed)
+    train_ds = block_dataset(encode_lines(tok, train_lines), block_size, batch_size, seed=seed,
+                             num_shards=dist.size, shard_id=dist.rank)
     val_ds = block_dataset(encode_lines(tok, val_lines), block_size, min(batch_size, 8), shuffle=False)
     model = GPT(config, dropout_seed=seed)
     cfg = TrainConfig(steps=steps, learning_rate=learning_rate, warmup_steps=min(20, steps // 10),
                       eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 2), amp=use_amp)
-    trainer = Trainer(model, cfg, out)
+    trainer = Trainer(model, cfg, out, dist=dist)
     if resume:
         trainer.resume()
     before = trainer.evaluate(val_ds)
@@ -94,7 +101,6 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
         result = trainer.fit(train_ds, val_ds, until=until, progress=report)
     if "val_loss" not in result:
         result.update(trainer.evaluate(val_ds))
-    convert.save_ms_checkpoint(model, out)
     losses = [h["loss"] for h in trainer.history]
     metrics = {
         "corpus": corpus, "preset": preset, "device": settings.target, "amp": use_amp,
@@ -105,8 +111,14 @@ def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 20
         "val_loss": result["val_loss"], "val_ppl": result["val_ppl"],
         "tokens_per_s": round(result.get("tokens_per_s", 0.0), 1),
     }
-    atomic.write_json(out / "metrics.json", metrics)
-    plot_losses(trainer.history, out / "loss.png")
+    if dist.size > 1:  # tokens_per_s above is one worker's; the global batch is batch_size * workers
+        metrics["distributed"] = {"workers": dist.size, "batch_per_worker": batch_size,
+                                  "global_batch": batch_size * dist.size,
+                                  "tokens_per_s_all_workers": round(metrics["tokens_per_s"] * dist.size, 1)}
+    if dist.is_writer:
+        convert.save_ms_checkpoint(model, out)
+        atomic.write_json(out / "metrics.json", metrics)
+        plot_losses(trainer.history, out / "loss.png")
     return metrics
 
 
