@@ -55,10 +55,7 @@ def main(argv=None) -> dict:
         from ms_gpt import compat
 
         compat.import_mindnlp()
-    from transformers import OpenAIGPTTokenizer
-
-    tok = OpenAIGPTTokenizer.from_pretrained(str(model_dir))
-    tok.add_special_tokens(mi.SPECIAL_TOKENS)
+    tok = mi.load_tokenizer(str(model_dir))
     lengths = np.array([len(mi.encode(tok, t, 10 ** 6)) for t, _ in rows])
 
     modes = {
@@ -102,14 +99,12 @@ def main(argv=None) -> dict:
 def train_epoch(model_dir, tok, batched, seed) -> dict:
     """One epoch of the flow's Trainer over ``batched``; steps/s after the first 2 steps (warm-up)."""
     import torch  # mindtorch
-    from transformers import OpenAIGPTForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from ms_gpt.flows import mindnlp_imdb as mi
 
     torch.manual_seed(seed)
-    model = OpenAIGPTForSequenceClassification.from_pretrained(str(model_dir), num_labels=2)
-    model.resize_token_embeddings(len(tok))
-    model.config.pad_token_id = tok.pad_token_id
+    model = mi.load_classifier(str(model_dir), tok)
     stamps = []
 
     class Clock(TrainerCallback):

@@ -17,7 +17,7 @@ cfg = mi.ImdbConfig(epochs=1, learning_rate=1e-3, batch_size=8, max_seq_len=64, 
                     static_shapes=mode != "dynamic", buckets=(16, 32, 64) if mode == "buckets" else None)
 device.setup("CPU", mode="pynative", seed=0, static_shapes=cfg.static_shapes)
 compat.import_mindnlp()
-from transformers import OpenAIGPTForSequenceClassification, OpenAIGPTTokenizer  # noqa: E402
+from transformers import OpenAIGPTForSequenceClassification  # noqa: E402
 
 seen = {"train": [], "eval": []}
 original = OpenAIGPTForSequenceClassification.forward
@@ -34,8 +34,7 @@ def recording_forward(self, input_ids=None, attention_mask=None, labels=None, **
 OpenAIGPTForSequenceClassification.forward = recording_forward
 metrics = mi.finetune_imdb(model_dir, out_dir, cfg, data_dir=data_dir, device="CPU")
 
-tok = OpenAIGPTTokenizer.from_pretrained(model_dir)
-tok.add_special_tokens(mi.SPECIAL_TOKENS)
+tok = mi.load_tokenizer(model_dir)
 data = mi.load_data(data_dir, cfg)
 common = dict(tokenizer=tok, max_seq_len=cfg.max_seq_len, static_shapes=cfg.static_shapes, buckets=cfg.buckets,
               seed=cfg.seed)

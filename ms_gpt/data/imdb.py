@@ -181,18 +181,28 @@ def load_hub(name: str = "imdb", endpoint: str | None = None, log=print) -> dict
 
 
 # ----------------------------------------------------------------------------------------- sampling
+def _cut_per_label(rows: Rows, fraction: float, rng) -> tuple[list, list]:
+    """Row indices split per label: a seeded ``fraction`` of each label (rounded) and the rest."""
+    taken, rest = [], []
+    for label in (0, 1):
+        idx = [i for i, (_, y) in enumerate(rows) if y == label]
+        idx = [idx[i] for i in rng.permutation(len(idx))]
+        k = int(round(len(idx) * fraction))
+        taken += idx[:k]
+        rest += idx[k:]
+    return taken, rest
+
+
+def _shuffled(rows: Rows, idx: list, rng) -> Rows:
+    return [rows[idx[i]] for i in rng.permutation(len(idx))]
+
+
 def subset(rows: Rows, fraction: float, seed: int) -> Rows:
     """A seeded, label-stratified ``fraction`` of ``rows`` (1.0 = all, in a seeded order)."""
     if not 0 < fraction <= 1:
         raise DataError(f"subset fraction must be in (0, 1], got {fraction!r}")
     rng = np.random.default_rng(seed)
-    picked = []
-    for label in (0, 1):
-        idx = [i for i, (_, y) in enumerate(rows) if y == label]
-        k = int(round(len(idx) * fraction))
-        picked += [idx[i] for i in rng.permutation(len(idx))[:k]]
-    order = rng.permutation(len(picked))
-    out = [rows[picked[i]] for i in order]
+    out = _shuffled(rows, _cut_per_label(rows, fraction, rng)[0], rng)
     if not out:
         raise DataError(f"a {fraction} subset of {len(rows)} rows is empty; use a larger --subset")
     return out
@@ -203,18 +213,11 @@ def train_val_split(rows: Rows, val_fraction: float, seed: int) -> tuple[Rows, R
     if not 0 < val_fraction < 1:
         raise DataError(f"validation fraction must be in (0, 1), got {val_fraction!r}")
     rng = np.random.default_rng(seed + 1)
-    train, val = [], []
-    for label in (0, 1):
-        idx = [i for i, (_, y) in enumerate(rows) if y == label]
-        idx = [idx[i] for i in rng.permutation(len(idx))]
-        k = int(round(len(idx) * val_fraction))
-        val += [rows[i] for i in idx[:k]]
-        train += [rows[i] for i in idx[k:]]
-    if not train or not val:
+    val_idx, train_idx = _cut_per_label(rows, val_fraction, rng)
+    if not train_idx or not val_idx:
         raise DataError(f"{len(rows)} rows give an empty train or validation split at val_fraction={val_fraction}")
-    train = [train[i] for i in rng.permutation(len(train))]
-    val = [val[i] for i in rng.permutation(len(val))]
-    return train, val
+    train = _shuffled(rows, train_idx, rng)
+    return train, _shuffled(rows, val_idx, rng)
 
 
 # ---------------------------------------------------------------------------------------- synthetic

@@ -171,6 +171,25 @@ def resolve_model(model: str, work_dir: Path, log=print) -> str:
     return model
 
 
+def load_tokenizer(model_path: str):
+    """``OpenAIGPTTokenizer`` with ``<bos>``, ``<eos>`` and ``<pad>`` added (after ``import mindnlp``)."""
+    from transformers import OpenAIGPTTokenizer
+
+    tokenizer = OpenAIGPTTokenizer.from_pretrained(model_path)
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    return tokenizer
+
+
+def load_classifier(model_path: str, tokenizer):
+    """``OpenAIGPTForSequenceClassification`` (2 labels), embeddings resized to ``tokenizer``, pad id set."""
+    from transformers import OpenAIGPTForSequenceClassification
+
+    clf = OpenAIGPTForSequenceClassification.from_pretrained(model_path, num_labels=2)
+    clf.resize_token_embeddings(len(tokenizer))
+    clf.config.pad_token_id = tokenizer.pad_token_id
+    return clf
+
+
 # -------------------------------------------------------------------------------------------- run
 def load_data(data_dir, cfg: ImdbConfig, log=print) -> dict:
     from ms_gpt.data import imdb
@@ -260,18 +279,14 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
     compat.import_mindnlp()  # only now: every bad input above fails before this slow import
 
     import torch  # mindtorch
-    from transformers import (OpenAIGPTForSequenceClassification, OpenAIGPTTokenizer, Trainer, TrainerCallback,
-                              TrainingArguments)
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     torch.manual_seed(cfg.seed)
-    tokenizer = OpenAIGPTTokenizer.from_pretrained(model_path)
-    tokenizer.add_special_tokens(SPECIAL_TOKENS)
-    clf = OpenAIGPTForSequenceClassification.from_pretrained(model_path, num_labels=2)
+    tokenizer = load_tokenizer(model_path)
+    clf = load_classifier(model_path, tokenizer)
     if cfg.max_seq_len > clf.config.n_positions:
         raise ValueError(f"max_seq_len {cfg.max_seq_len} is longer than the model's {clf.config.n_positions} "
                          "positions; use --max-seq-len <= that")
-    clf.resize_token_embeddings(len(tokenizer))
-    clf.config.pad_token_id = tokenizer.pad_token_id
 
     common = dict(tokenizer=tokenizer, max_seq_len=cfg.max_seq_len, static_shapes=static, buckets=cfg.buckets,
                   course_tokens=cfg.course_tokens, seed=cfg.seed)
