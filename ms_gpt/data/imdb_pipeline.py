@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE = -100  # label of filler rows that complete a static batch; the loss and the metrics skip them
+# IGNORE (-100) labels the filler rows that complete a static batch; the loss and the metrics skip them.
+from ms_gpt.data.pipeline import IGNORE, _Rows
 
 
 def check_buckets(buckets, max_seq_len: int) -> tuple:
@@ -108,7 +109,7 @@ def process_dataset(dataset, tokenizer, max_seq_len=512, batch_size=4, shuffle=F
     if static and fill_remainder:
         samples += _fillers(samples, buckets or (max_seq_len,), batch_size, pad_id)
 
-    data = ds.GeneratorDataset(_Samples(samples), column_names=["input_ids", "attention_mask", "labels"],
+    data = ds.GeneratorDataset(_Rows(samples), column_names=["input_ids", "attention_mask", "labels"],
                                shuffle=False)
     pad_info = {"input_ids": (None, pad_id), "attention_mask": (None, 0)}
     if fixed:
@@ -132,17 +133,6 @@ def _fillers(samples, lengths, batch_size, pad_id) -> list:
     for b, n in counts.items():
         out += [(np.full(b, pad_id, np.int32), np.zeros(b, np.int32), np.int32(IGNORE))] * ((-n) % batch_size)
     return out
-
-
-class _Samples:
-    def __init__(self, samples):
-        self.samples = samples
-
-    def __getitem__(self, i):
-        return self.samples[i]
-
-    def __len__(self):
-        return len(self.samples)
 
 
 class BatchedDataset:

@@ -23,7 +23,7 @@ IGNORE = -100  # label value the loss ignores (mindspore.ops.cross_entropy's def
 
 
 class _Rows:
-    """Random-access source over a list of (input_ids, labels) numpy rows."""
+    """Random-access source over a list of row tuples (e.g. (input_ids, labels) numpy rows)."""
 
     def __init__(self, rows):
         self.rows = rows
