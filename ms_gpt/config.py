@@ -1,6 +1,18 @@
-"""``GPTConfig``: one dataclass that describes a GPT, with presets.
+"""Configuration: one dataclass per concern, and the command-line flags generated from them.
 
-Presets:
+- ``GPTConfig``: the model, with presets (below).
+- ``TrainConfig``: the optimiser, schedule, clipping, mixed precision, eval/checkpoint cadence.
+- ``DataConfig``: how samples are batched (batch size, length, buckets, the static-shape policy).
+- ``GenerationConfig``: decoding (strategy, length, beams, penalties, sampling).
+
+Each flow composes these in its own config (``ms_gpt.flows.configs``); :func:`add_flags` turns a
+config's fields (type, default, help) into ``argparse`` flags and :func:`from_args` builds the config
+from ``--config run.json`` plus the flags given, so no option is spelled twice. A field whose default
+is ``None`` is decided by the flow ("auto"); the resolved config is saved in the run folder.
+
+This module is pure Python (no MindSpore): ``ms-gpt --help`` builds every flag from it.
+
+GPTConfig presets:
 - ``tiny``: for tests (2 layers, d_model 32, 4 heads).
 - ``small``: the README's quick CPU pretrain (4 layers, d_model 128, 4 heads, d_ff 512, GELU, tied
   head, dropout 0.1) with pre-LayerNorm and a final LayerNorm: at this size and a few hundred steps,
@@ -13,8 +25,12 @@ Presets:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from dataclasses import dataclass
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ms_gpt.checks import require_positive_ints
 
@@ -112,3 +128,274 @@ PRESETS = {
                  activation="gelu", positions="learned", norm="post", tie_word_embeddings=True,
                  embd_dropout=0.1, attn_dropout=0.1, resid_dropout=0.1),
 }
+
+
+def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, choices=None, positive: bool = False,
+        required: bool = False, cli: bool = True, none: str = "auto"):
+    """A dataclass field with what its command-line flag needs: ``help``, ``choices``, ``positive`` (ints
+    > 0), ``required`` (no usable default), ``flag`` (another flag name), ``cli=False`` (not a flag),
+    ``none`` (what a None default means, shown in the help)."""
+    meta = {"help": help, "flag": flag, "choices": choices, "positive": positive, "required": required, "cli": cli,
+            "none": none}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+SCHEDULES = ("cosine", "linear", "constant")
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = opt(200, "optimizer steps", positive=True)
+    learning_rate: float = opt(3e-4, "peak learning rate")
+    warmup_steps: int | None = opt(20, "linear warmup steps")
+    schedule: str = opt("cosine", "decay after warmup", choices=SCHEDULES)
+    min_lr_ratio: float = opt(0.1, "the learning rate decays to this share of the peak")
+    weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)")
+    grad_clip: float = opt(1.0, "clip gradients to this global norm")
+    eval_every: int | None = opt(50, "validate every N steps")
+    ckpt_every: int | None = opt(100, "checkpoint every N steps")
+    # Mixed precision: the model computes in float16 (GPTConfig.compute_dtype), the weights and the
+    # optimizer stay float32, and the loss is scaled dynamically. None: on for Ascend, off elsewhere.
+    amp: bool | None = opt(False, "float16 compute with dynamic loss scaling (auto: on for Ascend, off elsewhere)")
+    loss_scale: float = opt(2.0 ** 16, "initial dynamic loss scale (with --amp)")
+    loss_scale_window: int = opt(1000, "steps without overflow before the loss scale doubles", positive=True)
+
+    def validate(self) -> None:
+        unresolved = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
+        if unresolved:
+            raise ValueError(f"TrainConfig fields {unresolved} are still 'auto' (None): the flow resolves them")
+        require_positive_ints(steps=self.steps, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
+                              loss_scale_window=self.loss_scale_window)
+        if not isinstance(self.amp, bool):
+            raise ValueError(f"amp must be True or False, got {self.amp!r}")
+        if not self.loss_scale >= 1:
+            raise ValueError(f"loss_scale must be >= 1, got {self.loss_scale!r}")
+        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be an integer in [0, steps={self.steps}), got {self.warmup_steps!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
+
+
+@dataclass
+class DataConfig:
+    batch_size: int = opt(16, "sequences per batch", positive=True)
+    max_len: int | None = opt(None, "tokens per sequence", positive=True, none="the model's n_positions")
+    buckets: tuple | None = opt(None, "static length buckets, e.g. 32,64,128 (the last = the maximum length); "
+                                      "none: one length", none="max_len/4, max_len/2, max_len")
+    static_shapes: bool | None = opt(None, "pad to a few fixed shapes (auto: on for Ascend or $MS_GPT_STATIC_SHAPES)")
+
+
+@dataclass
+class GenerationConfig:
+    strategy: str = opt("greedy", "decoding strategy", choices=STRATEGIES)
+    max_new_tokens: int = opt(32, "tokens to generate at most", positive=True)
+    eos_id: int | None = opt(None, cli=False)
+    use_cache: bool = opt(True, "decode over the key/value cache (--no-cache: recompute the whole sequence)",
+                          flag="--no-cache")
+    num_beams: int = opt(4, "beam width (beam search)", positive=True)
+    length_penalty: float = opt(1.0, "beam score = sum log p / length ** this")
+    repetition_penalty: float = opt(1.0, "> 1 discourages tokens already in the sequence (CTRL-style)")
+    no_repeat_ngram_size: int = opt(0, "never repeat an n-gram of this size (0: off)")
+    temperature: float = opt(1.0, "sampling temperature")
+    top_k: int = opt(0, "sample from the k most likely tokens (0: off)")
+    top_p: float = opt(1.0, "sample from the smallest set reaching this probability (1: off)")
+    seed: int = opt(0, cli=False)
+    truncate_prompt: bool = opt(False, "keep the last tokens of a too-long prompt instead of failing")
+    suppress_ids: tuple = opt((), cli=False)  # never generate these (e.g. <pad>, <bos>, <unk>)
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
+        require_positive_ints(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
+
+
+# ------------------------------------------------------------------------------ dataclasses <-> flags
+_TRISTATE = {"auto": None, "on": True, "off": False}
+
+
+def _leaves(cls, prefix: tuple = ()):
+    """(path, field, type) of every field, nested dataclasses flattened depth-first."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            yield from _leaves(kind, prefix + (f.name,))
+        else:
+            yield prefix + (f.name,), f, kind
+
+
+def _base(kind):
+    """int for ``int | None``; the first non-None member of a union."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if args else kind
+
+
+def _optional(kind) -> bool:
+    return type(None) in typing.get_args(kind)
+
+
+def parse_lengths(text: str):
+    """``"128,256,512"`` -> (128, 256, 512); ``none``/``off`` -> () (no buckets)."""
+    if text.strip().lower() in ("", "none", "off"):
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated lengths like 128,256,512, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _optional_value(convert):
+    def parse(text: str):
+        return None if text.strip().lower() in ("none", "auto") else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def flag_name(path: tuple, f, kind, default, renames: dict) -> str:
+    """The field's flag: renamed by the flow, named by the field, or ``--name`` (``--no-name`` for a switch
+    that is on by default)."""
+    explicit = renames.get(".".join(path)) or f.metadata.get("flag")
+    if explicit:
+        return explicit
+    name = path[-1].replace("_", "-")
+    return f"--no-{name}" if kind is bool and default is True else f"--{name}"
+
+
+def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None, hidden=()) -> None:
+    """One flag per field of ``cls`` (nested dataclasses flattened): type, choices and help from the
+    field, the default shown in the help. Flags default to 'not given' (so ``--config`` values stand
+    unless a flag overrides them). ``renames``: dotted path -> flag; ``hidden``: dotted paths without a
+    flag (values the flow derives)."""
+    renames, defaults = renames or {}, cls()
+    parser.add_argument("--config", metavar="RUN.json", default=argparse.SUPPRESS,
+                        help="load the whole run from a JSON file (e.g. a run folder's run_config.json); "
+                             "flags given as well override it")
+    for path, f, kind in _leaves(cls):
+        dotted = ".".join(path)
+        if not f.metadata.get("cli", True) or dotted in hidden:
+            continue
+        default = defaults
+        for p in path:
+            default = getattr(default, p)
+        flag, meta, base = flag_name(path, f, kind, default, renames), f.metadata, _base(kind)
+        shown = meta.get("none", "auto") if default is None else default
+        if base is tuple and default:
+            shown = ",".join(map(str, default))
+        quiet = meta.get("required") or (base is bool and not _optional(kind))
+        help_text = meta.get("help", "") + ("" if quiet else f" (default: {shown})")
+        if base is bool and default is True and not meta.get("flag"):
+            help_text += " (on by default; this flag turns it off)"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        common = dict(dest=dotted, default=argparse.SUPPRESS, help=help_text)
+        if base is bool and _optional(kind):
+            parser.add_argument(flag, choices=tuple(_TRISTATE), type=str.lower, **common)
+        elif base is bool:
+            parser.add_argument(flag, action="store_false" if default else "store_true", **common)
+        else:
+            convert = {int: _positive_int if meta.get("positive") else int, float: float, str: str,
+                       tuple: parse_lengths}.get(base, str)
+            if _optional(kind) and base is not tuple:
+                convert = _optional_value(convert)
+            parser.add_argument(flag, type=convert, choices=meta.get("choices"), metavar=flag.strip("-").upper()
+                                if not meta.get("choices") else None, **common)
+
+
+def _set(target: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        target = target.setdefault(p, {})
+    target[leaf] = value
+
+
+def build(cls, data: dict, where: str = "config"):
+    """``cls`` from a (nested) dict; unknown keys are an error naming them and the known ones."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    values = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: {name} must be an object of {kind.__name__} fields, got {value!r}")
+            base = getattr(cls(), name)
+            values[name] = build(kind, {**dataclasses.asdict(base), **value}, f"{where}.{name}")
+        elif _base(kind) is tuple and isinstance(value, list):
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return cls(**values) if not values else dataclasses.replace(cls(), **values)
+
+
+def to_dict(cfg) -> dict:
+    """The config as plain JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_args(cls, args: argparse.Namespace):
+    """``cls`` from ``--config FILE`` (when given) overridden by the flags given; required fields checked."""
+    data: dict = {}
+    config_file = getattr(args, "config", None)
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ValueError(f"--config {config_file}: file not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--config {config_file}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"--config {config_file}: expected a JSON object of {cls.__name__} fields")
+    for dotted, value in vars(args).items():
+        if dotted in ("command", "config") or dotted.startswith("_"):
+            continue
+        if isinstance(value, str) and value in _TRISTATE and _is_tristate(cls, dotted):
+            value = _TRISTATE[value]
+        _set(data, dotted, value)
+    cfg = build(cls, data, where=f"--config {config_file}" if config_file else cls.__name__)
+    for path, f, _ in _leaves(cls):
+        value = cfg
+        for p in path:
+            value = getattr(value, p)
+        if f.metadata.get("required") and value is None:
+            raise ValueError(f"--{path[-1].replace('_', '-')} is required (give it as a flag or in --config)")
+    return cfg
+
+
+def _is_tristate(cls, dotted: str) -> bool:
+    for path, _, kind in _leaves(cls):
+        if ".".join(path) == dotted:
+            return _base(kind) is bool and _optional(kind)
+    return False

@@ -1,4 +1,4 @@
-"""Hugging Face ``openai-gpt`` weights <-> ms_gpt cells, and ms_gpt's own MindSpore checkpoints.
+"""Hugging Face ``openai-gpt`` weights <-> ms_gpt cells (ms_gpt's own folders: :mod:`ms_gpt.checkpoint`).
 
 GPT-1's Hugging Face layout (``OpenAIGPTLMHeadModel``/``OpenAIGPTModel``):
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 import zipfile
 from pathlib import Path
 
@@ -30,9 +29,9 @@ import numpy as np
 
 from ms_gpt import atomic
 from ms_gpt.config import GPTConfig
+from ms_gpt.model import GPT
+from ms_gpt.model.params import load_params, model_params
 
-MS_CKPT = "model.ckpt"
-MS_CONFIG = "gpt_config.json"
 _AFN = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 _AFN_BACK = {"gelu": "gelu", "relu": "relu", "gelu_tanh": "gelu_new"}
 
@@ -224,32 +223,8 @@ def hf_config_from(config: GPTConfig) -> dict:
 # --------------------------------------------------------------------------- model-level API
 
 
-def _load_params(model, params: dict) -> None:
-    import mindspore
-
-    from ms_gpt.model.dropout import is_rng_state
-
-    params = dict(params)
-    rng = {k: params.pop(k) for k in list(params) if is_rng_state(k)}
-    own = {p.name: p for p in model.get_parameters() if not is_rng_state(p.name)}
-    missing = sorted(set(own) - set(params))
-    unexpected = sorted(set(params) - set(own))
-    if missing or unexpected:
-        raise ConversionError(f"parameter names differ: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for name, value in params.items():
-        if tuple(own[name].shape) != tuple(value.shape):
-            raise ConversionError(f"{name}: checkpoint shape {tuple(value.shape)} != model shape {tuple(own[name].shape)}")
-        own[name].set_data(mindspore.Tensor(np.ascontiguousarray(value, dtype=np.float32)))
-    states = {p.name: p for p in model.get_parameters() if is_rng_state(p.name)}
-    for name, value in rng.items():  # dropout state from an ms_gpt checkpoint, when it matches
-        if name in states and tuple(states[name].shape) == tuple(value.shape):
-            states[name].set_data(mindspore.Tensor(np.asarray(value, dtype=np.int32)))
-
-
 def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
     """A :class:`ms_gpt.model.GPT` with the weights of a Hugging Face openai-gpt folder."""
-    from ms_gpt.model import GPT
-
     hf_dir = Path(hf_dir)
     cfg_file = hf_dir / "config.json"
     if not cfg_file.is_file():
@@ -263,16 +238,9 @@ def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
     if overrides:
         config = config.replace(**overrides)
     model = GPT(config)
-    _load_params(model, hf_to_ms_params(state, config))
+    load_params(model, hf_to_ms_params(state, config))
     model.set_train(False)
     return model
-
-
-def model_params(model) -> dict:
-    """The model's weights by name (dropout state left out)."""
-    from ms_gpt.model.dropout import is_rng_state
-
-    return {p.name: p.asnumpy() for p in model.get_parameters() if not is_rng_state(p.name)}
 
 
 def export_hf_openai_gpt(model, out_dir: str | Path) -> Path:
@@ -285,93 +253,3 @@ def export_hf_openai_gpt(model, out_dir: str | Path) -> Path:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(hf_config_from(model.config), indent=2))
     return out_dir
-
-
-def save_ms_checkpoint(model, out_dir: str | Path) -> Path:
-    """``out_dir/model.ckpt`` (mindspore.save_checkpoint) + ``out_dir/gpt_config.json``, each atomic."""
-    import mindspore
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic.atomic_path(out_dir / MS_CKPT, suffix=".ckpt") as tmp:
-        mindspore.save_checkpoint(model, tmp)
-    atomic.write_json(out_dir / MS_CONFIG, model.config.to_dict())
-    return out_dir
-
-
-def load_ms_checkpoint(ckpt_dir: str | Path):
-    """The GPT saved by :func:`save_ms_checkpoint`."""
-    import mindspore
-
-    from ms_gpt.model import GPT
-
-    ckpt_dir = Path(ckpt_dir)
-    for name in (MS_CKPT, MS_CONFIG):
-        if not (ckpt_dir / name).is_file():
-            raise ConversionError(f"{ckpt_dir}: {name} not found (expected a folder written by ms_gpt)")
-    config = GPTConfig.from_dict(json.loads((ckpt_dir / MS_CONFIG).read_text()))
-    model = GPT(config)
-    params = {k: v.asnumpy() for k, v in mindspore.load_checkpoint(str(ckpt_dir / MS_CKPT)).items()
-              if not re.match(r"^(global_step|learning_rate|momentum|beta[12]_power)", k)}
-    _load_params(model, params)
-    model.set_train(False)
-    return model
-
-
-def grow_vocab(model, vocab_size: int, seed: int = 0, **config_changes):
-    """A GPT like ``model`` with ``vocab_size`` token rows: the existing rows copied, the new ones (tokens
-    appended to the vocabulary, e.g. fine-tuning's ``<sep>``) drawn from N(0, initializer_range).
-    ``config_changes`` that leave the weights' shapes alone (e.g. ``pad_token_id``) go into the same copy;
-    ``model`` itself comes back when nothing changes."""
-    from ms_gpt.model import GPT
-
-    old = model.config.vocab_size
-    if vocab_size < old:
-        raise ValueError(f"cannot shrink the vocabulary from {old} to {vocab_size} rows")
-    config = model.config.replace(vocab_size=vocab_size, **config_changes)
-    if config == model.config:
-        return model
-    rng = np.random.default_rng(seed)
-    params = model_params(model)
-    for name in ("decoder.tok_emb", "projection.weight"):
-        if name in params:
-            extra = rng.normal(0.0, model.config.initializer_range, (vocab_size - old, params[name].shape[1]))
-            params[name] = np.concatenate([params[name], extra.astype(np.float32)])
-    bigger = GPT(config)
-    _load_params(bigger, params)
-    return bigger
-
-
-def load_init(init: str | Path):
-    """``(GPT, tokenizer)`` from an ms_gpt folder (model.ckpt + gpt_config.json + tokenizer/) or a
-    Hugging Face openai-gpt folder (config.json + weights + vocab.json/merges.txt).
-
-    Tokens the tokenizer has beyond the model's rows must be specials it appended (as the BPE
-    tokenizer does to openai-gpt's 40478); the model's embedding grows for them. Any other mismatch
-    means the tokenizer is not the one the checkpoint was trained with: an error."""
-    from ms_gpt import text
-
-    init = Path(init)
-    if (init / MS_CONFIG).is_file():
-        if not (init / "tokenizer").is_dir():
-            raise ConversionError(f"{init}/tokenizer not found: an ms_gpt checkpoint folder needs the tokenizer "
-                                  "it was trained with (ms-gpt pretrain writes it)")
-        model, tok = load_ms_checkpoint(init), text.load(init / "tokenizer")
-    elif (init / "config.json").is_file():
-        files = [init / "vocab.json", init / "merges.txt"]
-        if not all(f.is_file() for f in files):
-            raise ConversionError(f"{init}: a Hugging Face openai-gpt folder needs vocab.json and merges.txt "
-                                  "beside config.json for its tokenizer")
-        model, tok = load_hf_openai_gpt(init), text.BPETokenizer.from_files(*files)
-    else:
-        raise ConversionError(f"{init}: neither an ms_gpt checkpoint folder ({MS_CONFIG} + {MS_CKPT} + tokenizer/) "
-                              "nor a Hugging Face openai-gpt folder (config.json + weights + vocab.json/merges.txt)")
-    rows, size = model.config.vocab_size, tok.vocab_size
-    appended = [tok.token_id(t) for t in text.SPECIALS + (text.SEP,) if tok.token_id(t) is not None]
-    if size < rows or set(range(rows, size)) - set(appended):
-        raise ConversionError(
-            f"{init}: the checkpoint has {rows} token rows but its tokenizer has {size} tokens; this is not the "
-            "tokenizer the model was trained with (use the tokenizer/ folder saved with the checkpoint)")
-    if size > rows:
-        model = grow_vocab(model, size)
-    return model, tok

@@ -79,6 +79,22 @@ def loss_mean(info: DistInfo):
     return mean
 
 
+def with_fault_injection(progress, info: DistInfo, env=None):
+    """``progress`` (a ``Trainer.fit`` callback, or None) that also raises on rank R after step S when
+    ``MS_GPT_FAULT_INJECT="rank=R,step=S"`` is set; ``progress`` itself when it is not."""
+    fault = fault_injection(env)
+    if fault is None or fault[0] != info.rank:
+        return progress
+
+    def report(step, *args):
+        if progress is not None:
+            progress(step, *args)
+        if step == fault[1]:
+            raise RuntimeError(f"fault injected (MS_GPT_FAULT_INJECT) on rank {info.rank} at step {step}")
+
+    return report
+
+
 def fault_injection(env=None) -> tuple[int, int] | None:
     """``(rank, step)`` from ``MS_GPT_FAULT_INJECT="rank=R,step=S"``, or None."""
     env = os.environ if env is None else env

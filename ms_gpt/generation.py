@@ -8,61 +8,26 @@ after ``max_new_tokens``. Logits are post-processed on the host in NumPy.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
-from dataclasses import dataclass
 
 import mindspore
 import numpy as np
 
-from ms_gpt.checks import require_positive_ints
-
-STRATEGIES = ("greedy", "beam", "sample")
-
-
-@dataclass
-class GenerationConfig:
-    strategy: str = "greedy"
-    max_new_tokens: int = 32
-    eos_id: int | None = None
-    use_cache: bool = True
-    # beam search
-    num_beams: int = 4
-    length_penalty: float = 1.0  # final score = sum log p / length ** length_penalty
-    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the sequence (CTRL-style)
-    no_repeat_ngram_size: int = 0
-    # sampling
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-    truncate_prompt: bool = False  # keep the last tokens of a too-long prompt instead of failing
-    suppress_ids: tuple = ()  # never generate these (e.g. <pad>, <bos>, <unk>)
-
-    def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
-        require_positive_ints(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
-        if not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
-        if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
-            raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
-
+from ms_gpt.config import STRATEGIES, GenerationConfig  # noqa: F401  (part of this module's API)
+from ms_gpt.model.cache import KVCache
 
 _COMPILED_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def compiled_step(model):
-    """``mindspore.jit`` of ``model.step_static``, compiled once per model (and per batch size)."""
+    """``mindspore.jit`` of one cached decoding step, ``model(ids, cache)``: compiled once per model
+    (and batch size), since the cache's shapes never change."""
     fn = _COMPILED_STEPS.get(model)
     if fn is None:
-        def decode(input_ids, cache, pos):
-            return model.step_static(input_ids, cache, pos)
+        def decode(input_ids, keys, values, pad, length):
+            logits, cache, _ = model(input_ids, (keys, values, pad, length))
+            return logits, cache
 
         fn = _COMPILED_STEPS[model] = mindspore.jit(decode)
     return fn
@@ -71,31 +36,29 @@ def compiled_step(model):
 class _Runner:
     """Next-token logits for a batch of equal-length sequences, cached or recomputed.
 
-    Cached: the prompt runs once through ``model.step`` (PyNative), its keys/values are padded to a
-    fixed ``n_positions`` slots, and every new token goes through one compiled graph
-    (``model.step_static``) whose shapes never change, so a token costs the same at any context length.
+    Cached: the prompt runs once through ``model(ids, KVCache.empty(...))`` (PyNative) and every new
+    token through one compiled graph of the same forward, whose shapes never change, so a token costs
+    the same at any context length.
     """
 
     def __init__(self, model, use_cache: bool):
-        self.model, self.use_cache, self.past, self.length = model, use_cache, None, 0
+        self.model, self.use_cache, self.cache = model, use_cache, None
 
     def start(self, ids: np.ndarray) -> np.ndarray:
-        self.length = ids.shape[1]
         if self.use_cache:
-            logits, past = self.model.step(mindspore.Tensor(ids.astype(np.int32)))
-            self.past = self.model.pad_cache(past)
-            return logits.asnumpy()[:, -1].astype(np.float64)
+            empty = KVCache.empty(self.model.config, batch=ids.shape[0])
+            out = self.model(mindspore.Tensor(ids.astype(np.int32)), empty)
+            self.cache = out.cache
+            return out.logits.asnumpy()[:, -1].astype(np.float64)
         return self._full(ids)
 
     def next(self, ids: np.ndarray) -> np.ndarray:
         """``ids``: the whole sequences so far [b, length + 1]."""
         if self.use_cache:
-            logits, self.past = compiled_step(self.model)(
-                mindspore.Tensor(ids[:, -1:].astype(np.int32)), mindspore.mutable(self.past),
-                mindspore.Tensor(self.length, mindspore.int32))
-            self.length += 1
+            logits, cache = compiled_step(self.model)(
+                mindspore.Tensor(ids[:, -1:].astype(np.int32)), *self.cache.as_inputs())
+            self.cache = KVCache(*cache)
             return logits.asnumpy()[:, -1].astype(np.float64)
-        self.length += 1
         return self._full(ids)
 
     def _full(self, ids):
@@ -103,8 +66,7 @@ class _Runner:
 
     def reorder(self, rows: np.ndarray) -> None:
         if self.use_cache:
-            idx = mindspore.Tensor(rows.astype(np.int32))
-            self.past = tuple((k[idx], v[idx]) for k, v in self.past)
+            self.cache = self.cache.reorder(rows)
 
 
 def _log_softmax(x):
@@ -154,7 +116,7 @@ def generate(model, prompt, config: GenerationConfig | None = None, **overrides)
     """New token ids (without the prompt) for one prompt (a list of ids)."""
     cfg = config or GenerationConfig()
     if overrides:
-        cfg = GenerationConfig(**{**cfg.__dict__, **overrides})
+        cfg = dataclasses.replace(cfg, **overrides)
     cfg.validate()
     was_training = model.training
     model.set_train(False)

@@ -9,10 +9,9 @@ warmup then linear or cosine decay, as a per-step table the optimizer indexes wi
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import mindspore
@@ -20,52 +19,13 @@ import numpy as np
 from mindspore import nn, ops
 from mindspore.amp import DynamicLossScaler, all_finite
 
-from ms_gpt import atomic
-from ms_gpt.checks import require_positive_ints
-from ms_gpt.data.pipeline import IGNORE
-
-SCHEDULES = ("cosine", "linear", "constant")
-CKPT_MODEL, CKPT_OPT, CKPT_STATE = "model.ckpt", "optimizer.ckpt", "train_state.json"
+from ms_gpt import checkpoint, distributed
+from ms_gpt.config import SCHEDULES, TrainConfig  # noqa: F401  (TrainConfig is part of this module's API)
+from ms_gpt.data.batching import IGNORE
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 200
-    learning_rate: float = 3e-4
-    warmup_steps: int = 20
-    schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    eval_every: int = 50
-    ckpt_every: int = 100
-    # Mixed precision: the model computes in float16 (GPTConfig.compute_dtype), the weights and the
-    # optimizer stay float32, and the loss is scaled dynamically. Ascend's default; fp32 elsewhere.
-    amp: bool = False
-    loss_scale: float = 2.0 ** 16
-    loss_scale_window: int = 1000
-
-    def validate(self) -> None:
-        require_positive_ints(steps=self.steps, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
-                              loss_scale_window=self.loss_scale_window)
-        if not isinstance(self.amp, bool):
-            raise ValueError(f"amp must be True or False, got {self.amp!r}")
-        if not self.loss_scale >= 1:
-            raise ValueError(f"loss_scale must be >= 1, got {self.loss_scale!r}")
-        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps must be an integer in [0, steps={self.steps}), got {self.warmup_steps!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        if not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
 
 
 def lr_schedule(cfg: TrainConfig) -> np.ndarray:
@@ -112,11 +72,8 @@ class Trainer:
     def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True, objective=None, dist=None):
         """``dist``: a :class:`ms_gpt.distributed.DistInfo` for data-parallel training (gradients and the
         logged loss averaged over the workers; only rank 0 writes checkpoints)."""
-        from ms_gpt import distributed
-
         cfg.validate()
         self.dist = dist or distributed.DistInfo()
-        self.fault = distributed.fault_injection()
         if cfg.amp and model.config.compute_dtype == "float32":
             raise ValueError("amp=True needs a model built with compute_dtype='float16' (or 'bfloat16' on "
                              "Ascend); this one computes in float32")
@@ -127,7 +84,7 @@ class Trainer:
         self.scaler = DynamicLossScaler(cfg.loss_scale, 2, cfg.loss_scale_window) if cfg.amp else None
         self.skipped = 0
 
-        objective = lm_objective if objective is None else objective
+        objective = self.objective = lm_objective if objective is None else objective
 
         def forward(*batch):
             return objective(self.model, *batch)
@@ -174,46 +131,39 @@ class Trainer:
         self._eval_step = mindspore.jit(eval_step) if jit else eval_step
         self.step = 0
         self.history: list = []
+        self.shapes_seen: set = set()  # distinct input shapes trained on (each one a compile)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, extra: dict | None = None) -> Path:
-        """model.ckpt, optimizer.ckpt (moments + global_step) and train_state.json, each atomic;
-        train_state.json is written last, so a crash before it leaves the previous state consistent.
+        """The model, the optimizer and ``train_state.json`` (see :func:`checkpoint.save_train_state`).
         In a data-parallel run only rank 0 writes (the workers hold the same weights)."""
         if not self.dist.is_writer:
             return self.out
-        self.out.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(self.out / CKPT_MODEL, suffix=".ckpt") as tmp:
-            mindspore.save_checkpoint(self.model, tmp)
-        with atomic.atomic_path(self.out / CKPT_OPT, suffix=".ckpt") as tmp:
-            mindspore.save_checkpoint(self.optimizer, tmp)
-        state = {"step": self.step, "train_config": asdict(self.cfg), "gpt_config": self.model.config.to_dict(),
-                 "history": self.history, "skipped": self.skipped, **(extra or {})}
+        state = {"step": self.step, "train_config": asdict(self.cfg), "history": self.history,
+                 "skipped": self.skipped, **(extra or {})}
         if self.scaler is not None:
             state["loss_scale"] = {"value": float(self.scaler.scale_value.asnumpy()),
                                    "counter": int(self.scaler.counter.asnumpy())}
-        atomic.write_json(self.out / CKPT_STATE, state)
+        kind = "lm" if self.objective is lm_objective else "training"  # e.g. a fine-tune's trunk + head
+        checkpoint.save_train_state(self.out, self.model, self.optimizer, state, kind=kind)
         return self.out
 
     def resume(self) -> int:
-        state_file = self.out / CKPT_STATE
-        if not state_file.is_file():
-            raise FileNotFoundError(f"nothing to resume in {self.out}: {CKPT_STATE} not found")
-        state = json.loads(state_file.read_text())
-        if state["gpt_config"] != self.model.config.to_dict():
-            raise ValueError(f"{state_file}: the checkpoint's model config differs from this model's")
+        state = checkpoint.load_train_state(self.out, self.model, self.optimizer)
         now = asdict(self.cfg)
         if state["train_config"] != now:  # the schedule and the data order depend on these
             diff = {k: (state["train_config"].get(k), v) for k, v in now.items() if state["train_config"].get(k) != v}
             raise ValueError(f"{self.out} was trained with other settings (saved, now): {diff}; "
                              "resume with the same ones")
-        mindspore.load_param_into_net(self.model, mindspore.load_checkpoint(str(self.out / CKPT_MODEL)), strict_load=True)
-        mindspore.load_param_into_net(self.optimizer, mindspore.load_checkpoint(str(self.out / CKPT_OPT)))
         self.step, self.history, self.skipped = state["step"], state["history"], state.get("skipped", 0)
         if self.scaler is not None and "loss_scale" in state:
             self.scaler.scale_value.set_data(mindspore.Tensor(state["loss_scale"]["value"], mindspore.float32))
             self.scaler.counter.set_data(mindspore.Tensor(state["loss_scale"]["counter"], mindspore.int32))
         return self.step
+
+    def input_shapes(self) -> list:
+        """The distinct shapes of the first input this trainer's steps were given, sorted (this process)."""
+        return [list(s) for s in sorted(self.shapes_seen)]
 
     # ------------------------------------------------------------------ loop
     def evaluate(self, dataset) -> dict:
@@ -260,9 +210,7 @@ class Trainer:
                     continue
                 if self.step >= until:
                     break
-                if self.fault == (self.dist.rank, self.step + 1):
-                    raise RuntimeError(f"fault injected (MS_GPT_FAULT_INJECT) on rank {self.dist.rank} at step "
-                                       f"{self.step + 1}")
+                self.shapes_seen.add(tuple(batch[0].shape))
                 loss, finite = self._train_step(*batch)
                 loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
                 lr = float(self.lrs[self.step])

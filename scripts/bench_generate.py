@@ -69,17 +69,18 @@ def per_token_vs_context(model, cfg, contexts, repeats) -> dict:
     import numpy as np
 
     from ms_gpt.generation import compiled_step
+    from ms_gpt.model import KVCache
 
     rng = np.random.RandomState(1)
     out = []
     for c in contexts:
         ids = mindspore.Tensor(rng.randint(0, cfg.vocab_size, (1, c)).astype(np.int32))
-        _, past = model.step(ids, None, 0)
-        cache = mindspore.mutable(model.pad_cache(past))
-        nxt, pos = mindspore.Tensor(np.array([[5]], np.int32)), mindspore.Tensor(c, mindspore.int32)
+        cache = model(ids, KVCache.empty(cfg, batch=1)).cache
+        inputs = cache.as_inputs()
+        nxt = mindspore.Tensor(np.array([[5]], np.int32))
 
         def one():
-            logits, _ = compiled_step(model)(nxt, cache, pos)
+            logits, _ = compiled_step(model)(nxt, *inputs)
             logits.asnumpy()
 
         one()

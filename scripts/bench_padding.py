@@ -40,17 +40,18 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from ms_gpt import device
-    from ms_gpt.data import imdb
+    from ms_gpt import device, testing
+    from ms_gpt.config import parse_lengths
+    from ms_gpt.data.batching import check_buckets
     from ms_gpt.flows import mindnlp_imdb as mi
 
-    buckets = mi.check_buckets(mi.parse_buckets(args.buckets), args.max_seq_len)
+    buckets = check_buckets(parse_lengths(args.buckets), args.max_seq_len, "max_seq_len")
     settings = device.setup("CPU", mode="pynative", seed=args.seed)
-    rows = imdb.synthetic_reviews(args.reviews, args.seed, median_words=args.median_words, sigma=0.75)
+    rows = testing.synthetic_reviews(args.reviews, args.seed, median_words=args.median_words, sigma=0.75)
     work = Path(tempfile.mkdtemp(prefix="bench_padding_"))
-    model_dir = mi.write_random_openai_gpt(work / "model", [t for t, _ in imdb.synthetic_reviews(400, 99)],
-                                           vocab_size=300, n_positions=args.max_seq_len, seed=args.seed,
-                                           n_layer=args.n_layer, d_model=args.n_embd, n_head=args.n_head)
+    model_dir = testing.write_random_openai_gpt(work / "model", [t for t, _ in testing.synthetic_reviews(400, 99)],
+                                                vocab_size=300, n_positions=args.max_seq_len, seed=args.seed,
+                                                n_layer=args.n_layer, d_model=args.n_embd, n_head=args.n_head)
     if not args.no_train:
         from ms_gpt import compat
 

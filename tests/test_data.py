@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ms_gpt.data import (IGNORE, block_dataset, demo_en, encode_lines, load_corpus, sentence_dataset,
+from ms_gpt.data import (IGNORE, Shapes, block_dataset, demo_en, encode_lines, load_corpus, sentence_dataset,
                          strip_pos_tags, train_val_split)
 from ms_gpt.text import WhitespaceTokenizer
 
@@ -75,13 +75,13 @@ def shapes(ds):
 
 def test_dynamic_batches_pad_to_their_own_longest_line(encoded):
     tok, enc = encoded
-    got = shapes(sentence_dataset(enc, max_len=32, batch_size=8, pad_id=tok.pad_id, static_shapes=False))
+    got = shapes(sentence_dataset(enc, Shapes(32), batch_size=8, pad_id=tok.pad_id))
     assert len({s[1] for s in got}) > 1 and all(s[1] <= 32 for s in got)
 
 
 def test_static_batches_have_one_shape_per_bucket_and_lose_nothing(encoded):
     tok, enc = encoded
-    ds = sentence_dataset(enc, max_len=32, batch_size=8, pad_id=tok.pad_id, static_shapes=True, buckets=[12, 16, 32])
+    ds = sentence_dataset(enc, Shapes(32, static=True, buckets=(12, 16, 32)), batch_size=8, pad_id=tok.pad_id)
     batches = list(ds.create_tuple_iterator(output_numpy=True))
     assert {b[0].shape for b in batches} <= {(8, 12), (8, 16), (8, 32)}
     real_labels = sum(int((b[1] != IGNORE).sum()) for b in batches)
@@ -92,12 +92,13 @@ def test_static_batches_have_one_shape_per_bucket_and_lose_nothing(encoded):
 
 def test_static_without_buckets_is_max_len(encoded):
     tok, enc = encoded
-    assert set(shapes(sentence_dataset(enc, 20, 8, tok.pad_id, static_shapes=True))) == {(8, 20)}
+    assert set(shapes(sentence_dataset(enc, Shapes(20, static=True), 8, tok.pad_id))) == {(8, 20)}
 
 
 def test_labels_are_next_tokens(encoded):
     tok, enc = encoded
-    ids, labels = next(sentence_dataset(enc[:1], 40, 1, tok.pad_id, True, shuffle=False).create_tuple_iterator(output_numpy=True))
+    ids, labels = next(sentence_dataset(enc[:1], Shapes(40, static=True), 1, tok.pad_id, shuffle=False)
+                       .create_tuple_iterator(output_numpy=True))
     n = len(enc[0]) - 1
     assert ids[0, :n].tolist() == enc[0][:-1] and labels[0, :n].tolist() == enc[0][1:]
 
@@ -113,5 +114,5 @@ def test_blocks_are_contiguous_and_static(encoded):
         block_dataset(enc[:1], block_size=16, batch_size=4)
     with pytest.raises(ValueError, match=r"block_size must be a positive integer, got 0"):
         block_dataset(enc, block_size=0, batch_size=4)
-    with pytest.raises(ValueError, match=r"buckets must be positive and end at max_len=32"):
-        sentence_dataset(enc, 32, 4, tok.pad_id, True, buckets=[8, 16])
+    with pytest.raises(ValueError, match=r"the largest bucket must equal max_len=32, got buckets \(8, 16\)"):
+        Shapes(32, static=True, buckets=(8, 16))

@@ -66,6 +66,7 @@ def test_setup_on_cpu_sets_context_and_seeds(monkeypatch):
     monkeypatch.setenv("MS_GPT_STATIC_SHAPES", "1")
     s = device.setup("CPU", mode="pynative", seed=123)
     assert (s.target, s.mode, s.static_shapes, s.seed, s.source) == ("CPU", "pynative", True, 123, "argument")
+    assert not s.compiled and device.setup("CPU", seed=123).compiled  # jit: the default
     assert mindspore.get_context("mode") == mindspore.PYNATIVE_MODE
     a = np.random.rand(3)
     r1 = mindspore.ops.uniform((4,), mindspore.Tensor(0.0), mindspore.Tensor(1.0)).asnumpy()
@@ -78,7 +79,7 @@ def test_setup_on_cpu_sets_context_and_seeds(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"mode": "eager"}, r"unknown execution mode 'eager'; accepted: graph, pynative"),
+    ({"mode": "eager"}, r"unknown execution mode 'eager'; accepted: jit, pynative, graph"),
     ({"seed": -1}, r"seed must be a non-negative integer, got -1"),
 ])
 def test_setup_bad_arguments(kwargs, match):

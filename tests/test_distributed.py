@@ -66,9 +66,9 @@ def test_two_workers_match_one_process_with_the_global_batch(tmp_path):
     assert results[0]["train_loss"] == results[1]["train_loss"]  # both workers report the global loss
     assert json.loads(dp.stdout.strip().splitlines()[-1])["train_loss"] == m["train_loss"]
     # Only rank 0 wrote; its checkpoint works in single-process generate, like the single run's.
-    from ms_gpt import convert
+    from ms_gpt import checkpoint
 
-    wa, wb = (convert.model_params(convert.load_ms_checkpoint(tmp_path / d)) for d in ("dp", "one"))
+    wa, wb = (checkpoint.model_params(checkpoint.load_model(tmp_path / d)) for d in ("dp", "one"))
     assert max(float(np.abs(wa[k] - wb[k]).max()) for k in wa) < 1e-5
     outs = [subprocess.run([str(BIN / "ms-gpt"), "generate", "--device", "CPU", "--ckpt", str(tmp_path / d),
                             "--prompt", "the old", "--max-new-tokens", "8"], capture_output=True, text=True,

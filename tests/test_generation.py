@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from ms_gpt import GPTConfig
-from ms_gpt.generation import GenerationConfig, apply_repetition_penalty, banned_ngram_tokens, generate
-from ms_gpt.model import GPT
+from ms_gpt.generation import apply_repetition_penalty, banned_ngram_tokens, generate
+from ms_gpt.model import GPT, GPTOutput, KVCache
 
 PROMPT = [5, 9, 13, 2]
 
@@ -27,15 +27,58 @@ def full_logits(model, ids):
 
 
 def test_cache_gives_the_same_logits_as_recomputing(model):
+    """A prompt, then one token at a time, through the KV cache == the whole sequence without it."""
     ids = np.array([PROMPT + [7, 8, 1]], np.int32)
-    logits, past = model.step(mindspore.Tensor(ids[:, :4]))
-    steps = [logits.asnumpy()]
+    out = model(mindspore.Tensor(ids[:, :4]), KVCache.empty(model.config, batch=1))
+    assert isinstance(out, GPTOutput) and out.cache.filled() == 4 and out.cache.size == 48
+    assert out.hidden_states.shape == (1, 4, model.config.d_model)
+    steps, cache = [out.logits.asnumpy()], out.cache
     for t in range(4, 7):
-        logits, past = model.step(mindspore.Tensor(ids[:, t:t + 1]), past, t)
-        steps.append(logits.asnumpy())
-    np.testing.assert_allclose(np.concatenate(steps, 1), model(mindspore.Tensor(ids)).asnumpy(), atol=1e-5)
-    with pytest.raises(ValueError, match=r"position 48 is beyond the position table \(n_positions=48\)"):
-        model.step(mindspore.Tensor(ids[:, :1]), past, 48)
+        out = model(mindspore.Tensor(ids[:, t:t + 1]), cache)
+        steps.append(out.logits.asnumpy())
+        cache = out.cache
+    np.testing.assert_allclose(np.concatenate(steps, 1), model(mindspore.Tensor(ids)).asnumpy(), rtol=1e-5, atol=1e-4)
+    small = KVCache.empty(model.config, batch=1, size=8)
+    with pytest.raises(ValueError, match=r"position 8 is beyond the cache's 8 slots \(n_positions=48\)"):
+        model(mindspore.Tensor(np.ones((1, 9), np.int32)), small)
+    with pytest.raises(ValueError, match=r"cache size must be an integer in \[1, n_positions=48\], got 49"):
+        KVCache.empty(model.config, batch=1, size=49)
+
+
+def test_cache_with_left_padding_matches_recomputing():
+    """Left-padded rows in one batch: positions count real tokens and padding slots are never attended,
+    with the cache as without it."""
+    m = GPT(GPTConfig.preset("tiny", n_positions=16))  # pad id 0
+    m.set_train(False)
+    ids = np.array([[0, 0, 5, 9, 13, 2, 7], [4, 6, 5, 9, 13, 2, 7]], np.int32)
+    want = m(mindspore.Tensor(ids)).asnumpy()
+    out = m(mindspore.Tensor(ids[:, :5]), KVCache.empty(m.config, batch=2))
+    got, cache = [out.logits.asnumpy()], out.cache
+    for t in (5, 6):
+        out = m(mindspore.Tensor(ids[:, t:t + 1]), cache)
+        got.append(out.logits.asnumpy())
+        cache = out.cache
+    got = np.concatenate(got, 1)
+    np.testing.assert_allclose(got[0, 2:], want[0, 2:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+    alone = m(mindspore.Tensor(ids[:1, 2:])).asnumpy()  # the padded row == the same row without padding
+    np.testing.assert_allclose(got[0, 2:], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_step_matches_the_pynative_step(model):
+    """generate's compiled decoding graph is the same forward as a PyNative call over the same cache."""
+    from ms_gpt.generation import compiled_step
+
+    ids = np.array([[5, 9, 2, 7, 11, 3, 8, 1]], np.int32)
+    cache = model(mindspore.Tensor(ids[:, :3]), KVCache.empty(model.config, batch=1)).cache
+    compiled = cache
+    for pos in range(3, ids.shape[1]):
+        token = mindspore.Tensor(ids[:, pos:pos + 1])
+        want = model(token, cache)
+        logits, new = compiled_step(model)(token, *compiled.as_inputs())
+        compiled, cache = KVCache(*new), want.cache
+        np.testing.assert_allclose(logits.asnumpy(), want.logits.asnumpy(), rtol=1e-6, atol=1e-6)
+        assert compiled.filled() == pos + 1
 
 
 def test_greedy_is_argmax_of_the_full_model(model):
@@ -131,20 +174,3 @@ def test_suppressed_ids_are_never_generated(model, strategy):
     banned = tuple(sorted(set(free)))[:2]
     out = generate(model, PROMPT, strategy=strategy, max_new_tokens=12, suppress_ids=banned)
     assert len(out) == 12 and not set(out) & set(banned)
-
-
-def test_static_cache_step_matches_the_growing_cache(model):
-    """step_static over a zero-padded n_positions cache gives the dynamic step's logits at every position."""
-    import mindspore
-
-    ids = np.array([[5, 9, 2, 7, 11, 3, 8, 1]], np.int32)
-    _, past = model.step(mindspore.Tensor(ids[:, :3]))
-    static = model.pad_cache(past)
-    assert static[0][0].shape[2] == model.config.n_positions
-    for pos in range(3, ids.shape[1]):
-        token = mindspore.Tensor(ids[:, pos:pos + 1])
-        want, past = model.step(token, past, pos)
-        got, static = model.step_static(token, static, mindspore.Tensor(pos, mindspore.int32))
-        np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), atol=1e-5)
-    with pytest.raises(ValueError, match=r"the cache already holds 8 positions, more than size=4"):
-        model.pad_cache(past, size=4)

@@ -3,6 +3,7 @@ a synthetic aclImdb tree, and every data layout and bad input the flow accepts o
 
 Runs that import mindnlp happen in child processes (``import mindnlp`` rebinds MindSpore's Tensor
 operators); everything else runs here, and every bad input fails before that import."""
+import argparse
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ms_gpt import cli
+from ms_gpt import cli, testing
 from ms_gpt.data import imdb
 from ms_gpt.flows import mindnlp_imdb as mi
 
@@ -24,7 +25,7 @@ CHILD_ENV = {**os.environ, "GLOG_v": "3"}
 def env(tmp_path_factory):
     """An easy synthetic IMDb (1,000 train / 200 test reviews) and a tiny random openai-gpt (128 positions)."""
     root = tmp_path_factory.mktemp("imdb")
-    return {"root": root, **mi.write_offline_demo(root)}  # what scripts/make_imdb_demo.py writes
+    return {"root": root, **testing.write_offline_demo(root)}  # what scripts/make_imdb_demo.py writes
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +53,10 @@ def fail(argv, capsys) -> str:
 
 # ---------------------------------------------------------------------------------------------- data
 def test_synthetic_reviews_are_seeded_balanced_and_imdb_like():
-    a = imdb.synthetic_reviews(400, 3)
-    assert a == imdb.synthetic_reviews(400, 3) and a != imdb.synthetic_reviews(400, 4)
+    a = testing.synthetic_reviews(400, 3)
+    assert a == testing.synthetic_reviews(400, 3) and a != testing.synthetic_reviews(400, 4)
     assert sum(y for _, y in a) == 200
-    lengths = [len(t.split()) for t, _ in imdb.synthetic_reviews(2000, 0, median_words=230, sigma=0.75)]
+    lengths = [len(t.split()) for t, _ in testing.synthetic_reviews(2000, 0, median_words=230, sigma=0.75)]
     assert 200 <= np.median(lengths) <= 260 and np.mean(np.array(lengths) > 512) > 0.08  # a long tail
 
 
@@ -203,8 +204,11 @@ def test_course_tokens_static_policy_and_bad_arguments(tokenizer, env, monkeypat
         mi.process_dataset(rows, tokenizer, max_seq_len=64, buckets=(32, 64), static_shapes=False)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         mi.process_dataset(rows, tokenizer, batch_size=0)
-    with pytest.raises(ValueError, match="--buckets takes comma-separated lengths like 128,256,512, got '1,x'"):
-        mi.parse_buckets("1,x")
+    from ms_gpt.config import parse_lengths
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected comma-separated lengths like 128,256,512, got '1,x'"):
+        parse_lengths("1,x")
+    assert parse_lengths("16,32") == (16, 32) and parse_lengths("none") == ()
 
 
 def test_accuracy_skips_filler_rows():
@@ -237,15 +241,14 @@ def test_model_and_run_errors(env, tmp_path, capsys):
 
 def tiny_ms_gpt_checkpoint(out: Path, texts, kind="bpe") -> Path:
     """What ``ms-gpt pretrain --tokenizer bpe`` leaves: model.ckpt + gpt_config.json + tokenizer/ (GPT-1 shaped)."""
-    from ms_gpt import GPTConfig, convert
+    from ms_gpt import GPTConfig, checkpoint
     from ms_gpt.model import GPT
     from ms_gpt.text.bpe import BPETokenizer
     from ms_gpt.text.vocab import WhitespaceTokenizer
 
     tok = BPETokenizer.train(texts, 300) if kind == "bpe" else WhitespaceTokenizer.build(texts)
     model = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, n_positions=64, d_ff=128))
-    convert.save_ms_checkpoint(model, out)
-    tok.save(out / "tokenizer")
+    checkpoint.save_model(model, out, tokenizer=tok)
     return out
 
 

@@ -94,12 +94,19 @@ def test_padding_invariance_left_and_right(norm, positions):
 
 
 def test_attention_weights_are_masked_distributions():
+    from ms_gpt.model import DecoderLayer
+
     m = tiny()
-    m.output_attentions = True
-    _, attns = m(ids([[3, 4, 5, 0]]))
-    w = attns[0].asnumpy()[0]  # [h, l, l]
+    seq = ids([[3, 4, 5, 0]])
+    mask = np.logical_or(get_attn_subsequent_mask(seq).asnumpy(), get_attn_pad_mask(seq, seq, 0).asnumpy())
+    layer = m.decoder.layers[0]
+    assert isinstance(layer, DecoderLayer)
+    x = Tensor(np.random.RandomState(0).randn(1, 4, 32).astype(np.float32))
+    _, weights, (k, v) = layer(x, Tensor(mask))
+    w = weights.asnumpy()[0]  # [h, l, l]
     np.testing.assert_allclose(w[:, :3].sum(-1), 1.0, atol=1e-6)
     assert np.all(np.triu(w[0], 1) == 0) and np.all(w[:, :, 3] == 0)
+    assert k.shape == v.shape == (1, 4, 4, 8)  # [b, h, l, d_k]: the keys/values attended over
 
 
 def test_classifier_uses_last_real_token_for_left_and_right_padding():

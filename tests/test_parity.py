@@ -107,7 +107,9 @@ def test_ms_checkpoint_roundtrip_and_convert_cli(ref, tmp_path, venv_bin):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["config"]["vocab_size"] == 102
-    model = convert.load_ms_checkpoint(ms_dir)
+    from ms_gpt import checkpoint
+
+    model = checkpoint.load_model(ms_dir)
     assert real_diff(ms_logits(model, ref["batch"]), ref["logits"], ref["mask"]) <= TOL
     proc = subprocess.run([str(venv_bin / "ms-gpt"), "convert", "--to-hf", str(ms_dir), "--out", str(hf_dir)],
                           capture_output=True, text=True, timeout=300)
@@ -133,8 +135,10 @@ def test_conversion_errors(ref, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "n_layer": 3}))
     with pytest.raises(convert.ConversionError, match=r"weight 'transformer.h.2.attn.c_attn.weight' is missing"):
         convert.load_hf_openai_gpt(tmp_path)
-    with pytest.raises(convert.ConversionError, match=r"gpt_config.json not found|model.ckpt not found"):
-        convert.load_ms_checkpoint(tmp_path)
+    from ms_gpt import checkpoint
+
+    with pytest.raises(checkpoint.CheckpointError, match=r"gpt_config.json not found"):
+        checkpoint.load_model(tmp_path)
 
 
 def test_only_gpt1_shaped_models_export(tmp_path):

@@ -1,6 +1,5 @@
 """The lock files, the doctor's supported sets, the aarch64 check and the setup script agree."""
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path

@@ -76,9 +76,34 @@ def test_stop_and_resume_from_the_cli_matches_one_straight_run(venv_bin, tmp_pat
     assert mb["val_loss"] == pytest.approx(ma["val_loss"], abs=1e-5)
     changed = pretrain(venv_bin, tmp_path / "b", "--resume", "--learning-rate", "0.01")
     assert changed.returncode == 2 and "trained with other settings" in changed.stderr
-    assert "'learning_rate': (0.003, 0.01)" in changed.stderr
+    assert "'train.learning_rate': (0.003, 0.01)" in changed.stderr
+    changed = pretrain(venv_bin, tmp_path / "b", "--resume", "--batch-size", "4", "--corpus", "builtin:reviews-zh")
+    assert changed.returncode == 2 and "'data.batch_size': (8, 4)" in changed.stderr
+    assert "'corpus': ('builtin:demo-en', 'builtin:reviews-zh')" in changed.stderr
     missing = pretrain(venv_bin, tmp_path / "c", "--resume")
     assert missing.returncode == 2 and "nothing to resume" in missing.stderr
+
+
+def test_a_run_folder_reloads_its_own_resolved_config(venv_bin, tmp_path):
+    """run_config.json holds every setting, the automatic ones resolved; --config replays the run exactly."""
+    first = pretrain(venv_bin, tmp_path / "a", "--seed", "3", "--static-shapes", "on", steps="12")
+    assert first.returncode == 0, first.stderr[-3000:]
+    metrics = json.loads(first.stdout.splitlines()[-1])
+    assert metrics["static_shapes"] is True and metrics["train_shapes"] == [[8, 16]]  # one shape: blocks
+    saved = json.loads((tmp_path / "a" / "run_config.json").read_text())
+    assert saved["train"]["steps"] == 12 and saved["train"]["warmup_steps"] == 1  # min(20, 12 // 10): resolved
+    assert saved["train"]["amp"] is False and saved["data"] == {"batch_size": 8, "max_len": 16, "buckets": None,
+                                                                "static_shapes": True}
+    again = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--config", str(tmp_path / "a" / "run_config.json"),
+                            "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "train_state.json").read_text())["history"] for d in "ab")
+    assert [h["loss"] for h in b] == [h["loss"] for h in a]
+    assert json.loads((tmp_path / "b" / "run_config.json").read_text()) == {**saved, "out": str(tmp_path / "b")}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**saved, "train": {"stepz": 3}}))
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--config", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown field(s) ['stepz']" in proc.stderr
 
 
 def test_amp_on_runs_on_cpu_in_float16(venv_bin, tmp_path):

@@ -97,7 +97,8 @@ def test_crash_during_checkpoint_write_keeps_the_previous_one(data, tmp_path, mo
     monkeypatch.undo()
     assert (tmp_path / "model.ckpt").read_bytes() == good
     assert json.loads((tmp_path / "train_state.json").read_text())["step"] == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "optimizer.ckpt", "train_state.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["format.json", "gpt_config.json", "model.ckpt",
+                                                          "optimizer.ckpt", "train_state.json"]
     again = Trainer(new_model(tok), cfg, tmp_path)
     assert again.resume() == 5
 

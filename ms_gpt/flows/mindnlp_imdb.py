@@ -24,18 +24,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic
+from ms_gpt import atomic, checkpoint, compat, convert
+from ms_gpt.config import to_dict
+from ms_gpt.data import imdb
 from ms_gpt.data.imdb_pipeline import (IGNORE, BatchedDataset, check_buckets, collate_batch, encode,  # noqa: F401
                                        process_dataset)
+from ms_gpt.flows import common
+from ms_gpt.flows.configs import ImdbConfig
+from ms_gpt.text.bpe import BPETokenizer
 
 SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
 HUB_MODEL = "openai-gpt"
-RUN_CONFIG, CKPT_DIR, BEST_DIR, INIT_DIR = "imdb_config.json", "checkpoints", "best", "init_hf"
+CKPT_DIR, BEST_DIR, INIT_DIR = "checkpoints", "best", "init_hf"
 # What a local Hugging Face model folder needs for this flow.
 HF_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -43,57 +47,6 @@ HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 class ModelError(ValueError):
     """``--model`` does not name a usable openai-gpt model."""
-
-
-@dataclass
-class ImdbConfig:
-    epochs: int = 3  # the course's
-    learning_rate: float = 2e-5
-    batch_size: int = 4
-    max_seq_len: int = 512
-    subset: float = 0.1  # share of train (and of test) used; 1.0 = the full set
-    val_fraction: float = 0.3  # of the subset: the course's 0.7 / 0.3
-    buckets: tuple | None = None  # static lengths, e.g. (128, 256, 512); None: one fixed length or dynamic
-    static_shapes: bool | None = None  # None: the device policy (on for Ascend, MS_GPT_STATIC_SHAPES forces)
-    course_tokens: bool = False  # True: the course's encoding (no <bos>/<eos> around the text)
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_batch_size: int | None = None  # default: batch_size
-    until_epoch: int | None = None  # stop after this epoch (its checkpoint saved); continue with resume
-    seed: int = 0
-
-    def validate(self) -> None:
-        from ms_gpt.checks import require_positive_ints
-
-        require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, max_seq_len=self.max_seq_len)
-        if self.eval_batch_size is not None:
-            require_positive_ints(eval_batch_size=self.eval_batch_size)
-        if self.until_epoch is not None:
-            require_positive_ints(until_epoch=self.until_epoch)
-            if self.until_epoch > self.epochs:
-                raise ValueError(f"until_epoch ({self.until_epoch}) is after the last epoch ({self.epochs})")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 < self.subset <= 1:
-            raise ValueError(f"subset must be in (0, 1], got {self.subset!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.max_seq_len < 3 and not self.course_tokens:
-            raise ValueError(f"max_seq_len must be >= 3 (<bos>, one token, <eos>), got {self.max_seq_len}")
-        if self.buckets is not None:
-            check_buckets(self.buckets, self.max_seq_len)
-            if self.static_shapes is False:
-                raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
-
-
-def parse_buckets(text: str | None) -> tuple | None:
-    if not text:
-        return None
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"--buckets takes comma-separated lengths like 128,256,512, got {text!r}") from None
 
 
 def accuracy_metrics(eval_pred) -> dict:
@@ -106,12 +59,6 @@ def accuracy_metrics(eval_pred) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ model
-def _is_ms_gpt_checkpoint(p: Path) -> bool:
-    from ms_gpt.convert import MS_CKPT, MS_CONFIG
-
-    return (p / MS_CONFIG).is_file() and (p / MS_CKPT).is_file()
-
-
 def check_hf_dir(p: Path) -> None:
     missing = [f for f in ("config.json",) + HF_TOKENIZER_FILES if not (p / f).is_file()]
     if not any((p / w).is_file() for w in HF_WEIGHT_FILES):
@@ -124,17 +71,14 @@ def check_hf_dir(p: Path) -> None:
 
 def export_ms_checkpoint(ckpt_dir: Path, out_dir: Path) -> Path:
     """An ms_gpt checkpoint folder (BPE tokenizer) as a Hugging Face openai-gpt folder, via ``convert``."""
-    from ms_gpt import convert, text
-    from ms_gpt.text.bpe import BPETokenizer
-
     tok_dir = ckpt_dir / "tokenizer"
     if not tok_dir.is_dir():
         raise ModelError(f"--model {ckpt_dir}: no tokenizer/ folder beside the checkpoint")
-    tok = text.load(tok_dir)
+    tok = checkpoint.load_tokenizer(ckpt_dir)
     if not isinstance(tok, BPETokenizer):
         raise ModelError(f"--model {ckpt_dir}: its tokenizer is {tok.kind!r}; this flow uses openai-gpt's BPE "
                          "tokenizer, so pretrain with --tokenizer bpe to bring a checkpoint here")
-    model = convert.load_ms_checkpoint(ckpt_dir)
+    model = checkpoint.load_model(ckpt_dir)
     if model.config.vocab_size != tok.vocab_size:
         raise ModelError(f"--model {ckpt_dir}: {model.config.vocab_size} token rows but {tok.vocab_size} tokens")
     try:
@@ -150,7 +94,7 @@ def resolve_model(model: str, work_dir: Path, log=print) -> str:
     """A local folder OpenAIGPT*.from_pretrained can read, or the hub name (after a reachability check)."""
     p = Path(model).expanduser()
     if p.is_dir():
-        if _is_ms_gpt_checkpoint(p):
+        if checkpoint.is_checkpoint(p):
             log(f"[imdb] --model {p} is an ms_gpt checkpoint: exporting it to {work_dir / INIT_DIR}")
             return str(export_ms_checkpoint(p, work_dir / INIT_DIR))
         check_hf_dir(p)
@@ -158,8 +102,6 @@ def resolve_model(model: str, work_dir: Path, log=print) -> str:
     if p.exists() or os.sep in model or model.startswith("."):
         raise ModelError(f"--model {model}: not a folder; give a hub name (e.g. {HUB_MODEL}), a local Hugging Face "
                          "openai-gpt folder, or an ms_gpt checkpoint folder")
-    from ms_gpt.data import imdb
-
     endpoint = imdb.hub_endpoint()
     log(f"[imdb] loading model {model!r} from the hub at {endpoint}")
     try:
@@ -192,8 +134,6 @@ def load_classifier(model_path: str, tokenizer):
 
 # -------------------------------------------------------------------------------------------- run
 def load_data(data_dir, cfg: ImdbConfig, log=print) -> dict:
-    from ms_gpt.data import imdb
-
     raw = imdb.load_local(data_dir) if data_dir else imdb.load_hub("imdb", log=log)
     train_all = imdb.subset(raw["train"], cfg.subset, cfg.seed)
     train, val = imdb.train_val_split(train_all, cfg.val_fraction, cfg.seed)
@@ -201,25 +141,21 @@ def load_data(data_dir, cfg: ImdbConfig, log=print) -> dict:
     return {"train": train, "validation": val, "test": test}
 
 
-def _check_resume(out: Path, cfg: ImdbConfig, model: str, data_dir, resume: bool, log=print):
-    saved_file = out / RUN_CONFIG
+def _check_resume(out: Path, cfg: ImdbConfig, log=print):
+    """The checkpoint to resume from (None for a fresh run) and the run record to save."""
     ckpts = out / CKPT_DIR
     have = last_checkpoint(ckpts) is not None
-    current = json.loads(json.dumps(  # as it reads back from JSON (tuples become lists)
-        {"model": str(model), "data_dir": str(data_dir) if data_dir else None, "config": asdict(cfg)}))
-    if not resume:
+    current = to_dict(cfg)
+    if not cfg.resume:
         if have:
             raise ValueError(f"{out} already holds a run ({ckpts}); continue it with --resume or choose a new --out")
         return None, current
-    if not have or not saved_file.is_file():
-        raise ValueError(f"--resume: {out} has no saved run ({RUN_CONFIG} and {CKPT_DIR}/checkpoint-*)")
-    saved = json.loads(saved_file.read_text())
-    ignore = {"until_epoch"}
-    diff = sorted(k for k in set(saved["config"]) | set(current["config"])
-                  if k not in ignore and saved["config"].get(k) != current["config"].get(k))
-    diff += [k for k in ("model", "data_dir") if saved.get(k) != current[k]]
+    saved = checkpoint.read_run_config(out)
+    if not have or saved is None:
+        raise ValueError(f"--resume: {out} has no saved run ({checkpoint.RUN_CONFIG} and {CKPT_DIR}/checkpoint-*)")
+    diff = common.resume_diff(saved, current, free=ImdbConfig.RESUME_FREE)
     if diff:
-        was = ", ".join(f"{k}={saved['config'].get(k, saved.get(k))!r}" for k in diff)
+        was = ", ".join(f"{k}={a!r}" for k, (a, _) in diff.items())
         raise ValueError(f"--resume with different settings than the saved run: {', '.join(diff)} (saved: {was})")
     return str(last_checkpoint(ckpts, log=log)), current
 
@@ -256,22 +192,16 @@ def check_model_length(model_path: str, max_seq_len: int) -> None:
                          f"({cfg_file}); use --max-seq-len <= {n_positions}")
 
 
-def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, data_dir=None, device=None,
-                  resume: bool = False, log=print) -> dict:
-    cfg = cfg or ImdbConfig()
+def finetune_imdb(cfg: ImdbConfig, log=print) -> dict:
     cfg.validate()
-    out = Path(out)
-    from ms_gpt import compat
-    from ms_gpt import device as dev
-    from ms_gpt.data import imdb
-
+    out = Path(cfg.out)
     user_endpoint = os.environ.get("HF_ENDPOINT")  # import mindnlp sets a mirror when this is unset
-    settings = dev.setup(device, mode="pynative", seed=cfg.seed, static_shapes=cfg.static_shapes)
+    settings = common.setup(cfg, static_shapes=cfg.static_shapes)
     static = settings.static_shapes or cfg.buckets is not None
-    data = load_data(data_dir, cfg, log=log)  # before any model work: bad data fails fast
-    last_ckpt, run_record = _check_resume(out, cfg, model, data_dir, resume, log=log)
+    data = load_data(cfg.data_dir, cfg, log=log)  # before any model work: bad data fails fast
+    last_ckpt, run_record = _check_resume(out, cfg, log=log)
     out.mkdir(parents=True, exist_ok=True)
-    model_path = resolve_model(model, out, log=log)
+    model_path = resolve_model(cfg.model, out, log=log)
     check_model_length(model_path, cfg.max_seq_len)
     # `import mindnlp` points an unset HF_ENDPOINT at a mirror, and huggingface_hub reads it once on import:
     # pin the endpoint this run announced (the user's, else huggingface.co) before that happens.
@@ -288,12 +218,12 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
         raise ValueError(f"max_seq_len {cfg.max_seq_len} is longer than the model's {clf.config.n_positions} "
                          "positions; use --max-seq-len <= that")
 
-    common = dict(tokenizer=tokenizer, max_seq_len=cfg.max_seq_len, static_shapes=static, buckets=cfg.buckets,
+    shared = dict(tokenizer=tokenizer, max_seq_len=cfg.max_seq_len, static_shapes=static, buckets=cfg.buckets,
                   course_tokens=cfg.course_tokens, seed=cfg.seed)
-    train_ds = BatchedDataset(process_dataset(data["train"], batch_size=cfg.batch_size, shuffle=True, **common))
+    train_ds = BatchedDataset(process_dataset(data["train"], batch_size=cfg.batch_size, shuffle=True, **shared))
     eval_bs = cfg.eval_batch_size or cfg.batch_size
-    val_ds = BatchedDataset(process_dataset(data["validation"], batch_size=eval_bs, fill_remainder=True, **common))
-    test_ds = BatchedDataset(process_dataset(data["test"], batch_size=eval_bs, fill_remainder=True, **common))
+    val_ds = BatchedDataset(process_dataset(data["validation"], batch_size=eval_bs, fill_remainder=True, **shared))
+    test_ds = BatchedDataset(process_dataset(data["test"], batch_size=eval_bs, fill_remainder=True, **shared))
     log(f"[imdb] train {len(data['train'])} / validation {len(data['validation'])} / test {len(data['test'])} "
         f"reviews; {'static' if static else 'dynamic'} shapes {train_ds.shapes()[:6]}")
 
@@ -313,7 +243,7 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
     )
     trainer = Trainer(model=clf, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collate_batch,
                       compute_metrics=accuracy_metrics, callbacks=[StopAfterEpoch()])
-    atomic.write_json(out / RUN_CONFIG, run_record)
+    checkpoint.write_run_config(out, run_record)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_ckpt)
     train_s = time.perf_counter() - t0
@@ -323,8 +253,8 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
     losses = [{"epoch": h["epoch"], "loss": h["loss"]} for h in history if "loss" in h]
     done_epochs = int(round(trainer.state.epoch or 0))
     metrics = {
-        "job": "finetune-imdb", "model": model, "device": settings.target, "static_shapes": static,
-        "config": asdict(cfg), "data": {k: len(v) for k, v in data.items()},
+        "job": "finetune-imdb", "model": cfg.model, "device": settings.target, "static_shapes": static,
+        "config": run_record, "data": {k: len(v) for k, v in data.items()},
         "shapes": {"train": train_ds.shapes(), "validation": val_ds.shapes(), "test": test_ds.shapes()},
         "train_tokens": train_ds.token_counts(), "epochs_done": done_epochs, "global_step": trainer.state.global_step,
         "resumed_from": last_ckpt, "train_loss": losses, "eval_history": evals,
@@ -332,8 +262,7 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
     }
     if done_epochs < cfg.epochs:  # stopped early on purpose (until_epoch): no best model or test score yet
         metrics["stopped_after_epoch"] = done_epochs
-        atomic.write_json(out / "metrics.json", metrics)
-        return metrics
+        return common.finish(out, metrics)
     val = trainer.evaluate(val_ds)
     test = trainer.evaluate(test_ds, metric_key_prefix="test")
     with atomic.atomic_dir(out / BEST_DIR) as tmp:
@@ -341,47 +270,4 @@ def finetune_imdb(model: str, out: str | Path, cfg: ImdbConfig | None = None, da
         tokenizer.save_pretrained(str(tmp))
     metrics.update(eval_accuracy=val["eval_accuracy"], eval_loss=val["eval_loss"], test_accuracy=test["test_accuracy"],
                    test_loss=test["test_loss"], best_checkpoint=trainer.state.best_model_checkpoint)
-    atomic.write_json(out / "metrics.json", metrics)
-    return metrics
-
-
-def write_random_openai_gpt(out_dir: str | Path, texts, vocab_size: int = 400, n_positions: int = 64,
-                            preset: str = "tiny", seed: int = 0, **config) -> Path:
-    """A randomly initialised openai-gpt folder (config.json, model.safetensors, vocab.json, merges.txt)
-    with a GPT-1 style BPE learned on ``texts``: an offline stand-in for the hub's ``openai-gpt``.
-
-    As in openai-gpt's vocabulary, ``<unk>`` is the only special token; the flow adds the others.
-    Made with ms_gpt's own cells and ``convert``, so no mindnlp is imported here."""
-    import mindspore
-
-    from ms_gpt import GPTConfig, convert
-    from ms_gpt.model import GPT
-    from ms_gpt.text.base import UNK
-    from ms_gpt.text.bpe import BPETokenizer
-
-    tok = BPETokenizer.train(texts, vocab_size)
-    kept = sorted((t for t in tok.vocab if t == UNK or not (t.startswith("<") and t.endswith(">"))),
-                  key=tok.vocab.get)
-    vocab = {t: i for i, t in enumerate(kept)}
-    mindspore.set_seed(seed)
-    cfg = GPTConfig.preset(preset, vocab_size=len(vocab), n_positions=n_positions, **config)
-    model = GPT(cfg.replace(d_ff=config.get("d_ff", 4 * cfg.d_model)))  # openai-gpt's MLP is 4 * n_embd
-    out_dir = Path(out_dir)
-    convert.export_hf_openai_gpt(model, out_dir)
-    atomic.write_text(out_dir / "vocab.json", json.dumps(vocab, ensure_ascii=False))
-    atomic.write_text(out_dir / "merges.txt", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in tok.merges))
-    return out_dir
-
-
-def write_offline_demo(root: str | Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> dict:
-    """An offline stand-in for the course's inputs: ``root/data/aclImdb`` (easy synthetic reviews, median
-    ~20 words) and ``root/model`` (a random 2-layer openai-gpt, 128 positions, BPE learned on the reviews).
-    ``ms-gpt finetune-imdb --model root/model --data-dir root/data`` then runs the whole flow offline."""
-    from ms_gpt.data import imdb
-
-    root = Path(root)
-    train = imdb.synthetic_reviews(n_train, seed, median_words=20, signal=0.25)
-    test = imdb.synthetic_reviews(n_test, seed + 1, median_words=20, signal=0.25)
-    imdb.write_acl_tree(root / "data", {"train": train, "test": test})
-    write_random_openai_gpt(root / "model", [t for t, _ in train], vocab_size=300, n_positions=128, seed=seed)
-    return {"data": root / "data", "model": root / "model", "train": train, "test": test}
+    return common.finish(out, metrics)

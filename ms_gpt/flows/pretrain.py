@@ -1,147 +1,100 @@
-"""``ms-gpt pretrain`` and ``ms-gpt generate``: a GPT from scratch on a corpus, then decoding."""
+"""``ms-gpt pretrain``: a GPT from scratch on a corpus (GPT-1 style contiguous blocks)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from ms_gpt import atomic
+from ms_gpt import checkpoint, distributed, text
+from ms_gpt.config import GPTConfig
+from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
+from ms_gpt.flows import common
+from ms_gpt.flows.configs import PretrainConfig
+from ms_gpt.model import GPT
+from ms_gpt.training import Trainer
 
-TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
 _ZH = ("builtin:peoples-daily", "builtin:reviews-zh")
+# Settings that may change between a run and its --resume.
+RESUME_FREE = ("until", "resume", "progress", "out", "device", "mode")
 
 
-def build_tokenizer(kind: str, corpus: str, lines, vocab_size: int):
-    from ms_gpt import text
-
-    if kind not in TOKENIZERS:
-        raise ValueError(f"unknown tokenizer {kind!r}; available: {', '.join(TOKENIZERS)}")
-    if kind == "auto":
-        kind = "jieba" if corpus in _ZH else "whitespace"
-    if kind == "bpe":
-        return text.BPETokenizer.train(lines, vocab_size)
-    cls = {"whitespace": text.WhitespaceTokenizer, "char": text.CharTokenizer, "jieba": text.JiebaTokenizer}[kind]
-    return cls.build(lines, max_size=vocab_size)
+def tokenizer_kind(cfg: PretrainConfig) -> str:
+    """``auto``: jieba words for the Chinese built-ins, whitespace words otherwise."""
+    if cfg.tokenizer != "auto":
+        return cfg.tokenizer
+    return "jieba" if cfg.corpus in _ZH else "whitespace"
 
 
-def plot_losses(history, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train")
-    val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.tight_layout()
-    with atomic.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+def resolve_train(cfg: PretrainConfig, target: str):
+    """The TrainConfig with pretraining's automatic values filled in."""
+    t, steps = cfg.train, cfg.train.steps
+    return dataclasses.replace(
+        t, warmup_steps=min(20, steps // 10) if t.warmup_steps is None else t.warmup_steps,
+        eval_every=max(1, steps // 4) if t.eval_every is None else t.eval_every,
+        ckpt_every=max(1, steps // 2) if t.ckpt_every is None else t.ckpt_every,
+        amp=target == "Ascend" if t.amp is None else t.amp)
 
 
-AMP_CHOICES = ("auto", "on", "off")
-
-
-def pretrain(corpus: str, out: str | Path, preset: str = "tiny", steps: int = 200, tokenizer: str = "auto",
-             vocab_size: int = 8000, block_size: int = 64, batch_size: int = 16, learning_rate: float = 3e-3,
-             device: str | None = None, seed: int = 0, progress: bool = True, amp: str = "auto",
-             until: int | None = None, resume: bool = False, vocab_corpus: str | None = None,
-             distributed: bool = False) -> dict:
-    """Pretrain on ``corpus`` into ``out``. ``until``: stop (with a checkpoint) after that step;
-    ``resume``: continue the run saved in ``out`` (same settings) where it stopped; ``vocab_corpus``:
-    more text the vocabulary is built over (not trained on), e.g. the fine-tuning task's training
-    texts, so its words are not ``<unk>``. ``distributed``: data-parallel over the workers msrun
-    started (``batch_size`` per worker; only rank 0 writes)."""
-    from ms_gpt import convert, text
-    from ms_gpt import device as dev
-    from ms_gpt.config import GPTConfig
-    from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
-    from ms_gpt.flows.progress import step_bar
-    from ms_gpt.model import GPT
-    from ms_gpt.training import CKPT_STATE, TrainConfig, Trainer
-
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
-    settings = dev.setup(device, mode="pynative", seed=seed)
-    from ms_gpt import distributed as dist_mod
-
-    dist = dist_mod.init_data_parallel() if distributed else dist_mod.DistInfo()
-    out = Path(out)
-    if resume and not (out / CKPT_STATE).is_file():
-        raise FileNotFoundError(f"nothing to resume in {out}: {CKPT_STATE} not found")
-    lines = load_corpus(corpus)
-    train_lines, val_lines = train_val_split(lines, 0.05, seed=seed)
-    if resume:
-        tok = text.load(out / "tokenizer")
-    else:
-        vocab_lines = train_lines + (load_corpus(vocab_corpus) if vocab_corpus else [])
-        tok = build_tokenizer(tokenizer, corpus, vocab_lines, vocab_size)  # deterministic: the same on every rank
-        if dist.is_writer:
-            tok.save(out / "tokenizer")
-    use_amp = settings.target == "Ascend" if amp == "auto" else amp == "on"
-    base = GPTConfig.preset(preset)
-    config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
-                          n_positions=max(base.n_positions, block_size),
-                          compute_dtype="float16" if use_amp else base.compute_dtype)
-    train_ds = block_dataset(encode_lines(tok, train_lines), block_size, batch_size, seed=seed,
+def pretrain(cfg: PretrainConfig) -> dict:
+    """Pretrain on ``cfg.corpus`` into ``cfg.out``. ``until``: stop (with a checkpoint) after that step;
+    ``resume``: continue the run saved in ``out`` (same settings) where it stopped; ``vocab_corpus``: more
+    text the vocabulary is built over (not trained on), so a later task's words are not ``<unk>``;
+    ``distributed``: data-parallel over the workers msrun started (``batch_size`` per worker; only rank 0
+    writes)."""
+    settings = common.setup(cfg, static_shapes=cfg.data.static_shapes)
+    dist = distributed.init_data_parallel() if cfg.distributed else distributed.DistInfo()
+    out = Path(cfg.out)
+    if cfg.resume and not (out / checkpoint.TRAIN_STATE).is_file():
+        raise FileNotFoundError(f"nothing to resume in {out}: {checkpoint.TRAIN_STATE} not found")
+    train_cfg = resolve_train(cfg, settings.target)
+    block, batch = cfg.data.max_len, cfg.data.batch_size
+    lines = load_corpus(cfg.corpus)
+    train_lines, val_lines = train_val_split(lines, 0.05, seed=cfg.seed)
+    if cfg.resume:
+        tok = checkpoint.load_tokenizer(out)
+    else:  # deterministic: the same vocabulary on every rank
+        tok = text.build(tokenizer_kind(cfg), train_lines + (load_corpus(cfg.vocab_corpus) if cfg.vocab_corpus else []),
+                         cfg.vocab_size)
+    base = GPTConfig.preset(cfg.preset)
+    config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, n_positions=max(base.n_positions, block),
+                          compute_dtype="float16" if train_cfg.amp else base.compute_dtype)
+    # Blocks have one shape by construction (static on every device): training [batch, block], validation
+    # [min(batch, 8), block].
+    train_ds = block_dataset(encode_lines(tok, train_lines), block, batch, seed=cfg.seed,
                              num_shards=dist.size, shard_id=dist.rank)
-    val_ds = block_dataset(encode_lines(tok, val_lines), block_size, min(batch_size, 8), shuffle=False)
-    model = GPT(config, dropout_seed=seed)
-    cfg = TrainConfig(steps=steps, learning_rate=learning_rate, warmup_steps=min(20, steps // 10),
-                      eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 2), amp=use_amp)
-    trainer = Trainer(model, cfg, out, dist=dist)
-    if resume:
+    val_ds = block_dataset(encode_lines(tok, val_lines), block, min(batch, 8), shuffle=False)
+    if dist.is_writer:
+        out.mkdir(parents=True, exist_ok=True)
+        run = dataclasses.replace(cfg, train=train_cfg,
+                                  data=dataclasses.replace(cfg.data, static_shapes=settings.static_shapes))
+        common.record_run(out, run, free=RESUME_FREE, resume=cfg.resume)
+        if not cfg.resume:
+            checkpoint.save_tokenizer(tok, out)
+    model = GPT(config, dropout_seed=cfg.seed)
+    trainer = Trainer(model, train_cfg, out, jit=settings.compiled, dist=dist)
+    if cfg.resume:
         trainer.resume()
     before = trainer.evaluate(val_ds)
-    with step_bar(progress, steps, "pretrain", initial=trainer.step) as report:
-        result = trainer.fit(train_ds, val_ds, until=until, progress=report)
+    steps = train_cfg.steps
+    with common.step_bar(cfg.progress, steps, "pretrain", initial=trainer.step) as report:
+        result = trainer.fit(train_ds, val_ds, until=cfg.until, progress=distributed.with_fault_injection(report, dist))
     if "val_loss" not in result:
         result.update(trainer.evaluate(val_ds))
     losses = [h["loss"] for h in trainer.history]
     metrics = {
-        "corpus": corpus, "preset": preset, "device": settings.target, "amp": use_amp,
+        "corpus": cfg.corpus, "preset": cfg.preset, "device": settings.target, "amp": train_cfg.amp,
+        "static_shapes": settings.static_shapes, "train_shapes": trainer.input_shapes(),
         "steps": trainer.step, "of_steps": steps, "skipped_steps": trainer.skipped,
-        "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "vocab_corpus": vocab_corpus, "parameters": sum(int(p.size) for p in model.trainable_params()),
+        "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
+        "parameters": sum(int(p.size) for p in model.trainable_params()),
         "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
         "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],
         "val_loss": result["val_loss"], "val_ppl": result["val_ppl"],
         "tokens_per_s": round(result.get("tokens_per_s", 0.0), 1),
     }
     if dist.size > 1:  # tokens_per_s above is one worker's; the global batch is batch_size * workers
-        metrics["distributed"] = {"workers": dist.size, "batch_per_worker": batch_size,
-                                  "global_batch": batch_size * dist.size,
+        metrics["distributed"] = {"workers": dist.size, "batch_per_worker": batch, "global_batch": batch * dist.size,
                                   "tokens_per_s_all_workers": round(metrics["tokens_per_s"] * dist.size, 1)}
-    if dist.is_writer:
-        convert.save_ms_checkpoint(model, out)
-        atomic.write_json(out / "metrics.json", metrics)
-        plot_losses(trainer.history, out / "loss.png")
+    if dist.is_writer:  # the weights are the trainer's last checkpoint (saved at the final step)
+        common.finish(out, metrics, trainer.history)
     return metrics
-
-
-def generate_text(ckpt: str | Path, prompt: str, strategy: str = "greedy", use_cache: bool = True,
-                  max_new_tokens: int = 32, device: str | None = None, seed: int = 0, **kwargs) -> str:
-    from ms_gpt import convert, text
-    from ms_gpt import device as dev
-    from ms_gpt.generation import generate
-
-    dev.setup(device, mode="pynative", seed=seed)
-    ckpt = Path(ckpt)
-    if not (ckpt / "tokenizer").is_dir():
-        raise FileNotFoundError(f"{ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt pretrain")
-    model = convert.load_ms_checkpoint(ckpt)
-    tok = text.load(ckpt / "tokenizer")
-    prompt_ids = tok.encode(prompt, add_bos=True)
-    chat = (ckpt / "sft.json").is_file()  # tuned by ms-gpt sft: answer in its format, print the response
-    if chat:
-        prompt_ids.append(tok.sep_id)
-    suppress = tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
-    new = generate(model, prompt_ids, strategy=strategy, use_cache=use_cache, max_new_tokens=max_new_tokens,
-                   eos_id=tok.eos_id, seed=seed, suppress_ids=suppress, **kwargs)
-    if chat:
-        return tok.decode(new)
-    joiner = " " if tok.kind == "whitespace" else ""
-    return joiner.join(s for s in (tok.decode(prompt_ids), tok.decode(new)) if s)

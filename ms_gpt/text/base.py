@@ -19,8 +19,21 @@ SEP = "<sep>"  # GPT-1's delimiter between the parts of a fine-tuning input (add
 META_FILE = "tokenizer.json"
 
 
+KINDS: dict = {}  # kind name -> Tokenizer subclass, filled as each kind's class is defined
+
+
 class Tokenizer(ABC):
     kind: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            KINDS[cls.kind] = cls
+
+    @classmethod
+    def learn(cls, texts, vocab_size: int) -> "Tokenizer":
+        """A vocabulary of at most ``vocab_size`` tokens learned from ``texts`` (each kind says how)."""
+        raise NotImplementedError
     pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
 
     @property
@@ -81,15 +94,18 @@ class Tokenizer(ABC):
 
 def load(directory: str | Path) -> Tokenizer:
     """The tokenizer saved in ``directory`` by :meth:`Tokenizer.save`, whatever its kind."""
-    from ms_gpt.text.bpe import BPETokenizer
-    from ms_gpt.text.vocab import CharTokenizer, JiebaTokenizer, WhitespaceTokenizer
-
-    kinds = {c.kind: c for c in (WhitespaceTokenizer, CharTokenizer, JiebaTokenizer, BPETokenizer)}
     meta_file = Path(directory) / META_FILE
     if not meta_file.is_file():
         raise FileNotFoundError(f"{meta_file} not found: not a folder written by Tokenizer.save()")
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     kind = meta.pop("kind", None)
-    if kind not in kinds:
-        raise ValueError(f"{meta_file}: unknown tokenizer kind {kind!r}; known: {', '.join(kinds)}")
-    return kinds[kind]._from_state(meta, Path(directory))
+    if kind not in KINDS:
+        raise ValueError(f"{meta_file}: unknown tokenizer kind {kind!r}; known: {', '.join(KINDS)}")
+    return KINDS[kind]._from_state(meta, Path(directory))
+
+
+def build(kind: str, texts, vocab_size: int) -> Tokenizer:
+    """A new tokenizer of ``kind`` learned from ``texts`` (at most ``vocab_size`` tokens)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown tokenizer {kind!r}; available: {', '.join(KINDS)}")
+    return KINDS[kind].learn(texts, vocab_size)

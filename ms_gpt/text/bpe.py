@@ -64,6 +64,10 @@ class BPETokenizer(Tokenizer):
         return cls(json.loads(Path(vocab_file).read_text(encoding="utf-8")), read_merges(Path(merges_file)))
 
     @classmethod
+    def learn(cls, texts, vocab_size: int) -> "BPETokenizer":
+        return cls.train(texts, vocab_size)
+
+    @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> "BPETokenizer":
         """Learn a GPT-1 style BPE on ``texts`` (offline), specials at ids 0..3."""
         from tokenizers import Tokenizer as HFTokenizer

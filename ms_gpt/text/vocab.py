@@ -26,6 +26,10 @@ class VocabTokenizer(Tokenizer):
         self.token_to_id = {t: i for i, t in enumerate(tokens)}
 
     @classmethod
+    def learn(cls, texts, vocab_size: int):
+        return cls.build(texts, max_size=vocab_size)
+
+    @classmethod
     def build(cls, texts: Iterable[str], min_freq: int = 1, max_size: int | None = None, **kwargs):
         """Count ``split(text)`` over ``texts``; keep tokens seen ``min_freq`` times, at most ``max_size`` in all."""
         if not isinstance(min_freq, int) or min_freq < 1:

@@ -1,0 +1,261 @@
+"""The run folder and its one owner: every file ms_gpt writes into or reads from a checkpoint folder.
+
+A run folder (``ms-gpt pretrain --out DIR``, ``sft``, a fine-tune's ``best/``) holds:
+
+    format.json        {"format_version": 1, "kind": "lm" | "classifier"}
+    gpt_config.json    the GPTConfig (the only file that serialises it)
+    model.ckpt         the weights (mindspore.save_checkpoint), dropout state included
+    tokenizer/         the tokenizer the model was trained with
+    run_config.json    the fully resolved run configuration (what --resume checks against)
+    optimizer.ckpt     optimizer moments + global step        } while training, for --resume
+    train_state.json   step, history, loss scale               }
+    metrics.json       the job's results; loss.png its curve
+    classifier.json    a fine-tuned classifier's head: task, labels, pooling
+    sft.json           a dialogue/instruction-tuned model's prompt template
+
+Every file is written atomically (a crash leaves the previous good file). ``convert.py`` maps Hugging
+Face openai-gpt folders; this module reads both kinds when a model is loaded to be tuned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mindspore
+import numpy as np
+
+from ms_gpt import atomic, convert, text
+from ms_gpt.config import GPTConfig
+from ms_gpt.model import GPT, GPTForSequenceClassification
+from ms_gpt.model.params import load_params, model_params
+
+FORMAT_VERSION = 1
+FORMAT, GPT_CONFIG, MODEL, TOKENIZER = "format.json", "gpt_config.json", "model.ckpt", "tokenizer"
+RUN_CONFIG, OPTIMIZER, TRAIN_STATE, METRICS, LOSS_PLOT = (
+    "run_config.json", "optimizer.ckpt", "train_state.json", "metrics.json", "loss.png")
+CLASSIFIER = "classifier.json"
+SFT = "sft.json"  # written by ms-gpt sft: the prompt template; generate then answers in that format
+
+
+class CheckpointError(ValueError):
+    """A folder that is not the checkpoint it should be (missing files, mismatched shapes or tokenizer)."""
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_weights(path: Path) -> dict:
+    return {k: v.asnumpy() for k, v in mindspore.load_checkpoint(str(path)).items()}
+
+
+def write_weights(cell, path: Path) -> Path:
+    with atomic.atomic_path(path, suffix=".ckpt") as tmp:
+        mindspore.save_checkpoint(cell, tmp)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------- the folder
+def write_format(directory: Path, kind: str = "lm") -> None:
+    atomic.write_json(Path(directory) / FORMAT, {"format_version": FORMAT_VERSION, "kind": kind})
+
+
+def read_format(directory: Path) -> dict:
+    """The folder's format record; folders from before it existed count as version 1 language models."""
+    path = Path(directory) / FORMAT
+    record = read_json(path) if path.is_file() else {"format_version": 1, "kind": "lm"}
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {record['format_version']} is newer than this ms_gpt reads "
+                              f"({FORMAT_VERSION}); upgrade ms_gpt")
+    return record
+
+
+def write_gpt_config(directory: Path, config: GPTConfig) -> None:
+    atomic.write_json(Path(directory) / GPT_CONFIG, config.to_dict())
+
+
+def read_gpt_config(directory: Path) -> GPTConfig:
+    path = Path(directory) / GPT_CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: {GPT_CONFIG} not found (expected a folder written by ms_gpt)")
+    return GPTConfig.from_dict(read_json(path))
+
+
+def is_checkpoint(directory: Path) -> bool:
+    return (Path(directory) / GPT_CONFIG).is_file() and (Path(directory) / MODEL).is_file()
+
+
+def save_model(model, directory: str | Path, tokenizer=None, kind: str = "lm") -> Path:
+    """Weights, GPTConfig, format record (and the tokenizer when given) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_weights(model, directory / MODEL)
+    write_gpt_config(directory, model.config)
+    if tokenizer is not None:
+        save_tokenizer(tokenizer, directory)
+    write_format(directory, kind)
+    return directory
+
+
+def load_model(directory: str | Path):
+    """The GPT saved by :func:`save_model`, in eval mode."""
+    directory = Path(directory)
+    kind = read_format(directory).get("kind", "lm")
+    if kind != "lm":
+        raise CheckpointError(f"{directory} holds a {kind} (format.json), not a language model; "
+                              + ("load it with checkpoint.load_classifier" if kind == "classifier" else
+                                 "its best/ folder has the result"))
+    config = read_gpt_config(directory)
+    if not (directory / MODEL).is_file():
+        raise CheckpointError(f"{directory}: {MODEL} not found (expected a folder written by ms_gpt)")
+    model = GPT(config)
+    load_params(model, read_weights(directory / MODEL))
+    model.set_train(False)
+    return model
+
+
+def save_tokenizer(tokenizer, directory: Path) -> Path:
+    return tokenizer.save(Path(directory) / TOKENIZER)
+
+
+def load_tokenizer(directory: str | Path):
+    path = Path(directory) / TOKENIZER
+    if not path.is_dir():
+        raise CheckpointError(f"{path} not found: a checkpoint folder needs the tokenizer it was trained with "
+                              "(ms-gpt pretrain writes it)")
+    return text.load(path)
+
+
+def write_metrics(directory: Path, metrics: dict) -> Path:
+    return atomic.write_json(Path(directory) / METRICS, metrics)
+
+
+def write_run_config(directory: Path, resolved: dict) -> Path:
+    return atomic.write_json(Path(directory) / RUN_CONFIG, resolved)
+
+
+def read_run_config(directory: Path) -> dict | None:
+    path = Path(directory) / RUN_CONFIG
+    return read_json(path) if path.is_file() else None
+
+
+# ------------------------------------------------------------------------------------- tuning inputs
+def grow_vocab(model, vocab_size: int, seed: int = 0, **config_changes):
+    """A GPT like ``model`` with ``vocab_size`` token rows: the existing rows copied, the new ones (tokens
+    appended to the vocabulary, e.g. fine-tuning's ``<sep>``) drawn from N(0, initializer_range).
+    ``config_changes`` that leave the weights' shapes alone (e.g. ``pad_token_id``) go into the same copy;
+    ``model`` itself comes back when nothing changes."""
+    old = model.config.vocab_size
+    if vocab_size < old:
+        raise ValueError(f"cannot shrink the vocabulary from {old} to {vocab_size} rows")
+    config = model.config.replace(vocab_size=vocab_size, **config_changes)
+    if config == model.config:
+        return model
+    rng = np.random.default_rng(seed)
+    params = model_params(model)
+    for name in ("decoder.tok_emb", "projection.weight"):
+        if name in params:
+            extra = rng.normal(0.0, model.config.initializer_range, (vocab_size - old, params[name].shape[1]))
+            params[name] = np.concatenate([params[name], extra.astype(np.float32)])
+    bigger = GPT(config)
+    load_params(bigger, params)
+    return bigger
+
+
+def load_init(init: str | Path):
+    """``(GPT, tokenizer)`` from an ms_gpt folder (model.ckpt + gpt_config.json + tokenizer/) or a
+    Hugging Face openai-gpt folder (config.json + weights + vocab.json/merges.txt).
+
+    Tokens the tokenizer has beyond the model's rows must be specials it appended (as the BPE
+    tokenizer does to openai-gpt's 40478); the model's embedding grows for them. Any other mismatch
+    means the tokenizer is not the one the checkpoint was trained with: an error."""
+    init = Path(init)
+    if (init / GPT_CONFIG).is_file():
+        tok = load_tokenizer(init)
+        model = load_model(init)
+    elif (init / "config.json").is_file():
+        files = [init / "vocab.json", init / "merges.txt"]
+        if not all(f.is_file() for f in files):
+            raise CheckpointError(f"{init}: a Hugging Face openai-gpt folder needs vocab.json and merges.txt "
+                                  "beside config.json for its tokenizer")
+        model, tok = convert.load_hf_openai_gpt(init), text.BPETokenizer.from_files(*files)
+    else:
+        raise CheckpointError(f"{init}: neither an ms_gpt checkpoint folder ({GPT_CONFIG} + {MODEL} + {TOKENIZER}/) "
+                              "nor a Hugging Face openai-gpt folder (config.json + weights + vocab.json/merges.txt)")
+    rows, size = model.config.vocab_size, tok.vocab_size
+    appended = [tok.token_id(t) for t in text.SPECIALS + (text.SEP,) if tok.token_id(t) is not None]
+    if size < rows or set(range(rows, size)) - set(appended):
+        raise CheckpointError(
+            f"{init}: the checkpoint has {rows} token rows but its tokenizer has {size} tokens; this is not the "
+            "tokenizer the model was trained with (use the tokenizer/ folder saved with the checkpoint)")
+    if size > rows:
+        model = grow_vocab(model, size)
+    return model, tok
+
+
+def load_for_tuning(init: str | Path, need_sep: bool, seed: int = 0):
+    """``(GPT, tokenizer)`` from ``init`` made ready to tune: ``<sep>`` appended (and one embedding row
+    grown) when ``need_sep``, and the model's pad_token_id set to the tokenizer's (openai-gpt has none)."""
+    gpt, tok = load_init(init)
+    if need_sep:
+        tok.add_special(text.SEP)  # no-op when present
+    return grow_vocab(gpt, tok.vocab_size, seed=seed, pad_token_id=tok.pad_id), tok
+
+
+# ------------------------------------------------------------------------------------- training state
+def save_train_state(directory: Path, model, optimizer, state: dict, kind: str = "lm") -> None:
+    """model.ckpt, optimizer.ckpt (moments + global step), then train_state.json last: a crash before the
+    state file is replaced leaves the previous state naming the step it was written with."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_weights(model, directory / MODEL)
+    write_weights(optimizer, directory / OPTIMIZER)
+    write_gpt_config(directory, model.config)
+    write_format(directory, kind)
+    atomic.write_json(directory / TRAIN_STATE, state)
+
+
+def load_train_state(directory: Path, model, optimizer) -> dict:
+    """The state :func:`save_train_state` wrote, with the weights and optimizer moments put back."""
+    directory = Path(directory)
+    state_file = directory / TRAIN_STATE
+    if not state_file.is_file():
+        raise FileNotFoundError(f"nothing to resume in {directory}: {TRAIN_STATE} not found")
+    if (directory / GPT_CONFIG).is_file() and read_gpt_config(directory) != model.config:
+        saved = read_gpt_config(directory).to_dict()
+        diff = {k: (saved[k], v) for k, v in model.config.to_dict().items() if saved.get(k) != v}
+        raise ValueError(f"{directory}: the checkpoint's model config differs from this model's (saved, now): {diff}")
+    state = read_json(state_file)
+    mindspore.load_param_into_net(model, mindspore.load_checkpoint(str(directory / MODEL)), strict_load=True)
+    mindspore.load_param_into_net(optimizer, mindspore.load_checkpoint(str(directory / OPTIMIZER)))
+    return state
+
+
+# ------------------------------------------------------------------------------------------ classifiers
+def save_classifier(clf, tokenizer, meta: dict, directory: Path) -> Path:
+    """A fine-tuned classifier (trunk + head) as a whole folder, replaced atomically."""
+    with atomic.atomic_dir(directory) as tmp:
+        write_weights(clf, tmp / MODEL)
+        write_gpt_config(tmp, clf.config)
+        atomic.write_json(tmp / CLASSIFIER, {"task": clf.task, "pool": clf.pool, "num_labels": clf.num_labels,
+                                             **meta})
+        save_tokenizer(tokenizer, tmp)
+        write_format(tmp, "classifier")
+    return Path(directory)
+
+
+def load_classifier(directory: str | Path):
+    """``(classifier, tokenizer, meta)`` saved by :func:`save_classifier`."""
+    directory = Path(directory)
+    if not (directory / CLASSIFIER).is_file():
+        raise FileNotFoundError(f"{directory}/{CLASSIFIER} not found: not a folder written by ms-gpt finetune")
+    meta = read_json(directory / CLASSIFIER)
+    clf = GPTForSequenceClassification(read_gpt_config(directory), meta["num_labels"], task=meta["task"],
+                                       with_lm=False, pool=meta.get("pool", "last"))
+    load_params(clf, read_weights(directory / MODEL))
+    clf.set_train(False)
+    return clf, load_tokenizer(directory), meta

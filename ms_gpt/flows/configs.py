@@ -1,0 +1,206 @@
+"""One config dataclass per flow, composed of the per-concern ones in :mod:`ms_gpt.config`.
+
+``ms-gpt COMMAND`` flags are generated from these fields (``ms_gpt.config.add_flags``); ``--config
+run.json`` loads a whole run. ``FLAGS`` renames a few flags to the names users know (``--block-size``
+for pretraining's sequence length); ``DERIVED`` lists the fields a flow computes itself (no flag).
+Pure Python: ``ms-gpt --help`` imports this without MindSpore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ms_gpt.checks import check_buckets, require_fractions, require_positive_ints
+from ms_gpt.config import PRESETS, DataConfig, GenerationConfig, TrainConfig, opt
+
+TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
+TASKS = ("classification", "entailment", "similarity", "multiple-choice")
+MODES = ("jit", "pynative", "graph")
+
+
+@dataclass
+class RunConfig:
+    """What every command accepts."""
+
+    device: str | None = opt(None, "Ascend, GPU or CPU", none="$MS_GPT_DEVICE, else auto: Ascend > GPU > CPU")
+    seed: int = opt(0, "seed for Python, NumPy and MindSpore")
+    mode: str = opt("jit", "jit: steps compiled with mindspore.jit; pynative: nothing compiled (debugging); "
+                           "graph: MindSpore's GRAPH_MODE", choices=MODES)
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    out: str | None = opt(None, "output folder (checkpoint, tokenizer/, metrics.json, loss.png)", required=True)
+    corpus: str = opt("builtin:demo-en", "builtin:peoples-daily, builtin:reviews-zh, builtin:demo-en, or a .txt "
+                                         "file/folder")
+    preset: str = opt("tiny", "GPTConfig preset", choices=tuple(PRESETS))
+    tokenizer: str = opt("auto", "auto: jieba for Chinese built-ins, else whitespace", choices=TOKENIZERS)
+    vocab_size: int = opt(8000, "largest vocabulary", positive=True)
+    vocab_corpus: str | None = opt(None, "more text to build the vocabulary over (not trained on), e.g. a task's "
+                                         "training texts", none="none")
+    data: DataConfig = opt(factory=lambda: DataConfig(batch_size=16, max_len=64))
+    train: TrainConfig = opt(factory=lambda: TrainConfig(steps=200, learning_rate=3e-3, warmup_steps=None,
+                                                         eval_every=None, ckpt_every=None, amp=None))
+    until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
+                            positive=True, none="the last step")
+    resume: bool = opt(False, "continue the run saved in --out (the same settings)")
+    distributed: bool = opt(False, "data-parallel over the workers msrun starts (scripts/run_distributed.sh); "
+                                   "--batch-size is per worker")
+    progress: bool = opt(True, "show a progress bar")
+
+    FLAGS = {"data.max_len": "--block-size"}
+    DERIVED = ("data.buckets",)
+
+
+@dataclass
+class FinetuneConfig(RunConfig):
+    init: str | None = opt(None, "an ms_gpt checkpoint folder (ms-gpt pretrain) or a Hugging Face openai-gpt "
+                                 "folder", required=True)
+    task: str | None = opt(None, "GPT-1 task", choices=TASKS, required=True)
+    data: str | None = opt(None, "builtin:reviews-zh, or a folder with train/valid/test.jsonl", required=True)
+    out: str | None = opt(None, "output folder (metrics.json, best/, loss.png)", required=True)
+    epochs: int = opt(3, "passes over the training split", positive=True)
+    lm_weight: float = opt(0.5, "λ of the auxiliary LM loss (0 turns it off)")
+    classifier_dropout: float = opt(0.1, "dropout before the task head")
+    warmup_fraction: float = opt(0.002, "share of the steps for linear warmup (GPT-1: 0.2%)")
+    train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
+    reinit: bool = opt(False, "keep --init's architecture and tokenizer but start from random weights (baseline)")
+    pool: str = opt("last", "what the head reads: last = the extract token (GPT-1), mean = average of real tokens",
+                    choices=("last", "mean"))
+    batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=32, max_len=128))
+    train: TrainConfig = opt(factory=lambda: TrainConfig(
+        steps=None, learning_rate=6.25e-5, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
+        eval_every=None, ckpt_every=None, amp=False))
+    progress: bool = opt(True, "show a progress bar")
+
+    FLAGS = {}
+    DERIVED = ("train.steps", "train.warmup_steps", "train.eval_every", "train.ckpt_every", "train.min_lr_ratio",
+               "train.amp", "train.loss_scale", "train.loss_scale_window", "batching.static_shapes")
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; available: {', '.join(TASKS)}")
+        require_positive_ints(epochs=self.epochs, batch_size=self.batching.batch_size)
+        if self.batching.max_len is not None:
+            require_positive_ints(max_len=self.batching.max_len)
+        if self.train_limit is not None:
+            require_positive_ints(train_limit=self.train_limit)
+        if not (isinstance(self.lm_weight, (int, float)) and self.lm_weight >= 0):
+            raise ValueError(f"lm_weight (λ) must be >= 0, got {self.lm_weight!r}")
+        require_fractions(warmup_fraction=self.warmup_fraction, classifier_dropout=self.classifier_dropout)
+
+
+@dataclass
+class SFTConfig(RunConfig):
+    init: str | None = opt(None, "an ms_gpt checkpoint folder or a Hugging Face openai-gpt folder", required=True)
+    data: str | None = opt(None, 'a JSONL file of {"prompt": ..., "response": ...}', required=True)
+    out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate answers from)", required=True)
+    epochs: int = opt(20, "passes over the pairs", positive=True)
+    warmup_fraction: float = opt(0.05, "share of the steps for linear warmup")
+    batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=8, max_len=None))
+    train: TrainConfig = opt(factory=lambda: TrainConfig(
+        steps=None, learning_rate=1e-4, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
+        eval_every=None, ckpt_every=None, amp=False))
+    progress: bool = opt(True, "show a progress bar")
+
+    FLAGS = {}
+    DERIVED = FinetuneConfig.DERIVED
+
+    def validate(self) -> None:
+        require_positive_ints(epochs=self.epochs, batch_size=self.batching.batch_size)
+        if self.batching.max_len is not None:
+            require_positive_ints(max_len=self.batching.max_len)
+        if not self.train.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.train.learning_rate!r}")
+        require_fractions(warmup_fraction=self.warmup_fraction)
+
+
+@dataclass
+class GenerateConfig(RunConfig):
+    ckpt: str | None = opt(None, "a folder written by ms-gpt pretrain or sft", required=True)
+    prompt: str | None = opt(None, "the text to continue", required=True)
+    generation: GenerationConfig = opt(factory=GenerationConfig)
+
+    FLAGS = {}
+    DERIVED = ("mode",)
+
+
+@dataclass
+class SmokeConfig(RunConfig):
+    out: str = opt("runs/smoke", "output folder (metrics.json, model/)")
+    steps: int = opt(150, "optimizer steps", positive=True)
+    batch_size: int = opt(16, "reviews per batch", positive=True)
+    seq_len: int = opt(48, "characters per review", positive=True)
+    n_train: int = opt(2400, "training reviews", positive=True)
+    n_eval: int = opt(256, "held-out reviews", positive=True)
+    learning_rate: float = opt(2e-3, "peak learning rate")
+    max_grad_norm: float = opt(1.0, "clip gradients to this global norm")
+    n_layer: int = opt(2, "layers of the tiny openai-gpt", positive=True)
+    n_embd: int = opt(64, "width of the tiny openai-gpt", positive=True)
+    n_head: int = opt(4, "attention heads", positive=True)
+    max_vocab: int = opt(3000, "largest character vocabulary", positive=True)
+
+    FLAGS = {}
+    DERIVED = ("mode",)
+
+    def validate(self) -> None:
+        require_positive_ints(**{n: getattr(self, n) for n in (
+            "steps", "batch_size", "seq_len", "n_train", "n_eval", "n_layer", "n_embd", "n_head", "max_vocab")})
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+
+
+@dataclass
+class ImdbConfig(RunConfig):
+    model: str = opt("openai-gpt", "hub name (default openai-gpt), a local Hugging Face openai-gpt folder, or an "
+                                   "ms_gpt checkpoint folder (BPE tokenizer; exported through convert)")
+    data_dir: str | None = opt(None, "local IMDb: an aclImdb tree, a save_to_disk folder, or train/test parquet or "
+                                     "CSV with text,label", none="load_dataset('imdb') from $HF_ENDPOINT")
+    out: str | None = opt(None, "output folder (metrics.json, best/, checkpoints/)", required=True)
+    epochs: int = opt(3, "the course's 3", positive=True)
+    learning_rate: float = opt(2e-5, "peak learning rate")
+    batch_size: int = opt(4, "reviews per batch", positive=True)
+    max_seq_len: int = opt(512, "tokens per review, <bos>/<eos> included", positive=True)
+    subset: float = opt(0.1, "share of train and of test used (the course's 0.1; 1 = the full set)")
+    val_fraction: float = opt(0.3, "validation share of the subset (the course's 0.7 / 0.3)")
+    buckets: tuple | None = opt(None, "static length buckets, e.g. 128,256,512 (the last = --max-seq-len): far less "
+                                      "padding", none="none")
+    static_shapes: bool | None = opt(None, "pad to fixed shapes (auto: on for Ascend or $MS_GPT_STATIC_SHAPES)")
+    course_tokens: bool = opt(False, "encode as the course does (no <bos>/<eos> around the text)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    warmup_ratio: float = opt(0.0, "share of the steps for linear warmup")
+    max_grad_norm: float = opt(1.0, "clip gradients to this global norm")
+    eval_batch_size: int | None = opt(None, "reviews per evaluation batch", positive=True, none="--batch-size")
+    until_epoch: int | None = opt(None, "stop after epoch N with its checkpoint (continue later with --resume)",
+                                  positive=True, none="the last epoch")
+    resume: bool = opt(False, "continue the run saved in --out (the same settings)")
+
+    FLAGS = {}
+    DERIVED = ("mode",)
+    # Settings that may change between a run and its --resume.
+    RESUME_FREE = ("until_epoch", "resume", "out", "device", "mode")
+
+    def validate(self) -> None:
+        require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, max_seq_len=self.max_seq_len)
+        if self.eval_batch_size is not None:
+            require_positive_ints(eval_batch_size=self.eval_batch_size)
+        if self.until_epoch is not None:
+            require_positive_ints(until_epoch=self.until_epoch)
+            if self.until_epoch > self.epochs:
+                raise ValueError(f"until_epoch ({self.until_epoch}) is after the last epoch ({self.epochs})")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 < self.subset <= 1:
+            raise ValueError(f"subset must be in (0, 1], got {self.subset!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.max_seq_len < 3 and not self.course_tokens:
+            raise ValueError(f"max_seq_len must be >= 3 (<bos>, one token, <eos>), got {self.max_seq_len}")
+        if self.buckets == ():  # --buckets none
+            self.buckets = None
+        if self.buckets is not None:
+            check_buckets(self.buckets, self.max_seq_len, "max_seq_len")
+            if self.static_shapes is False:
+                raise ValueError("buckets are a static-shape mode; drop static_shapes=False or the buckets")
