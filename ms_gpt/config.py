@@ -356,7 +356,7 @@ def build(cls, data: dict, where: str = "config"):
             values[name] = tuple(value)
         else:
             values[name] = value
-    return cls(**values) if not values else dataclasses.replace(cls(), **values)
+    return dataclasses.replace(cls(), **values)
 
 
 def to_dict(cfg) -> dict:

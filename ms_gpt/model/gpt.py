@@ -199,6 +199,7 @@ class GPT(_ChecksInputIds):
     def check_inputs(self, input_ids, cache=None) -> None:
         check_input_ids(input_ids, self.config)
         if cache is not None:
+            cache = KVCache(*cache)  # a KVCache or its four fields as a tuple
             end = cache.filled() + input_ids.shape[1]
             if end > cache.size:
                 raise ValueError(f"position {end - 1} is beyond the cache's {cache.size} slots (n_positions="
