@@ -26,7 +26,7 @@ import mindspore
 import numpy as np
 
 from ms_gpt import atomic, convert, text
-from ms_gpt.config import GPTConfig
+from ms_gpt.config import GPTConfig, config_diff
 from ms_gpt.model import GPT, GPTForSequenceClassification
 from ms_gpt.model.params import load_params, model_params
 
@@ -225,10 +225,11 @@ def load_train_state(directory: Path, model, optimizer) -> dict:
     state_file = directory / TRAIN_STATE
     if not state_file.is_file():
         raise FileNotFoundError(f"nothing to resume in {directory}: {TRAIN_STATE} not found")
-    if (directory / GPT_CONFIG).is_file() and read_gpt_config(directory) != model.config:
-        saved = read_gpt_config(directory).to_dict()
-        diff = {k: (saved[k], v) for k, v in model.config.to_dict().items() if saved.get(k) != v}
-        raise ValueError(f"{directory}: the checkpoint's model config differs from this model's (saved, now): {diff}")
+    if (directory / GPT_CONFIG).is_file():
+        diff = config_diff(read_gpt_config(directory).to_dict(), model.config.to_dict())
+        if diff:
+            raise ValueError(f"{directory}: the checkpoint's model config differs from this model's (saved, now): "
+                             f"{diff}")
     state = read_json(state_file)
     mindspore.load_param_into_net(model, mindspore.load_checkpoint(str(directory / MODEL)), strict_load=True)
     mindspore.load_param_into_net(optimizer, mindspore.load_checkpoint(str(directory / OPTIMIZER)))

@@ -144,6 +144,7 @@ def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, 
 
 SCHEDULES = ("cosine", "linear", "constant")
 STRATEGIES = ("greedy", "beam", "sample")
+FINETUNE_TASKS = ("classification", "entailment", "similarity", "multiple-choice")
 
 
 @dataclass
@@ -357,6 +358,22 @@ def build(cls, data: dict, where: str = "config"):
         else:
             values[name] = value
     return dataclasses.replace(cls(), **values)
+
+
+def config_diff(saved: dict, now: dict, free=(), prefix: str = "") -> dict:
+    """``{dotted field: (saved, now)}`` for every setting of two config records that differs, nested
+    records compared field by field; ``free`` lists dotted fields that may differ."""
+    diff = {}
+    for key in sorted(set(saved) | set(now)):
+        name = prefix + key
+        if name in free:
+            continue
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff.update(config_diff(a, b, free, name + "."))
+        elif a != b:
+            diff[name] = (a, b)
+    return diff
 
 
 def to_dict(cfg) -> dict:

@@ -59,13 +59,13 @@ class DeviceSettings:
     target: str
     mode: str
     static_shapes: bool
+    seed: int
+    source: str  # where the target came from: "argument", "MS_GPT_DEVICE" or "auto"
 
     @property
     def compiled(self) -> bool:
         """Whether training and evaluation steps run as compiled graphs (``mindspore.jit``)."""
         return self.mode != "pynative"
-    seed: int
-    source: str  # where the target came from: "argument", "MS_GPT_DEVICE" or "auto"
 
 
 def normalize_target(name: str) -> str:

@@ -20,7 +20,7 @@ from mindspore import nn, ops
 from mindspore.amp import DynamicLossScaler, all_finite
 
 from ms_gpt import checkpoint, distributed
-from ms_gpt.config import SCHEDULES, TrainConfig  # noqa: F401  (TrainConfig is part of this module's API)
+from ms_gpt.config import SCHEDULES, TrainConfig, config_diff  # noqa: F401  (TrainConfig: part of this module's API)
 from ms_gpt.data.batching import IGNORE
 
 
@@ -150,9 +150,8 @@ class Trainer:
 
     def resume(self) -> int:
         state = checkpoint.load_train_state(self.out, self.model, self.optimizer)
-        now = asdict(self.cfg)
-        if state["train_config"] != now:  # the schedule and the data order depend on these
-            diff = {k: (state["train_config"].get(k), v) for k, v in now.items() if state["train_config"].get(k) != v}
+        diff = config_diff(state["train_config"], asdict(self.cfg))  # the schedule and data order depend on these
+        if diff:
             raise ValueError(f"{self.out} was trained with other settings (saved, now): {diff}; "
                              "resume with the same ones")
         self.step, self.history, self.skipped = state["step"], state["history"], state.get("skipped", 0)

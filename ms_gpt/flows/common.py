@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ms_gpt import atomic, checkpoint, device
-from ms_gpt.config import to_dict
+from ms_gpt.config import config_diff, to_dict
 from ms_gpt.data.batching import Shapes
 
 
@@ -24,21 +24,6 @@ def shapes_for(data, settings: device.DeviceSettings, max_len: int, default_buck
     static = settings.static_shapes if data.static_shapes is None else bool(data.static_shapes)
     buckets = data.buckets if data.buckets is not None else default_buckets  # () = no buckets
     return Shapes(max_len, static=static, buckets=buckets or None)
-
-
-def resume_diff(saved: dict, now: dict, free=(), prefix: str = "") -> dict:
-    """``{dotted field: (saved, now)}`` for every setting that differs (``free`` ones excepted)."""
-    diff = {}
-    for key in sorted(set(saved) | set(now)):
-        name = prefix + key
-        if name in free:
-            continue
-        a, b = saved.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diff.update(resume_diff(a, b, free, name + "."))
-        elif a != b:
-            diff[name] = (a, b)
-    return diff
 
 
 def resolved(cfg, train, shapes: Shapes):
@@ -60,9 +45,9 @@ def record_run(out: Path, cfg, free=(), resume: bool = False) -> dict:
     """Write the fully resolved run configuration into ``out`` (what ``--config`` reloads); with ``resume``
     first check it against the saved one, naming every field that differs."""
     record = to_dict(cfg)
-    saved = checkpoint.read_run_config(out)
-    if resume and saved is not None:
-        diff = resume_diff(saved, record, free)
+    saved = checkpoint.read_run_config(out) if resume else None
+    if saved is not None:
+        diff = config_diff(saved, record, free)
         if diff:
             raise ValueError(f"{out} was trained with other settings (saved, now): {diff}; resume with the same ones "
                              f"(or --config {out / checkpoint.RUN_CONFIG})")

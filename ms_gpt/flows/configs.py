@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ms_gpt.checks import check_buckets, require_fractions, require_positive_ints
+from ms_gpt.config import FINETUNE_TASKS as TASKS
 from ms_gpt.config import PRESETS, DataConfig, GenerationConfig, TrainConfig, opt
+from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
 
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
-TASKS = ("classification", "entailment", "similarity", "multiple-choice")
-MODES = ("jit", "pynative", "graph")
+# Per-invocation settings: they may differ between a run and its --resume.
+RUN_ONLY = ("out", "device", "mode", "progress", "resume")
 
 
 @dataclass
@@ -180,7 +182,7 @@ class ImdbConfig(RunConfig):
     FLAGS = {}
     DERIVED = ("mode",)
     # Settings that may change between a run and its --resume.
-    RESUME_FREE = ("until_epoch", "resume", "out", "device", "mode")
+    RESUME_FREE = RUN_ONLY + ("until_epoch",)
 
     def validate(self) -> None:
         require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, max_seq_len=self.max_seq_len)

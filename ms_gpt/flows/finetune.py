@@ -25,8 +25,6 @@ from ms_gpt.model.params import load_params, model_params
 from ms_gpt.training import Trainer, lm_loss
 
 BEST = "best"
-# Settings that may differ between runs into the same folder without meaning another experiment.
-RECORD_FREE = ("progress", "out", "device", "mode")
 
 
 def make_objective(lm_weight: float):
@@ -114,7 +112,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     train_cfg = common.epoch_schedule(cfg.train, cfg.epochs, per_epoch, cfg.warmup_fraction, ckpt_every=per_epoch)
     run = common.resolved(cfg, train_cfg, shapes)
     out.mkdir(parents=True, exist_ok=True)
-    record = common.record_run(out, run, free=RECORD_FREE)
+    record = common.record_run(out, run)
     clf = build_classifier(gpt, cfg.task, data_set.num_labels, cfg, cfg.seed)
     trainer = Trainer(clf, train_cfg, out, jit=settings.compiled, objective=make_objective(cfg.lm_weight))
     predict = Predictor(clf, jit=settings.compiled)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ms_gpt import atomic, checkpoint, compat, convert
-from ms_gpt.config import to_dict
+from ms_gpt.config import config_diff, to_dict
 from ms_gpt.data import imdb
 from ms_gpt.data.imdb_pipeline import (IGNORE, BatchedDataset, check_buckets, collate_batch, encode,  # noqa: F401
                                        process_dataset)
@@ -153,7 +153,7 @@ def _check_resume(out: Path, cfg: ImdbConfig, log=print):
     saved = checkpoint.read_run_config(out)
     if not have or saved is None:
         raise ValueError(f"--resume: {out} has no saved run ({checkpoint.RUN_CONFIG} and {CKPT_DIR}/checkpoint-*)")
-    diff = common.resume_diff(saved, current, free=ImdbConfig.RESUME_FREE)
+    diff = config_diff(saved, current, free=ImdbConfig.RESUME_FREE)
     if diff:
         was = ", ".join(f"{k}={a!r}" for k, (a, _) in diff.items())
         raise ValueError(f"--resume with different settings than the saved run: {', '.join(diff)} (saved: {was})")

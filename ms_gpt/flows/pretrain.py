@@ -9,13 +9,12 @@ from ms_gpt import checkpoint, distributed, text
 from ms_gpt.config import GPTConfig
 from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
 from ms_gpt.flows import common
-from ms_gpt.flows.configs import PretrainConfig
+from ms_gpt.flows.configs import RUN_ONLY, PretrainConfig
 from ms_gpt.model import GPT
 from ms_gpt.training import Trainer
 
 _ZH = ("builtin:peoples-daily", "builtin:reviews-zh")
-# Settings that may change between a run and its --resume.
-RESUME_FREE = ("until", "resume", "progress", "out", "device", "mode")
+RESUME_FREE = RUN_ONLY + ("until",)  # settings that may change between a run and its --resume
 
 
 def tokenizer_kind(cfg: PretrainConfig) -> str:

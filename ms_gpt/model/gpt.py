@@ -9,7 +9,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from ms_gpt.config import GPTConfig
+from ms_gpt.config import FINETUNE_TASKS, GPTConfig
 from ms_gpt.model.cache import KVCache
 from ms_gpt.model.dropout import KeyedDropout, is_rng_state, seed_dropout
 from ms_gpt.model.layers import (LayerNorm, Linear, MultiHeadAttention, PoswiseFeedForwardNet,
@@ -219,7 +219,6 @@ class GPT(_ChecksInputIds):
         return logits, cache, hidden  # GPTOutput's fields
 
 
-FINETUNE_TASKS = ("classification", "entailment", "similarity", "multiple-choice")
 
 
 class GPTForSequenceClassification(_ChecksInputIds):

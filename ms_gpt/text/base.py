@@ -24,6 +24,7 @@ KINDS: dict = {}  # kind name -> Tokenizer subclass, filled as each kind's class
 
 class Tokenizer(ABC):
     kind: str = ""
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -34,7 +35,6 @@ class Tokenizer(ABC):
     def learn(cls, texts, vocab_size: int) -> "Tokenizer":
         """A vocabulary of at most ``vocab_size`` tokens learned from ``texts`` (each kind says how)."""
         raise NotImplementedError
-    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
 
     @property
     @abstractmethod
