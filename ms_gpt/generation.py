@@ -21,13 +21,13 @@ _COMPILED_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def compiled_step(model):
-    """``mindspore.jit`` of one cached decoding step, ``model(ids, cache)``: compiled once per model
-    (and batch size), since the cache's shapes never change."""
+    """``mindspore.jit`` of one cached decoding step, ``model(ids, cache)`` -> (logits, cache fields,
+    hidden states): compiled once per model (and batch size), since the cache's shapes never change.
+    The whole output is returned: dropping a part inside the graph makes MindSpore warn on every compile."""
     fn = _COMPILED_STEPS.get(model)
     if fn is None:
         def decode(input_ids, keys, values, pad, length):
-            logits, cache, _ = model(input_ids, (keys, values, pad, length))
-            return logits, cache
+            return model(input_ids, (keys, values, pad, length))
 
         fn = _COMPILED_STEPS[model] = mindspore.jit(decode)
     return fn
@@ -55,7 +55,7 @@ class _Runner:
     def next(self, ids: np.ndarray) -> np.ndarray:
         """``ids``: the whole sequences so far [b, length + 1]."""
         if self.use_cache:
-            logits, cache = compiled_step(self.model)(
+            logits, cache, _ = compiled_step(self.model)(
                 mindspore.Tensor(ids[:, -1:].astype(np.int32)), *self.cache.as_inputs())
             self.cache = KVCache(*cache)
             return logits.asnumpy()[:, -1].astype(np.float64)

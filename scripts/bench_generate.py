@@ -85,7 +85,7 @@ def per_token_vs_context(model, cfg, contexts, repeats) -> dict:
 
         def block():  # one step is a few ms, near the clock's tick here: time STEPS_PER_SAMPLE of them
             for _ in range(STEPS_PER_SAMPLE):
-                logits, _ = compiled_step(model)(nxt, *inputs)
+                logits, _, _ = compiled_step(model)(nxt, *inputs)
                 logits.asnumpy()
 
         block()
