@@ -106,9 +106,9 @@ def load_model(directory: str | Path):
     directory = Path(directory)
     kind = read_format(directory).get("kind", "lm")
     if kind != "lm":
-        raise CheckpointError(f"{directory} holds a {kind} (format.json), not a language model; "
-                              + ("load it with checkpoint.load_classifier" if kind == "classifier" else
-                                 "its best/ folder has the result"))
+        what = {"classifier": "a fine-tuned classifier (load it with checkpoint.load_classifier)",
+                "training": "the training state of a fine-tuning run (its best/ folder has the result)"}
+        raise CheckpointError(f"{directory} holds {what.get(kind, repr(kind))} (format.json), not a language model")
     config = read_gpt_config(directory)
     if not (directory / MODEL).is_file():
         raise CheckpointError(f"{directory}: {MODEL} not found (expected a folder written by ms_gpt)")

@@ -36,7 +36,11 @@ def test_the_wrong_folder_is_a_clear_error(saved, tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"format_version 2 is newer than this ms_gpt reads \(1\)"):
         checkpoint.load_model(run)
     (run / "format.json").write_text(json.dumps({"format_version": 1, "kind": "classifier"}))
-    with pytest.raises(checkpoint.CheckpointError, match=r"holds a classifier .*load it with checkpoint.load_classifier"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds a fine-tuned classifier \(load it with "
+                                                          r"checkpoint.load_classifier\) \(format.json\), not a language"):
+        checkpoint.load_model(run)
+    (run / "format.json").write_text(json.dumps({"format_version": 1, "kind": "training"}))
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds the training state of a fine-tuning run \(its best/"):
         checkpoint.load_model(run)
     with pytest.raises(checkpoint.CheckpointError, match=r"gpt_config.json not found"):
         checkpoint.load_model(tmp_path)
