@@ -320,8 +320,18 @@ def report(env: Environment) -> dict:
         "device_targets": env.targets,
         "cann": env.cann,
         "hf_endpoint": env.hf_endpoint,
+        "cpu_kernels": _cpu_kernels(),
         "diagnoses": [asdict(d) for d in diags],
     }
+
+
+def _cpu_kernels() -> str:
+    try:
+        from ms_gpt import kernels
+
+        return kernels.describe()
+    except Exception as exc:  # noqa: BLE001 - doctor reports, never fails on this
+        return f"error: {type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------- stale tutorial code
@@ -429,6 +439,7 @@ def format_text(rep: dict) -> str:
     lines.append(f"  targets         {', '.join(rep['device_targets']) or '-'}")
     lines.append(f"  CANN            {rep['cann'] or '-'}")
     lines.append(f"  HF_ENDPOINT     {rep['hf_endpoint'] or '-'}")
+    lines.append(f"  CPU kernels     {rep.get('cpu_kernels') or '-'}")
     for d in rep["diagnoses"]:
         lines.append(f"[{d['severity']}] {d['code']}: {d['message']}\n    fix: {d['fix']}")
     return "\n".join(lines)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import mindspore
 import numpy as np
-from mindspore import nn, ops
+from mindspore import ops
 from mindspore.amp import DynamicLossScaler, all_finite
 
 from ms_gpt import checkpoint, distributed
 from ms_gpt.config import SCHEDULES, TrainConfig, config_diff  # noqa: F401  (TrainConfig: part of this module's API)
 from ms_gpt.data.batching import IGNORE
+from ms_gpt.optim import AdamW
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,12 +56,10 @@ def lm_objective(model, ids, labels):
     return lm_loss(model(ids), labels)
 
 
-def make_optimizer(model, cfg: TrainConfig):
-    params = model.trainable_params()
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return nn.AdamWeightDecay(groups, learning_rate=mindspore.Tensor(lr_schedule(cfg)), eps=1e-8)
+def make_optimizer(model, cfg: TrainConfig) -> AdamW:
+    """AdamW over the trainable weights (matrices decayed), clipping to ``cfg.grad_clip`` inside."""
+    return AdamW(model.trainable_params(), lr_schedule(cfg), weight_decay=cfg.weight_decay, eps=1e-8,
+                 max_norm=cfg.grad_clip)
 
 
 class Trainer:
@@ -89,7 +88,6 @@ class Trainer:
         def forward(*batch):
             return objective(self.model, *batch)
 
-        clip = cfg.grad_clip
         reducer = distributed.grad_reducer(self.optimizer.parameters, self.dist)
         mean = distributed.loss_mean(self.dist)
         if self.scaler is None:
@@ -100,8 +98,7 @@ class Trainer:
                 if reducer is not None:  # data parallel: the average over the workers' shards
                     grads = reducer(grads)
                     loss = mean(loss)
-                grads = ops.clip_by_global_norm(grads, clip)
-                self.optimizer(grads)
+                self.optimizer(grads)  # clips to cfg.grad_clip, then AdamW
                 return loss, ops.isfinite(loss)
         else:
             scaler = self.scaler
@@ -121,7 +118,7 @@ class Trainer:
                 finite = all_finite(grads)
                 scaler.adjust(finite)
                 if finite:  # an overflowing step is skipped; the scale has been lowered for the next one
-                    self.optimizer(ops.clip_by_global_norm(grads, clip))
+                    self.optimizer(grads)
                 return loss, finite
 
         def eval_step(*batch):

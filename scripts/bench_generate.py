@@ -2,7 +2,9 @@
 
 For 32/128/256 new tokens: greedy tokens/s with the KV cache and without it (the whole sequence
 recomputed for every token), median of ``--repeats`` runs after a warm-up, and the speed-up; then
-the cached per-token time against the context length (16 … 256), as a ratio to the shortest.
+the cached per-token time against the context length (16 … 256), as a ratio to the shortest; and,
+when a Python with ``torch==2.13.0`` is found (``--torch-python`` or ``.venv-ref``), the same model's
+greedy decoding in PyTorch eager with a KV cache of the same shape (in a child process), as a ratio.
 
     .venv/bin/python scripts/bench_generate.py                  # tutorial preset (6 x 512), random weights
     .venv/bin/python scripts/bench_generate.py --preset tiny --repeats 3
@@ -12,27 +14,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from bench_train import run_times  # noqa: E402  (scripts/ is on sys.path when run as a script)
+
+
+def config(args):
+    from ms_gpt.config import GPTConfig
+
+    need = args.prompt_len + max(args.new_tokens) + 1
+    return GPTConfig.preset(args.preset, vocab_size=args.vocab_size, pad_token_id=None,
+                            n_positions=max(need, max(args.contexts) + 1))
 
 
 def build(args):
     import numpy as np
 
     from ms_gpt import device
-    from ms_gpt.config import GPTConfig
     from ms_gpt.model import GPT
 
     device.setup(args.device, mode="pynative", seed=0)
-    need = args.prompt_len + max(args.new_tokens) + 1
-    cfg = GPTConfig.preset(args.preset, vocab_size=args.vocab_size, pad_token_id=None,
-                           n_positions=max(need, max(args.contexts) + 1))
+    cfg = config(args)
     model = GPT(cfg)
     model.set_train(False)
     prompt = np.random.RandomState(0).randint(0, args.vocab_size, args.prompt_len).tolist()
@@ -97,6 +107,97 @@ def per_token_vs_context(model, cfg, contexts, repeats) -> dict:
     return out
 
 
+def torch_kv_decoding(args) -> dict:
+    """Greedy decoding of the same architecture in PyTorch eager with a plain KV cache (keys/values
+    concatenated per step), batch 1, the same prompt length; tokens/s for each --new-tokens."""
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    cfg = config(args)
+    d, h = cfg.d_model, cfg.n_head
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+            self.ln1, self.ln2 = nn.LayerNorm(d, eps=cfg.layer_norm_eps), nn.LayerNorm(d, eps=cfg.layer_norm_eps)
+            self.fc1, self.fc2 = nn.Linear(d, cfg.d_ff), nn.Linear(cfg.d_ff, d)
+
+        def act(self, x):
+            if cfg.activation == "relu":
+                return F.relu(x)
+            return F.gelu(x, approximate="tanh" if cfg.activation == "gelu_tanh" else "none")
+
+        def attn(self, x, past):
+            b, l, _ = x.shape
+
+            def heads(t):
+                return t.view(b, l, h, d // h).transpose(1, 2)
+
+            q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+            if past is not None:
+                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None and l > 1)
+            return self.o(y.transpose(1, 2).reshape(b, l, d)), (k, v)
+
+        def forward(self, x, past):
+            if cfg.norm == "pre":
+                a, kv = self.attn(self.ln1(x), past)
+                x = x + a
+                return x + self.fc2(self.act(self.fc1(self.ln2(x)))), kv
+            a, kv = self.attn(x, past)
+            x = self.ln1(x + a)
+            return self.ln2(x + self.fc2(self.act(self.fc1(x)))), kv
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(cfg.vocab_size, d), nn.Embedding(cfg.n_positions, d)
+            self.layers = nn.ModuleList(Layer() for _ in range(cfg.n_layer))
+            self.final = nn.LayerNorm(d, eps=cfg.layer_norm_eps) if cfg.final_norm else None
+            self.head = None if cfg.tie_word_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
+
+        def forward(self, ids, start, cache):
+            x = self.tok(ids) + self.pos(torch.arange(start, start + ids.shape[1]))
+            new = []
+            for layer, past in zip(self.layers, cache or [None] * len(self.layers)):
+                x, kv = layer(x, past)
+                new.append(kv)
+            if self.final is not None:
+                x = self.final(x)
+            x = x[:, -1]
+            return (x @ self.tok.weight.T if self.head is None else self.head(x)), new
+
+    model = Model().eval()
+    prompt = torch.from_numpy(np.random.RandomState(0).randint(0, cfg.vocab_size, (1, args.prompt_len)))
+
+    @torch.no_grad()
+    def decode(n):
+        logits, cache = model(prompt, 0, None)
+        pos = prompt.shape[1]
+        for _ in range(n):
+            nxt = logits.argmax(-1, keepdim=True)
+            logits, cache = model(nxt, pos, cache)
+            pos += 1
+
+    decode(4)  # warm-up
+    rows = [{"new_tokens": n, "cached_tokens_per_s": round(n / median_time(lambda: decode(n), args.repeats), 2)}
+            for n in args.new_tokens]
+    return {"framework": "torch " + torch.__version__, "threads": torch.get_num_threads(), "decoding": rows}
+
+
+def torch_python(args) -> str | None:
+    candidates = [args.torch_python] if args.torch_python else [str(ROOT / ".venv-ref/bin/python")]
+    for py in candidates:
+        if py and Path(py).exists() and subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
+            return py
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tutorial")
@@ -106,9 +207,15 @@ def main(argv=None) -> int:
     p.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median; >= 3)")
     p.add_argument("--device", default="CPU")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager KV-cache reference")
+    p.add_argument("--torch-python", default=None, help="a Python with torch==2.13.0 for the reference")
+    p.add_argument("--only", choices=("torch",), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats < 3:
         p.error(f"--repeats must be >= 3, got {args.repeats}")
+    if args.only == "torch":
+        print(json.dumps(torch_kv_decoding(args)))
+        return 0
     model, cfg, prompt = build(args)
     from ms_gpt.generation import generate
 
@@ -127,6 +234,19 @@ def main(argv=None) -> int:
         "decoding": decoding, "per_token_vs_context": context,
         "cached_per_token_spread": round(max(ratios) / min(ratios), 3),
     }
+    py = None if args.no_torch else torch_python(args)
+    if py is not None:
+        cmd = [py, __file__, "--only", "torch", *(argv if argv is not None else sys.argv[1:])]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            result["torch"] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+        else:
+            result["torch"] = json.loads(proc.stdout.strip().splitlines()[-1])
+            result["cached_vs_torch_tokens_per_s"] = {
+                str(ms["new_tokens"]): round(ms["cached_tokens_per_s"] / pt["cached_tokens_per_s"], 3)
+                for ms, pt in zip(decoding, result["torch"]["decoding"])}
+    else:
+        result["torch"] = None if args.no_torch else {"error": "no Python with torch found (--torch-python)"}
     print(json.dumps(result, indent=2))
     return 0
 

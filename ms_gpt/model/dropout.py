@@ -82,13 +82,23 @@ class KeyedDropout(nn.Cell):
     def set_key(self, key: int) -> None:
         self.rng_state.set_data(Tensor(np.array([key, 0], np.int32)))
 
+    @property
+    def active(self) -> bool:
+        """Whether a call drops anything (training with p > 0); a constant inside compiled graphs."""
+        return self.training and self.p > 0.0
+
+    def multiplier(self, shape: tuple, dtype=mindspore.float32):
+        """The next call's mask as multipliers (0 or 1 / (1 - p)) of ``shape``, advancing the call count
+        exactly as calling the cell would (for fused kernels that apply the dropout themselves)."""
+        state = self.rng_state
+        keep = keep_mask(shape, self.p, state[0], state[1])
+        ops.assign_add(self.rng_state, self._one_call)
+        return keep.astype(dtype) * self.scale
+
     def construct(self, x):
         if not self.training or self.p == 0.0:
             return x
-        state = self.rng_state
-        keep = keep_mask(x.shape, self.p, state[0], state[1])
-        ops.assign_add(self.rng_state, self._one_call)
-        return x * keep.astype(x.dtype) * self.scale
+        return x * self.multiplier(x.shape, x.dtype)
 
 
 def seed_dropout(cell: nn.Cell, seed: int) -> int:

@@ -12,7 +12,7 @@ from mindspore.common.initializer import Normal, initializer
 from ms_gpt.config import FINETUNE_TASKS, GPTConfig
 from ms_gpt.model.cache import KVCache
 from ms_gpt.model.dropout import KeyedDropout, is_rng_state, seed_dropout
-from ms_gpt.model.layers import (LayerNorm, Linear, MultiHeadAttention, PoswiseFeedForwardNet,
+from ms_gpt.model.layers import (LayerNorm, Linear, cpu_linear, MultiHeadAttention, PoswiseFeedForwardNet,
                                  get_attn_subsequent_mask, get_sin_enc_table)
 
 
@@ -34,7 +34,7 @@ class DecoderLayer(nn.Cell):
     def construct(self, x, attn_mask, kv_cache=None, place=None):
         """x [b, l, d] -> x [b, l, d], attention weights, keys/values (see MultiHeadAttention)."""
         h = self.ln_1(x) if self.pre_ln else x
-        a, weights, kv = self.self_attn(h, h, h, attn_mask, kv_cache, place)
+        a, weights, kv = self.self_attn.self_attention(h, attn_mask, kv_cache, place)
         if self.pre_ln:
             x = x + a
             x = x + self.feed_forward(self.ln_2(x))
@@ -187,12 +187,17 @@ class GPT(_ChecksInputIds):
             config.d_model, config.vocab_size, bias=False, std=config.initializer_range,
             compute_dtype=config.compute_dtype)
         self.matmul_t = ops.MatMul(transpose_b=True)
+        self.fused_head = cpu_linear(bias=False) if config.compute_dtype == "float32" else None
         seed_dropout(self, _default_seed(dropout_seed))
 
     def lm_logits(self, hidden):
         if self.projection is None:  # tied: logits = h E^T, as one 2-D GEMM with E transposed in-kernel
             lead = hidden.shape[:-1]
-            logits = self.matmul_t(hidden.reshape(-1, hidden.shape[-1]), self.decoder.tok_emb)
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            if self.fused_head is not None:
+                logits = self.fused_head(flat, self.decoder.tok_emb)
+            else:
+                logits = self.matmul_t(flat, self.decoder.tok_emb)
             return logits.reshape(lead + (self.config.vocab_size,))
         return self.projection(hidden)
 

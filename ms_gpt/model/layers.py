@@ -63,14 +63,36 @@ class Linear(nn.Cell):
         # A 2-D GEMM with W transposed inside the kernel: on CPU about 3.5x faster than ops.matmul of
         # a [b, l, d] tensor with W.T (a broadcast batch matmul plus a materialised transpose).
         self.matmul_t = ops.MatMul(transpose_b=True)
+        # On CPU in float32: OpenBLAS's sgemm with the bias add and its gradient fused (ms_gpt.kernels)
+        self.fused = cpu_linear(bias) if compute_dtype == "float32" else None
 
     def construct(self, x):
         out_dtype = x.dtype
         lead = x.shape[:-1]
-        y = self.matmul_t(x.reshape(-1, x.shape[-1]).astype(self.compute_dtype), self.weight.astype(self.compute_dtype))
+        x2 = x.reshape(-1, x.shape[-1])  # [b*l, d_in]
+        if self.fused is not None:
+            y = self.fused(x2, self.weight, self.bias) if self.bias is not None else self.fused(x2, self.weight)
+            return y.reshape(lead + (self.d_out,))
+        y = self.matmul_t(x2.astype(self.compute_dtype), self.weight.astype(self.compute_dtype))
         if self.bias is not None:
             y = y + self.bias.astype(self.compute_dtype)
         return y.reshape(lead + (self.d_out,)).astype(out_dtype)
+
+
+def _cpu_kernel(name: str, *args):
+    """``ms_gpt.kernels.custom.<name>(*args)`` when the CPU kernels are enabled here, else None."""
+    from ms_gpt import kernels
+
+    if not kernels.enabled():
+        return None
+    from ms_gpt.kernels import custom
+
+    return getattr(custom, name)(*args)
+
+
+def cpu_linear(bias: bool = True):
+    """The fused CPU GEMM primitive for y = x W^T (+ b) when ms_gpt.kernels are enabled here, else None."""
+    return _cpu_kernel("linear" if bias else "matmul_nt")
 
 
 class LayerNorm(nn.Cell):
@@ -81,12 +103,15 @@ class LayerNorm(nn.Cell):
         self.weight = Parameter(initializer("ones", (d,), mindspore.float32), name="weight")
         self.bias = Parameter(initializer("zeros", (d,), mindspore.float32), name="bias")
         self.eps = eps
+        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+        self.fused, self.eps_tensor = _cpu_kernel("layer_norm", eps) or (None, None)
 
     def construct(self, x):
         x32 = x.astype(mindspore.float32)
-        mean = x32.mean(-1, keep_dims=True)
-        var = ((x32 - mean) ** 2).mean(-1, keep_dims=True)
-        y = (x32 - mean) / ops.sqrt(var + self.eps) * self.weight + self.bias
+        if self.fused is not None:
+            y = self.fused(x32.reshape(-1, x.shape[-1]), self.weight, self.bias, self.eps_tensor)[0]
+            return y.reshape(x.shape).astype(x.dtype)
+        y, _, _ = self.norm(x32, self.weight, self.bias)
         return y.astype(x.dtype)
 
 
@@ -123,6 +148,12 @@ class MultiHeadAttention(nn.Cell):
         self.linear = Linear(d, d, std=std, compute_dtype=cd)
         self.attention = ScaledDotProductAttention(config.d_k, config.attn_dropout, cd)
         self.dropout = KeyedDropout(p=config.resid_dropout)
+        # With the CPU kernels (ms_gpt.kernels), attention without a cache - projections, masked softmax
+        # and its dropout - is one kernel (and one for its backward) instead of about 30 MindSpore ops
+        self.fused_attention = self.fused_attention_dropout = None
+        if cd == "float32":
+            self.fused_attention = _cpu_kernel("attention", self.n_head, False)
+            self.fused_attention_dropout = _cpu_kernel("attention", self.n_head, True)
 
     def _heads(self, x):
         b, l, _ = x.shape
@@ -136,8 +167,31 @@ class MultiHeadAttention(nn.Cell):
         slots (``attn_mask`` is then [b, l_q, T]). Returns the output [b, l_q, d], the attention
         weights [b, h, l_q, l_k] and the keys/values attended over (the updated buffers when cached).
         """
-        b, l_q, _ = Q.shape
         q, k, v = self._heads(self.W_Q(Q)), self._heads(self.W_K(K)), self._heads(self.W_V(V))
+        return self._attend(q, k, v, attn_mask, kv_cache, place)
+
+    def self_attention(self, x, attn_mask, kv_cache=None, place=None):
+        """``construct(x, x, x, ...)``, through the fused CPU kernel when there is one and no cache."""
+        if self.fused_attention is not None and kv_cache is None:
+            return self._fused_self_attention(x, attn_mask)
+        return self.construct(x, x, x, attn_mask, kv_cache, place)
+
+    def _fused_self_attention(self, x, attn_mask):
+        """Projections, masked softmax attention and its dropout in one CPU kernel (ms_gpt.kernels)."""
+        b, l, d = x.shape
+        weights = (x, self.W_Q.weight, self.W_K.weight, self.W_V.weight, self.W_Q.bias, self.W_K.bias, self.W_V.bias,
+                   attn_mask)
+        dropout = self.attention.dropout
+        if dropout.active:
+            keep = dropout.multiplier((b, self.n_head, l, l))
+            context, _, k, v, p = self.fused_attention_dropout(*weights, keep)
+        else:
+            context, _, k, v, p = self.fused_attention(*weights)
+        out = self.dropout(self.linear(context))
+        return out, p, (self._heads(k), self._heads(v))
+
+    def _attend(self, q, k, v, attn_mask, kv_cache, place):
+        b, _, l_q, _ = q.shape
         if kv_cache is not None:
             k = write_slots(kv_cache[0], k, place)
             v = write_slots(kv_cache[1], v, place)
@@ -170,6 +224,8 @@ class PoswiseFeedForwardNet(nn.Cell):
         self.fc2 = Linear(config.d_ff, config.d_model, std=std, compute_dtype=cd)
         if config.activation == "relu":
             self.act = nn.ReLU()
+        elif config.activation == "gelu" and _cpu_kernel("gelu") is not None:
+            self.act = _cpu_kernel("gelu")  # exact GELU fused with its gradient (MindSpore's runs as erf + 5 ops)
         else:
             self.act = nn.GELU(approximate=config.activation == "gelu_tanh")
         self.dropout = KeyedDropout(p=config.resid_dropout)

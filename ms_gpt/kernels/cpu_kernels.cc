@@ -1,0 +1,431 @@
+// Linear layers on CPU through OpenBLAS's sgemm (the scipy-openblas32 wheel), as MindSpore `Custom`
+// "aot" kernels. Every function has MindSpore's aot signature:
+//   int f(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
+// params holds the inputs, then the outputs; all float32, row-major, contiguous.
+#include <cblas.h>
+#include <cstdint>
+#include <cmath>
+#include <cstring>
+#include <algorithm>
+#include <thread>
+#include <vector>
+
+namespace {
+inline int64_t rows_of(int ndim, const int64_t *shape) {  // product of all but the last axis
+  int64_t r = 1;
+  for (int i = 0; i + 1 < ndim; ++i) r *= shape[i];
+  return r;
+}
+
+int g_threads = 1;  // set by SetThreads (Python: ms_gpt.kernels.library)
+
+// Row-major C[M, N] = alpha op(A) op(B) + beta C with OpenBLAS kept at one thread: large products are
+// split by rows of C over g_threads std::threads. (OpenBLAS's own threads busy-wait between calls and
+// took the CPU from MindSpore's kernels: measured slower than one thread on 2 cores.)
+void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+          int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  const int parts = (g_threads > 1 && M >= 64 && M * N * K >= (int64_t(1) << 26)) ? g_threads : 1;  // >= ~1 ms of work: a thread start pays off
+  if (parts == 1) {
+    scipy_cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  std::vector<std::thread> pool;
+  const int64_t chunk = (M + parts - 1) / parts;
+  for (int t = 0; t < parts; ++t) {
+    const int64_t m0 = t * chunk, m = std::min(chunk, M - m0);
+    if (m <= 0) break;
+    const float *a = ta == CblasNoTrans ? A + m0 * lda : A + m0;
+    auto run = [=] { scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc); };
+    if (t + 1 < parts) pool.emplace_back(run); else run();
+  }
+  for (auto &th : pool) th.join();
+}
+}  // namespace
+
+extern "C" int SetThreads(int n) {
+  g_threads = n < 1 ? 1 : n;
+  return g_threads;
+}
+
+extern "C" {
+
+// y [.., n] = x [.., k] @ w[n, k]^T + b[n]
+int LinearForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 4) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *b = static_cast<const float *>(params[2]);
+  float *y = static_cast<float *>(params[3]);
+  const int64_t m = rows_of(ndims[0], shapes[0]), k = shapes[0][ndims[0] - 1], n = shapes[1][0];
+  for (int64_t i = 0; i < m; ++i) std::memcpy(y + i * n, b, sizeof(float) * n);
+  gemm(CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 1.0f, y, n);
+  return 0;
+}
+
+// y [.., n] = x [.., k] @ w[n, k]^T  (no bias)
+int MatMulNT(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t m = rows_of(ndims[0], shapes[0]), k = shapes[0][ndims[0] - 1], n = shapes[1][0];
+  gemm(CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+  return 0;
+}
+
+// The backward of y = x w^T (+ b): inputs x [.., k], w [n, k], dy [.., n];
+// outputs dx [.., k] = dy @ w, dw [n, k] = dy^T @ x, and (LinearBackward only) db [n] = sum of dy's rows.
+// (Two entry points: MindSpore caches a Custom kernel's signature by its function name.)
+static int linear_backward(int nparam, void **params, int *ndims, int64_t **shapes) {
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *dy = static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  float *dw = static_cast<float *>(params[4]);
+  const int64_t m = rows_of(ndims[0], shapes[0]), k = shapes[0][ndims[0] - 1], n = shapes[1][0];
+  gemm(CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, n, w, k, 0.0f, dx, k);
+  gemm(CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, 0.0f, dw, k);
+  if (nparam == 6) {
+    float *db = static_cast<float *>(params[5]);
+    std::memset(db, 0, sizeof(float) * n);
+    for (int64_t i = 0; i < m; ++i) {
+      const float *row = dy + i * n;
+      for (int64_t j = 0; j < n; ++j) db[j] += row[j];
+    }
+  }
+  return 0;
+}
+
+int LinearBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  return nparam == 6 ? linear_backward(nparam, params, ndims, shapes) : 1;
+}
+
+int MatMulNTBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  return nparam == 5 ? linear_backward(nparam, params, ndims, shapes) : 1;
+}
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------------------------------
+// One AdamW step over every parameter, with clipping by the global gradient norm, in one kernel.
+// Inputs: lr [1] f32, step [1] i32 (steps done before this one), hyper [5] f32 = (beta1, beta2, eps,
+// max_norm (<= 0: no clipping), bias_correction (1: PyTorch's AdamW; 0: MindSpore's AdamWeightDecay,
+// whose moments are not bias-corrected)), decay [N] f32 (each parameter's weight decay), then N
+// parameters, N first moments, N second moments, N gradients. Output: the global norm [1] f32 of the
+// gradients before clipping.
+// The parameters and moments are updated IN PLACE (they are MindSpore Parameters, which the CPU
+// backend passes to the kernel as their own buffers). PyTorch's AdamW: bias-corrected moments,
+// decoupled weight decay p <- p (1 - lr wd), clip factor max_norm / (norm + 1e-6) when norm > max_norm.
+extern "C" int AdamWClipStep(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
+                             void *) {
+  if (nparam < 5 || (nparam - 5) % 4 != 0) return 1;
+  const int n = (nparam - 5) / 4;
+  const float lr = *static_cast<const float *>(params[0]);
+  const int32_t done = *static_cast<const int32_t *>(params[1]);
+  const float *hyper = static_cast<const float *>(params[2]);
+  const float *decay = static_cast<const float *>(params[3]);
+  const float b1 = hyper[0], b2 = hyper[1], eps = hyper[2], max_norm = hyper[3];
+  const bool corrected = hyper[4] != 0.0f;
+  float *norm_out = static_cast<float *>(params[nparam - 1]);
+  auto size_of = [&](int i) {
+    int64_t s = 1;
+    for (int d = 0; d < ndims[i]; ++d) s *= shapes[i][d];
+    return s;
+  };
+  double total = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float *g = static_cast<const float *>(params[4 + 3 * n + i]);
+    const int64_t size = size_of(4 + 3 * n + i);
+    double acc = 0.0;
+    for (int64_t j = 0; j < size; ++j) acc += static_cast<double>(g[j]) * g[j];
+    total += acc;
+  }
+  const float norm = static_cast<float>(std::sqrt(total));
+  *norm_out = norm;
+  const float clip = (max_norm > 0.0f && norm > max_norm) ? max_norm / (norm + 1e-6f) : 1.0f;
+  const double t = static_cast<double>(done) + 1.0;
+  const float bc1 = corrected ? static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t)) : 1.0f;
+  const float bc2_sqrt = corrected ? static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), t))) : 1.0f;
+  const float step_size = lr / bc1;
+  auto update = [=](float *p, float *m, float *v, const float *g, int64_t size, float keep) {
+    for (int64_t j = 0; j < size; ++j) {
+      const float gj = g[j] * clip;
+      const float mj = b1 * m[j] + (1.0f - b1) * gj;
+      const float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
+      m[j] = mj;
+      v[j] = vj;
+      p[j] = p[j] * keep - step_size * mj / (std::sqrt(vj) / bc2_sqrt + eps);
+    }
+  };
+  for (int i = 0; i < n; ++i) {
+    float *p = static_cast<float *>(params[4 + i]);
+    float *m = static_cast<float *>(params[4 + n + i]);
+    float *v = static_cast<float *>(params[4 + 2 * n + i]);
+    const float *g = static_cast<const float *>(params[4 + 3 * n + i]);
+    const int64_t size = size_of(4 + i);
+    const float keep = 1.0f - lr * decay[i];
+    if (g_threads > 1 && size >= (int64_t(1) << 18)) {  // memory-bound: split large tensors over the threads
+      std::vector<std::thread> pool;
+      const int64_t chunk = (size + g_threads - 1) / g_threads;
+      for (int t = 1; t < g_threads && t * chunk < size; ++t) {
+        const int64_t s0 = t * chunk, len = std::min(chunk, size - s0);
+        pool.emplace_back(update, p + s0, m + s0, v + s0, g + s0, len, keep);
+      }
+      update(p, m, v, g, std::min(chunk, size), keep);
+      for (auto &th : pool) th.join();
+    } else {
+      update(p, m, v, g, size, keep);
+    }
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// LayerNorm over the last axis. Forward: x [.., d], w [d], b [d] -> y [.., d], mean [rows], rstd [rows]
+// (attribute-free: eps comes as a [1] input). Backward: x, w, mean, rstd, dy -> dx, dw, db.
+extern "C" int LayerNormForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
+                                void *) {
+  if (nparam != 7) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *b = static_cast<const float *>(params[2]);
+  const float eps = *static_cast<const float *>(params[3]);
+  float *y = static_cast<float *>(params[4]);
+  float *mean = static_cast<float *>(params[5]);
+  float *rstd = static_cast<float *>(params[6]);
+  const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
+  for (int64_t i = 0; i < m; ++i) {
+    const float *xr = x + i * d;
+    float *yr = y + i * d;
+    float s = 0.0f;
+    for (int64_t j = 0; j < d; ++j) s += xr[j];
+    const float mu = s / d;
+    float q = 0.0f;
+    for (int64_t j = 0; j < d; ++j) q += (xr[j] - mu) * (xr[j] - mu);
+    const float r = 1.0f / std::sqrt(q / d + eps);
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * r * w[j] + b[j];
+    mean[i] = mu;
+    rstd[i] = r;
+  }
+  return 0;
+}
+
+extern "C" int LayerNormBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
+                                 void *) {
+  if (nparam != 8) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w = static_cast<const float *>(params[1]);
+  const float *mean = static_cast<const float *>(params[2]);
+  const float *rstd = static_cast<const float *>(params[3]);
+  const float *dy = static_cast<const float *>(params[4]);
+  float *dx = static_cast<float *>(params[5]);
+  float *dw = static_cast<float *>(params[6]);
+  float *db = static_cast<float *>(params[7]);
+  const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
+  std::memset(dw, 0, sizeof(float) * d);
+  std::memset(db, 0, sizeof(float) * d);
+  for (int64_t i = 0; i < m; ++i) {
+    const float *xr = x + i * d, *dyr = dy + i * d;
+    float *dxr = dx + i * d;
+    const float mu = mean[i], r = rstd[i];
+    float sum_g = 0.0f, sum_gx = 0.0f;  // sums of g = dy * w and of g * xhat
+    for (int64_t j = 0; j < d; ++j) {
+      const float xhat = (xr[j] - mu) * r;
+      const float g = dyr[j] * w[j];
+      sum_g += g;
+      sum_gx += g * xhat;
+      dw[j] += dyr[j] * xhat;
+      db[j] += dyr[j];
+    }
+    sum_g /= d;
+    sum_gx /= d;
+    for (int64_t j = 0; j < d; ++j) {
+      const float xhat = (xr[j] - mu) * r;
+      dxr[j] = r * (dyr[j] * w[j] - sum_g - xhat * sum_gx);
+    }
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Exact GELU, x * Phi(x). Forward: x -> y. Backward: x, dy -> dx.
+extern "C" int GeluForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  const int64_t size = rows_of(ndims[0], shapes[0]) * shapes[0][ndims[0] - 1];
+  for (int64_t j = 0; j < size; ++j) y[j] = 0.5f * x[j] * (1.0f + std::erf(x[j] * 0.70710678118654752f));
+  return 0;
+}
+
+extern "C" int GeluBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
+                            void *) {
+  if (nparam != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[2]);
+  const int64_t size = rows_of(ndims[0], shapes[0]) * shapes[0][ndims[0] - 1];
+  for (int64_t j = 0; j < size; ++j) {
+    const float cdf = 0.5f * (1.0f + std::erf(x[j] * 0.70710678118654752f));
+    const float pdf = 0.39894228040143268f * std::exp(-0.5f * x[j] * x[j]);
+    dx[j] = dy[j] * (cdf + x[j] * pdf);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Masked multi-head self-attention without the output projection, forward and backward in one kernel
+// each (the training path: no KV cache). Layouts: x [b, l, d]; wq, wk, wv [d, d]; bq, bk, bv [d];
+// mask [b, l, l] bool (true = may not attend); keep [b, h, l, l] f32 (dropout multipliers on the
+// attention weights; only in the *Dropout variants). Forward outputs: context [b, l, d] (heads merged),
+// Q, K, V [b, l, d] (projections, heads merged), P [b, h, l, l] (softmax weights before dropout).
+// Head i of a merged [b, l, d] tensor is the column block [i*dk, (i+1)*dk): each per-(batch, head)
+// product is an sgemm on a strided sub-matrix, so no transposes are needed.
+namespace {
+constexpr float kMasked = -1e9f;
+
+inline void project(const float *x, const float *w, const float *bias, float *out, int64_t rows, int64_t d) {
+  for (int64_t i = 0; i < rows; ++i) std::memcpy(out + i * d, bias, sizeof(float) * d);
+  gemm(CblasNoTrans, CblasTrans, rows, d, d, 1.0f, x, d, w, d, 1.0f, out, d);
+}
+
+int attention_forward(void **params, int64_t **shapes, bool dropout) {
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w[3] = {static_cast<const float *>(params[1]), static_cast<const float *>(params[2]),
+                       static_cast<const float *>(params[3])};
+  const float *bias[3] = {static_cast<const float *>(params[4]), static_cast<const float *>(params[5]),
+                          static_cast<const float *>(params[6])};
+  const bool *mask = static_cast<const bool *>(params[7]);
+  const float *keep = dropout ? static_cast<const float *>(params[8]) : nullptr;
+  const int o = dropout ? 9 : 8;  // first output
+  float *ctx = static_cast<float *>(params[o]);
+  float *qkv[3] = {static_cast<float *>(params[o + 1]), static_cast<float *>(params[o + 2]),
+                   static_cast<float *>(params[o + 3])};
+  float *P = static_cast<float *>(params[o + 4]);
+  const int64_t b = shapes[0][0], l = shapes[0][1], d = shapes[0][2], h = shapes[o + 4][1], dk = d / h;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  for (int j = 0; j < 3; ++j) project(x, w[j], bias[j], qkv[j], b * l, d);
+  std::vector<float> dropped(dropout ? l * l : 0);
+  for (int64_t bi = 0; bi < b; ++bi) {
+    for (int64_t hi = 0; hi < h; ++hi) {
+      const float *q = qkv[0] + bi * l * d + hi * dk, *k = qkv[1] + bi * l * d + hi * dk;
+      const float *v = qkv[2] + bi * l * d + hi * dk;
+      float *p = P + (bi * h + hi) * l * l;
+      gemm(CblasNoTrans, CblasTrans, l, l, dk, scale, q, d, k, d, 0.0f, p, l);
+      const bool *mr = mask + bi * l * l;
+      for (int64_t i = 0; i < l; ++i) {
+        float *row = p + i * l;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < l; ++j) {
+          if (mr[i * l + j]) row[j] = kMasked;
+          mx = row[j] > mx ? row[j] : mx;
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < l; ++j) {
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t j = 0; j < l; ++j) row[j] *= inv;
+      }
+      const float *weights = p;
+      if (dropout) {
+        const float *kp = keep + (bi * h + hi) * l * l;
+        for (int64_t j = 0; j < l * l; ++j) dropped[j] = p[j] * kp[j];
+        weights = dropped.data();
+      }
+      gemm(CblasNoTrans, CblasNoTrans, l, dk, l, 1.0f, weights, l, v, d, 0.0f,
+                        ctx + bi * l * d + hi * dk, d);
+    }
+  }
+  return 0;
+}
+
+// Inputs: the forward's inputs, its outputs Q, K, V, P, then its outputs' gradients (dcontext, dQ, dK,
+// dV, dP). Outputs: dx, dwq, dwk, dwv, dbq, dbk, dbv.
+int attention_backward(void **params, int64_t **shapes, bool dropout) {
+  const float *x = static_cast<const float *>(params[0]);
+  const float *w[3] = {static_cast<const float *>(params[1]), static_cast<const float *>(params[2]),
+                       static_cast<const float *>(params[3])};
+  const float *keep = dropout ? static_cast<const float *>(params[8]) : nullptr;
+  const int f = dropout ? 9 : 8;  // the forward's outputs Q, K, V, P
+  const float *Q = static_cast<const float *>(params[f]), *K = static_cast<const float *>(params[f + 1]);
+  const float *V = static_cast<const float *>(params[f + 2]), *P = static_cast<const float *>(params[f + 3]);
+  const int g = f + 4;  // first incoming gradient
+  const float *dctx = static_cast<const float *>(params[g]);
+  const float *dqkv_in[3] = {static_cast<const float *>(params[g + 1]), static_cast<const float *>(params[g + 2]),
+                             static_cast<const float *>(params[g + 3])};
+  const float *dP_in = static_cast<const float *>(params[g + 4]);
+  const int o = g + 5;  // first output
+  float *dx = static_cast<float *>(params[o]);
+  float *dw[3] = {static_cast<float *>(params[o + 1]), static_cast<float *>(params[o + 2]),
+                  static_cast<float *>(params[o + 3])};
+  float *db[3] = {static_cast<float *>(params[o + 4]), static_cast<float *>(params[o + 5]),
+                  static_cast<float *>(params[o + 6])};
+  const int64_t b = shapes[0][0], l = shapes[0][1], d = shapes[0][2], h = shapes[f + 3][1], dk = d / h;
+  const int64_t rows = b * l;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  std::vector<float> dqkv(3 * rows * d), dp(l * l), pd(dropout ? l * l : 0);
+  for (int j = 0; j < 3; ++j) std::memcpy(dqkv.data() + j * rows * d, dqkv_in[j], sizeof(float) * rows * d);
+  float *dQ = dqkv.data(), *dK = dQ + rows * d, *dV = dK + rows * d;
+  for (int64_t bi = 0; bi < b; ++bi) {
+    for (int64_t hi = 0; hi < h; ++hi) {
+      const int64_t off = bi * l * d + hi * dk;
+      const float *kp = dropout ? keep + (bi * h + hi) * l * l : nullptr;
+      const float *pbh = P + (bi * h + hi) * l * l;
+      const float *weights = pbh;
+      if (dropout) {
+        for (int64_t j = 0; j < l * l; ++j) pd[j] = pbh[j] * kp[j];
+        weights = pd.data();
+      }
+      // dV += weights^T dctx ; d(weights) = dctx V^T
+      gemm(CblasTrans, CblasNoTrans, l, dk, l, 1.0f, weights, l, dctx + off, d, 1.0f,
+                        dV + off, d);
+      gemm(CblasNoTrans, CblasTrans, l, l, dk, 1.0f, dctx + off, d, V + off, d, 0.0f,
+                        dp.data(), l);
+      const float *dpin = dP_in + (bi * h + hi) * l * l;
+      for (int64_t i = 0; i < l; ++i) {  // dS = P * (dP - rowsum(dP * P)), dP = d(weights) * keep + dP_in
+        float *drow = dp.data() + i * l;
+        const float *prow = pbh + i * l;
+        float dot = 0.0f;
+        for (int64_t j = 0; j < l; ++j) {
+          drow[j] = (kp ? drow[j] * kp[i * l + j] : drow[j]) + dpin[i * l + j];
+          dot += drow[j] * prow[j];
+        }
+        for (int64_t j = 0; j < l; ++j) drow[j] = prow[j] * (drow[j] - dot);
+      }
+      // dQ += scale dS K ; dK += scale dS^T Q
+      gemm(CblasNoTrans, CblasNoTrans, l, dk, l, scale, dp.data(), l, K + off, d, 1.0f,
+                        dQ + off, d);
+      gemm(CblasTrans, CblasNoTrans, l, dk, l, scale, dp.data(), l, Q + off, d, 1.0f,
+                        dK + off, d);
+    }
+  }
+  // the projections' gradients: dx = sum_j dP_j W_j ; dW_j = dP_j^T x ; db_j = column sums of dP_j
+  for (int j = 0; j < 3; ++j) {
+    const float *dj = dqkv.data() + j * rows * d;
+    gemm(CblasNoTrans, CblasNoTrans, rows, d, d, 1.0f, dj, d, w[j], d,
+                      j == 0 ? 0.0f : 1.0f, dx, d);
+    gemm(CblasTrans, CblasNoTrans, d, d, rows, 1.0f, dj, d, x, d, 0.0f, dw[j], d);
+    std::memset(db[j], 0, sizeof(float) * d);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = 0; c < d; ++c) db[j][c] += dj[i * d + c];
+  }
+  return 0;
+}
+}  // namespace
+
+extern "C" {
+int AttentionForward(int nparam, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return nparam == 13 ? attention_forward(params, shapes, false) : 1;
+}
+int AttentionForwardDropout(int nparam, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return nparam == 14 ? attention_forward(params, shapes, true) : 1;
+}
+int AttentionBackward(int nparam, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return nparam == 24 ? attention_backward(params, shapes, false) : 1;
+}
+int AttentionBackwardDropout(int nparam, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  return nparam == 25 ? attention_backward(params, shapes, true) : 1;
+}
+}  // extern "C"

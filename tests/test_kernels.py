@@ -1,0 +1,174 @@
+"""The CPU kernels (ms_gpt/kernels) against MindSpore's own ops and a NumPy reference: forward values,
+gradients, the optimizer step, and a whole train step with the kernels on and off."""
+
+import tempfile
+
+import mindspore
+import numpy as np
+import pytest
+from mindspore import Parameter, Tensor, ops
+
+from ms_gpt import device, kernels
+from ms_gpt.config import GPTConfig
+from ms_gpt.optim import AdamW
+
+device.setup("CPU", mode="jit", seed=0)
+pytestmark = pytest.mark.skipif(not kernels.enabled("CPU"), reason=f"CPU kernels unavailable: {kernels.status()}")
+
+
+def custom():
+    from ms_gpt.kernels import custom as c
+
+    return c
+
+
+def grads_of(fn, *inputs):
+    """Value and gradients w.r.t. every input of sum(fn(*inputs) * fixed random weights)."""
+    out_shape = fn(*inputs).shape
+    probe = Tensor(np.random.RandomState(1).randn(*out_shape).astype(np.float32))
+
+    def loss(*xs):
+        return (fn(*xs) * probe).sum()
+
+    value, grads = mindspore.value_and_grad(loss, tuple(range(len(inputs))))(*inputs)
+    return [value.asnumpy()] + [g.asnumpy() for g in grads]
+
+
+def assert_close(a, b, tol=1e-4):
+    for x, y in zip(a, b):
+        scale = max(float(np.abs(y).max()), 1.0)
+        assert float(np.abs(x - y).max()) <= tol * scale, (float(np.abs(x - y).max()), scale)
+
+
+@pytest.mark.parametrize("m,n,k", [(7, 5, 3), (96, 48, 32), (256, 130, 64)])
+def test_linear_and_matmul_match_mindspore(m, n, k):
+    rs = np.random.RandomState(m)
+    x, w, b = (Tensor(rs.randn(*s).astype(np.float32)) for s in ((m, k), (n, k), (n,)))
+    mm = ops.MatMul(transpose_b=True)
+    assert_close(grads_of(custom().linear(), x, w, b), grads_of(lambda x, w, b: mm(x, w) + b, x, w, b))
+    assert_close(grads_of(custom().matmul_nt(), x, w), grads_of(lambda x, w: mm(x, w), x, w))
+
+
+def test_layer_norm_and_gelu_match_mindspore():
+    rs = np.random.RandomState(0)
+    x = Tensor((rs.randn(40, 24) * 3 + 1).astype(np.float32))
+    w, b = Tensor(rs.randn(24).astype(np.float32)), Tensor(rs.randn(24).astype(np.float32))
+    fused, eps = custom().layer_norm(1e-5)
+    native = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=1e-5)
+    assert_close(grads_of(lambda x, w, b: fused(x, w, b, eps)[0], x, w, b),
+                 grads_of(lambda x, w, b: native(x, w, b)[0], x, w, b))
+    assert_close(grads_of(custom().gelu(), x), grads_of(lambda x: ops.gelu(x, approximate="none"), x))
+
+
+def numpy_adamw(p, m, v, g, lr, step, wd, b1, b2, eps, max_norm, corrected):
+    norm = np.sqrt(sum(float((x.astype(np.float64) ** 2).sum()) for x in g))
+    clip = max_norm / (norm + 1e-6) if max_norm > 0 and norm > max_norm else 1.0
+    t = step + 1
+    bc1, bc2 = (1 - b1 ** t, np.sqrt(1 - b2 ** t)) if corrected else (1.0, 1.0)
+    out = []
+    for pi, mi, vi, gi, wi in zip(p, m, v, g, wd):
+        gi = gi * clip
+        mi = b1 * mi + (1 - b1) * gi
+        vi = b2 * vi + (1 - b2) * gi * gi
+        out.append((pi * (1 - lr * wi) - lr / bc1 * mi / (np.sqrt(vi) / bc2 + eps), mi, vi))
+    return norm, out
+
+
+@pytest.mark.parametrize("corrected,max_norm", [(False, 1.0), (True, 1.0), (True, 0.0), (False, 100.0)])
+def test_adamw_fused_and_composite_match_numpy(corrected, max_norm):
+    rs = np.random.RandomState(3)
+    shapes = [(6, 4), (4,), (3, 5)]
+    init = [rs.randn(*s).astype(np.float32) for s in shapes]
+    lrs = np.array([0.01, 0.02, 0.005], np.float32)
+    opts = [AdamW([Parameter(Tensor(x.copy()), name=f"w{i}") for i, x in enumerate(init)], lrs, weight_decay=0.1,
+                  max_norm=max_norm, bias_correction=corrected, fused=fused) for fused in (True, False)]
+    steps = [mindspore.jit(o.construct) for o in opts]
+    p, m, v = init, [np.zeros(s, np.float32) for s in shapes], [np.zeros(s, np.float32) for s in shapes]
+    for step in range(4):  # the 4th step reuses the table's last rate
+        g = [(rs.randn(*s) * 2).astype(np.float32) for s in shapes]
+        norm, new = numpy_adamw(p, m, v, g, lrs[min(step, 2)], step, [0.1, 0.0, 0.1], 0.9, 0.999, 1e-8, max_norm,
+                                corrected)
+        p, m, v = (list(x) for x in zip(*new))
+        for opt, fn in zip(opts, steps):
+            got = fn(mindspore.mutable(tuple(Tensor(x) for x in g)))
+            assert float(got.asnumpy()[0]) == pytest.approx(norm, rel=1e-5)
+            for param, moment, want_p, want_m in zip(opt.parameters, opt.moment1, p, m):
+                np.testing.assert_allclose(param.asnumpy(), want_p, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(moment.asnumpy(), want_m, rtol=1e-5, atol=1e-6)
+            assert int(opt.global_step.asnumpy()[0]) == step + 1
+
+
+def test_adamw_rejects_bad_hyperparameters():
+    params = [Parameter(Tensor(np.ones((2, 2), np.float32)), name="w")]
+    with pytest.raises(ValueError, match=r"beta2 .* got 1.0"):
+        AdamW(params, [0.1], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="at least one learning rate"):
+        AdamW(params, [])
+
+
+def train_losses(kernels_on: str, monkeypatch, steps=6):
+    from ms_gpt.model import GPT
+    from ms_gpt.training import TrainConfig, Trainer
+
+    monkeypatch.setenv(kernels.ENV, kernels_on)
+    mindspore.set_seed(0)
+    cfg = GPTConfig(vocab_size=50, n_positions=16, d_model=32, n_layer=2, n_head=4, d_ff=64, embd_dropout=0.1,
+                    attn_dropout=0.1, resid_dropout=0.1, tie_word_embeddings=True, activation="gelu", norm="pre",
+                    final_norm=True)
+    model = GPT(cfg, dropout_seed=0)
+    used = model.decoder.layers[0].self_attn.fused_attention is not None
+    trainer = Trainer(model, TrainConfig(steps=steps, warmup_steps=1, learning_rate=3e-3), tempfile.mkdtemp())
+    ids = Tensor(np.random.RandomState(0).randint(1, 50, (4, 16)).astype(np.int32))
+    return used, [float(trainer._train_step(ids, ids)[0].asnumpy()) for _ in range(steps)]
+
+
+def test_train_step_same_with_kernels_on_and_off(monkeypatch):
+    used_on, on = train_losses("on", monkeypatch)
+    used_off, off = train_losses("off", monkeypatch)
+    assert used_on and not used_off
+    assert on[-1] < on[0] - 0.3  # it learns
+    np.testing.assert_allclose(on, off, rtol=0, atol=2e-4)
+
+
+def test_kernel_choice_is_checked(monkeypatch):
+    monkeypatch.setenv(kernels.ENV, "fast")
+    with pytest.raises(ValueError, match=r"MS_GPT_CPU_KERNELS='fast' is not understood; use one of auto, on, off"):
+        kernels.enabled("CPU")
+    monkeypatch.setenv(kernels.ENV, "on")
+    with pytest.raises(kernels.KernelUnavailable, match=r"CPU only \(the target is GPU\)"):
+        kernels.enabled("GPU")
+    monkeypatch.setenv(kernels.ENV, "auto")
+    assert kernels.enabled("GPU") is False and kernels.enabled("CPU") is True
+    monkeypatch.setenv(kernels.ENV, "off")
+    assert kernels.enabled("CPU") is False
+
+
+def test_padded_batch_gradients_same_with_kernels_on_and_off(monkeypatch):
+    """Left and right padding, padding masks and the fused attention's backward against MindSpore's ops."""
+    from ms_gpt.model import GPT
+    from ms_gpt.training import lm_loss
+
+    cfg = GPTConfig(vocab_size=40, n_positions=12, d_model=24, n_layer=2, n_head=3, d_ff=48, embd_dropout=0.0,
+                    attn_dropout=0.0, resid_dropout=0.0, pad_token_id=0, activation="gelu", norm="post")
+    ids = np.random.RandomState(2).randint(1, 40, (3, 12)).astype(np.int32)
+    ids[0, :4] = 0  # left padding
+    ids[1, 9:] = 0  # right padding
+    labels = np.where(ids == 0, -100, np.roll(ids, -1, axis=1)).astype(np.int32)
+    results = []
+    for choice_ in ("on", "off"):
+        monkeypatch.setenv(kernels.ENV, choice_)
+        model = GPT(cfg, dropout_seed=0)
+        if results:  # the same weights as the first model
+            mindspore.load_param_into_net(model, {p.name: Parameter(Tensor(v), name=p.name)
+                                                  for p, v in zip(model.trainable_params(), results[0][2])})
+        params = model.trainable_params()
+
+        def loss_fn(x, y, model=model):
+            return lm_loss(model(x), y)
+
+        loss, grads = mindspore.value_and_grad(loss_fn, None, params)(Tensor(ids), Tensor(labels))
+        results.append((float(loss.asnumpy()), [g.asnumpy() for g in grads], [p.asnumpy() for p in params]))
+    (loss_on, grads_on, _), (loss_off, grads_off, _) = results
+    assert loss_on == pytest.approx(loss_off, abs=1e-5)
+    for a, b in zip(grads_on, grads_off):
+        assert float(np.abs(a - b).max()) <= 1e-4 * max(float(np.abs(b).max()), 1.0)
