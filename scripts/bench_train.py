@@ -350,8 +350,9 @@ def main(argv=None) -> int:
     p.add_argument("--block", type=int, default=None, help="default 128 (nanogpt: 64)")
     p.add_argument("--vocab-size", type=int, default=None, help="default 8000 (nanogpt: 65)")
     p.add_argument("--weight-decay", type=float, default=None, help="default 0.01 (nanogpt: 0.1)")
-    p.add_argument("--mode", choices=("jit", "graph", "pynative"), default="jit",
-                   help="jit: PyNative with the step compiled; graph: GRAPH_MODE; pynative: nothing compiled")
+    p.add_argument("--mode", choices=("graph", "jit", "pynative"), default="graph",
+                   help="graph: GRAPH_MODE (the flows' default); jit: PyNative with the step compiled; pynative: "
+                        "nothing compiled")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first one compiles)")
     p.add_argument("--steps", type=int, default=3, help="timed steps (>= 3; the median is reported)")
     p.add_argument("--device", default="CPU")

@@ -27,7 +27,8 @@ class RunConfig:
     device: str | None = opt(None, "Ascend, GPU or CPU", none="$MS_GPT_DEVICE, else auto: Ascend > GPU > CPU")
     seed: int = opt(0, "seed for Python, NumPy and MindSpore")
     mode: str = opt("jit", "jit: steps compiled with mindspore.jit; pynative: nothing compiled (debugging); "
-                           "graph: MindSpore's GRAPH_MODE", choices=MODES)
+                           "graph: MindSpore's GRAPH_MODE (fastest training on CPU: under PyNative the host thread "
+                           "busy-waits on each compiled step)", choices=MODES)
 
 
 @dataclass

@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <algorithm>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -19,26 +22,127 @@ inline int64_t rows_of(int ndim, const int64_t *shape) {  // product of all but 
 
 int g_threads = 1;  // set by SetThreads (Python: ms_gpt.kernels.library)
 
-// Row-major C[M, N] = alpha op(A) op(B) + beta C with OpenBLAS kept at one thread: large products are
-// split by rows of C over g_threads std::threads. (OpenBLAS's own threads busy-wait between calls and
-// took the CPU from MindSpore's kernels: measured slower than one thread on 2 cores.)
+// A small pool of sleeping worker threads: parallel_for(n, fn) runs fn(begin, end) on up to g_threads
+// contiguous parts of [0, n), the calling thread taking the first. Workers wait on a condition variable,
+// never spinning (OpenBLAS's own threads busy-wait between calls and took the CPU from MindSpore's
+// kernels: a small GPT's step was 1.5-1.7x slower with OpenBLAS at 2 threads than at 1 on 2 cores).
+// Nested or concurrent calls (MindSpore may run two kernels at once) run serially instead of waiting.
+class Pool {
+ public:
+  ~Pool() { stop(); }
+
+  void parallel_for(int64_t n, int64_t min_per_part, const std::function<void(int64_t, int64_t)> &fn) {
+    int parts = static_cast<int>(std::min<int64_t>(g_threads, n / std::max<int64_t>(min_per_part, 1)));
+    if (parts < 2 || in_pool_ || !busy_.try_lock()) {
+      fn(0, n);
+      return;
+    }
+    std::lock_guard<std::mutex> own(busy_, std::adopt_lock);
+    ensure_workers(g_threads - 1);
+    const int64_t chunk = (n + parts - 1) / parts;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = &fn;
+      n_ = n;
+      chunk_ = chunk;
+      parts_ = parts;
+      pending_ = parts - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    in_pool_ = true;
+    fn(0, std::min(chunk, n));
+    in_pool_ = false;
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void ensure_workers(int count) {
+    if (static_cast<int>(workers_.size()) == count) return;
+    stop();
+    stopping_ = false;
+    for (int w = 1; w <= count; ++w) workers_.emplace_back([this, w] { loop(w); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto &t : workers_) t.join();
+    workers_.clear();
+  }
+
+  void loop(int part) {
+    int64_t seen = 0;
+    for (;;) {
+      const std::function<void(int64_t, int64_t)> *job;
+      int64_t begin, end;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stopping_) return;
+        if (part >= parts_) continue;
+        job = job_;
+        begin = part * chunk_;
+        end = std::min(n_, begin + chunk_);
+      }
+      in_pool_ = true;
+      if (begin < end) (*job)(begin, end);
+      in_pool_ = false;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex busy_, mu_;
+  std::condition_variable cv_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int64_t, int64_t)> *job_ = nullptr;
+  int64_t n_ = 0, chunk_ = 0, generation_ = 0;
+  int parts_ = 0, pending_ = 0;
+  bool stopping_ = false;
+  static thread_local bool in_pool_;
+};
+thread_local bool Pool::in_pool_ = false;
+
+Pool &pool() {  // never destroyed: its workers sleep until the process ends (no join at exit)
+  static Pool *instance = new Pool();
+  return *instance;
+}
+
+// Row-major C[M, N] = alpha op(A) op(B) + beta C with OpenBLAS at one thread; products of at least
+// ~16M multiply-adds (~0.3 ms) are split by rows of C over the pool.
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-  const int parts = (g_threads > 1 && M >= 64 && M * N * K >= (int64_t(1) << 26)) ? g_threads : 1;  // >= ~1 ms of work: a thread start pays off
-  if (parts == 1) {
-    scipy_cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (M < 64) {  // few rows (decoding: one per sequence) - a matrix-vector product bound by reading B: split N
+    const int64_t min_cols = std::max<int64_t>(64, ((int64_t(1) << 17) / std::max<int64_t>(M * K, 1)));
+    pool().parallel_for(N, min_cols, [&](int64_t n0, int64_t n1) {
+      const float *b = tb == CblasNoTrans ? B + n0 : B + n0 * ldb;
+      scipy_cblas_sgemm(CblasRowMajor, ta, tb, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
+    });
     return;
   }
-  std::vector<std::thread> pool;
-  const int64_t chunk = (M + parts - 1) / parts;
-  for (int t = 0; t < parts; ++t) {
-    const int64_t m0 = t * chunk, m = std::min(chunk, M - m0);
-    if (m <= 0) break;
+  const int64_t min_rows = std::max<int64_t>(16, ((int64_t(1) << 24) / std::max<int64_t>(N * K, 1)));
+  pool().parallel_for(M, min_rows, [&](int64_t m0, int64_t m1) {
     const float *a = ta == CblasNoTrans ? A + m0 * lda : A + m0;
-    auto run = [=] { scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc); };
-    if (t + 1 < parts) pool.emplace_back(run); else run();
-  }
-  for (auto &th : pool) th.join();
+    scipy_cblas_sgemm(CblasRowMajor, ta, tb, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc, ldc);
+  });
+}
+// out[j] = sum over rows i of a[i, j] (a: [m, n] row-major), columns split over the pool.
+void column_sums(const float *a, int64_t m, int64_t n, float *out) {
+  pool().parallel_for(n, std::max<int64_t>(8, (int64_t(1) << 16) / std::max<int64_t>(m, 1)), [&](int64_t c0, int64_t c1) {
+    std::memset(out + c0, 0, sizeof(float) * (c1 - c0));
+    for (int64_t i = 0; i < m; ++i) {
+      const float *row = a + i * n;
+      for (int64_t j = c0; j < c1; ++j) out[j] += row[j];
+    }
+  });
 }
 }  // namespace
 
@@ -87,11 +191,7 @@ static int linear_backward(int nparam, void **params, int *ndims, int64_t **shap
   gemm(CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, 0.0f, dw, k);
   if (nparam == 6) {
     float *db = static_cast<float *>(params[5]);
-    std::memset(db, 0, sizeof(float) * n);
-    for (int64_t i = 0; i < m; ++i) {
-      const float *row = dy + i * n;
-      for (int64_t j = 0; j < n; ++j) db[j] += row[j];
-    }
+    column_sums(dy, m, n, db);
   }
   return 0;
 }
@@ -136,9 +236,16 @@ extern "C" int AdamWClipStep(int nparam, void **params, int *ndims, int64_t **sh
   for (int i = 0; i < n; ++i) {
     const float *g = static_cast<const float *>(params[4 + 3 * n + i]);
     const int64_t size = size_of(4 + 3 * n + i);
-    double acc = 0.0;
-    for (int64_t j = 0; j < size; ++j) acc += static_cast<double>(g[j]) * g[j];
-    total += acc;
+    double parts[64] = {0.0};
+    const int64_t chunk = std::max<int64_t>(int64_t(1) << 16, (size + 63) / 64);
+    pool().parallel_for((size + chunk - 1) / chunk, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double acc = 0.0;
+        for (int64_t j = c * chunk; j < std::min(size, (c + 1) * chunk); ++j) acc += static_cast<double>(g[j]) * g[j];
+        parts[c] = acc;
+      }
+    });
+    for (double part : parts) total += part;
   }
   const float norm = static_cast<float>(std::sqrt(total));
   *norm_out = norm;
@@ -164,18 +271,9 @@ extern "C" int AdamWClipStep(int nparam, void **params, int *ndims, int64_t **sh
     const float *g = static_cast<const float *>(params[4 + 3 * n + i]);
     const int64_t size = size_of(4 + i);
     const float keep = 1.0f - lr * decay[i];
-    if (g_threads > 1 && size >= (int64_t(1) << 18)) {  // memory-bound: split large tensors over the threads
-      std::vector<std::thread> pool;
-      const int64_t chunk = (size + g_threads - 1) / g_threads;
-      for (int t = 1; t < g_threads && t * chunk < size; ++t) {
-        const int64_t s0 = t * chunk, len = std::min(chunk, size - s0);
-        pool.emplace_back(update, p + s0, m + s0, v + s0, g + s0, len, keep);
-      }
-      update(p, m, v, g, std::min(chunk, size), keep);
-      for (auto &th : pool) th.join();
-    } else {
-      update(p, m, v, g, size, keep);
-    }
+    pool().parallel_for(size, int64_t(1) << 16, [&](int64_t j0, int64_t j1) {
+      update(p + j0, m + j0, v + j0, g + j0, j1 - j0, keep);
+    });
   }
   return 0;
 }
@@ -194,7 +292,8 @@ extern "C" int LayerNormForward(int nparam, void **params, int *ndims, int64_t *
   float *mean = static_cast<float *>(params[5]);
   float *rstd = static_cast<float *>(params[6]);
   const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
-  for (int64_t i = 0; i < m; ++i) {
+  pool().parallel_for(m, std::max<int64_t>(1, 8192 / d), [&](int64_t r0, int64_t r1) {
+  for (int64_t i = r0; i < r1; ++i) {
     const float *xr = x + i * d;
     float *yr = y + i * d;
     float s = 0.0f;
@@ -207,6 +306,7 @@ extern "C" int LayerNormForward(int nparam, void **params, int *ndims, int64_t *
     mean[i] = mu;
     rstd[i] = r;
   }
+  });
   return 0;
 }
 
@@ -222,28 +322,34 @@ extern "C" int LayerNormBackward(int nparam, void **params, int *ndims, int64_t 
   float *dw = static_cast<float *>(params[6]);
   float *db = static_cast<float *>(params[7]);
   const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
-  std::memset(dw, 0, sizeof(float) * d);
-  std::memset(db, 0, sizeof(float) * d);
-  for (int64_t i = 0; i < m; ++i) {
-    const float *xr = x + i * d, *dyr = dy + i * d;
-    float *dxr = dx + i * d;
-    const float mu = mean[i], r = rstd[i];
-    float sum_g = 0.0f, sum_gx = 0.0f;  // sums of g = dy * w and of g * xhat
-    for (int64_t j = 0; j < d; ++j) {
-      const float xhat = (xr[j] - mu) * r;
-      const float g = dyr[j] * w[j];
-      sum_g += g;
-      sum_gx += g * xhat;
-      dw[j] += dyr[j] * xhat;
-      db[j] += dyr[j];
+  pool().parallel_for(m, std::max<int64_t>(1, 8192 / d), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const float *xr = x + i * d, *dyr = dy + i * d;
+      float *dxr = dx + i * d;
+      const float mu = mean[i], r = rstd[i];
+      float sum_g = 0.0f, sum_gx = 0.0f;  // means of g = dy * w and of g * xhat
+      for (int64_t j = 0; j < d; ++j) {
+        const float g = dyr[j] * w[j];
+        sum_g += g;
+        sum_gx += g * (xr[j] - mu) * r;
+      }
+      sum_g /= d;
+      sum_gx /= d;
+      for (int64_t j = 0; j < d; ++j) dxr[j] = r * (dyr[j] * w[j] - sum_g - (xr[j] - mu) * r * sum_gx);
     }
-    sum_g /= d;
-    sum_gx /= d;
-    for (int64_t j = 0; j < d; ++j) {
-      const float xhat = (xr[j] - mu) * r;
-      dxr[j] = r * (dyr[j] * w[j] - sum_g - xhat * sum_gx);
+  });
+  pool().parallel_for(d, 8, [&](int64_t c0, int64_t c1) {  // dw = sum of dy * xhat, db = sum of dy, by column
+    std::memset(dw + c0, 0, sizeof(float) * (c1 - c0));
+    std::memset(db + c0, 0, sizeof(float) * (c1 - c0));
+    for (int64_t i = 0; i < m; ++i) {
+      const float *xr = x + i * d, *dyr = dy + i * d;
+      const float mu = mean[i], r = rstd[i];
+      for (int64_t j = c0; j < c1; ++j) {
+        dw[j] += dyr[j] * (xr[j] - mu) * r;
+        db[j] += dyr[j];
+      }
     }
-  }
+  });
   return 0;
 }
 
@@ -254,7 +360,9 @@ extern "C" int GeluForward(int nparam, void **params, int *ndims, int64_t **shap
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[1]);
   const int64_t size = rows_of(ndims[0], shapes[0]) * shapes[0][ndims[0] - 1];
-  for (int64_t j = 0; j < size; ++j) y[j] = 0.5f * x[j] * (1.0f + std::erf(x[j] * 0.70710678118654752f));
+  pool().parallel_for(size, 16384, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) y[j] = 0.5f * x[j] * (1.0f + std::erf(x[j] * 0.70710678118654752f));
+  });
   return 0;
 }
 
@@ -265,11 +373,13 @@ extern "C" int GeluBackward(int nparam, void **params, int *ndims, int64_t **sha
   const float *dy = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[2]);
   const int64_t size = rows_of(ndims[0], shapes[0]) * shapes[0][ndims[0] - 1];
-  for (int64_t j = 0; j < size; ++j) {
-    const float cdf = 0.5f * (1.0f + std::erf(x[j] * 0.70710678118654752f));
-    const float pdf = 0.39894228040143268f * std::exp(-0.5f * x[j] * x[j]);
-    dx[j] = dy[j] * (cdf + x[j] * pdf);
-  }
+  pool().parallel_for(size, 16384, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const float cdf = 0.5f * (1.0f + std::erf(x[j] * 0.70710678118654752f));
+      const float pdf = 0.39894228040143268f * std::exp(-0.5f * x[j] * x[j]);
+      dx[j] = dy[j] * (cdf + x[j] * pdf);
+    }
+  });
   return 0;
 }
 
@@ -305,9 +415,10 @@ int attention_forward(void **params, int64_t **shapes, bool dropout) {
   const int64_t b = shapes[0][0], l = shapes[0][1], d = shapes[0][2], h = shapes[o + 4][1], dk = d / h;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   for (int j = 0; j < 3; ++j) project(x, w[j], bias[j], qkv[j], b * l, d);
-  std::vector<float> dropped(dropout ? l * l : 0);
-  for (int64_t bi = 0; bi < b; ++bi) {
-    for (int64_t hi = 0; hi < h; ++hi) {
+  pool().parallel_for(b * h, 1, [&](int64_t pair0, int64_t pair1) {
+    std::vector<float> dropped(dropout ? l * l : 0);
+    for (int64_t pair = pair0; pair < pair1; ++pair) {
+      const int64_t bi = pair / h, hi = pair % h;
       const float *q = qkv[0] + bi * l * d + hi * dk, *k = qkv[1] + bi * l * d + hi * dk;
       const float *v = qkv[2] + bi * l * d + hi * dk;
       float *p = P + (bi * h + hi) * l * l;
@@ -337,7 +448,7 @@ int attention_forward(void **params, int64_t **shapes, bool dropout) {
       gemm(CblasNoTrans, CblasNoTrans, l, dk, l, 1.0f, weights, l, v, d, 0.0f,
                         ctx + bi * l * d + hi * dk, d);
     }
-  }
+  });
   return 0;
 }
 
@@ -365,11 +476,14 @@ int attention_backward(void **params, int64_t **shapes, bool dropout) {
   const int64_t b = shapes[0][0], l = shapes[0][1], d = shapes[0][2], h = shapes[f + 3][1], dk = d / h;
   const int64_t rows = b * l;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
-  std::vector<float> dqkv(3 * rows * d), dp(l * l), pd(dropout ? l * l : 0);
+  std::vector<float> dqkv(3 * rows * d);
   for (int j = 0; j < 3; ++j) std::memcpy(dqkv.data() + j * rows * d, dqkv_in[j], sizeof(float) * rows * d);
   float *dQ = dqkv.data(), *dK = dQ + rows * d, *dV = dK + rows * d;
-  for (int64_t bi = 0; bi < b; ++bi) {
-    for (int64_t hi = 0; hi < h; ++hi) {
+  // each (batch, head) pair writes only its own column block of dQ, dK, dV: the pairs run in parallel
+  pool().parallel_for(b * h, 1, [&](int64_t pair0, int64_t pair1) {
+    std::vector<float> dp(l * l), pd(dropout ? l * l : 0);
+    for (int64_t pair = pair0; pair < pair1; ++pair) {
+      const int64_t bi = pair / h, hi = pair % h;
       const int64_t off = bi * l * d + hi * dk;
       const float *kp = dropout ? keep + (bi * h + hi) * l * l : nullptr;
       const float *pbh = P + (bi * h + hi) * l * l;
@@ -400,16 +514,14 @@ int attention_backward(void **params, int64_t **shapes, bool dropout) {
       gemm(CblasTrans, CblasNoTrans, l, dk, l, scale, dp.data(), l, Q + off, d, 1.0f,
                         dK + off, d);
     }
-  }
+  });
   // the projections' gradients: dx = sum_j dP_j W_j ; dW_j = dP_j^T x ; db_j = column sums of dP_j
   for (int j = 0; j < 3; ++j) {
     const float *dj = dqkv.data() + j * rows * d;
     gemm(CblasNoTrans, CblasNoTrans, rows, d, d, 1.0f, dj, d, w[j], d,
                       j == 0 ? 0.0f : 1.0f, dx, d);
     gemm(CblasTrans, CblasNoTrans, d, d, rows, 1.0f, dj, d, x, d, 0.0f, dw[j], d);
-    std::memset(db[j], 0, sizeof(float) * d);
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t c = 0; c < d; ++c) db[j][c] += dj[i * d + c];
+    column_sums(dj, rows, d, db[j]);
   }
   return 0;
 }
