@@ -172,3 +172,21 @@ def test_padded_batch_gradients_same_with_kernels_on_and_off(monkeypatch):
     assert loss_on == pytest.approx(loss_off, abs=1e-5)
     for a, b in zip(grads_on, grads_off):
         assert float(np.abs(a - b).max()) <= 1e-4 * max(float(np.abs(b).max()), 1.0)
+
+
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
+def test_cross_entropy_matches_mindspore_with_ignored_rows(label_dtype):
+    from ms_gpt.training import lm_loss
+
+    rs = np.random.RandomState(4)
+    logits = Tensor((rs.randn(3, 5, 11) * 4).astype(np.float32))
+    labels = rs.randint(0, 11, (3, 5)).astype(label_dtype)
+    labels[0, :2] = -100
+    labels[2, 4] = -100
+    fused = custom().cross_entropy()
+    assert_close(grads_of(lambda lg: lm_loss(lg, Tensor(labels), fused).reshape(1), logits),
+                 grads_of(lambda lg: lm_loss(lg, Tensor(labels)).reshape(1), logits), tol=1e-5)
+    loss, _, count = fused(logits.reshape(15, 11), Tensor(np.full(15, -100, label_dtype)))
+    assert np.isnan(loss.asnumpy()[0]) and count.asnumpy()[0] == 0  # nothing scored: NaN, as ops.cross_entropy
+    with pytest.raises(RuntimeError):
+        fused(logits.reshape(15, 11), Tensor(np.full(15, 11, label_dtype))).__getitem__(0).asnumpy()

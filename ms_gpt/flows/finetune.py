@@ -33,7 +33,7 @@ def make_objective(lm_weight: float):
         logits, lm_logits = model(ids)
         loss = ops.cross_entropy(logits.astype(mindspore.float32), labels, ignore_index=IGNORE)
         if lm_weight > 0:
-            loss = loss + lm_weight * lm_loss(lm_logits, lm_labels)
+            loss = loss + lm_weight * lm_loss(lm_logits, lm_labels, model.gpt.fused_loss)
         return loss
 
     return finetune_objective

@@ -541,3 +541,87 @@ int AttentionBackwardDropout(int nparam, void **params, int *, int64_t **shapes,
   return nparam == 25 ? attention_backward(params, shapes, true) : 1;
 }
 }  // extern "C"
+
+// ---------------------------------------------------------------------------------------------------
+// Mean cross-entropy of logits [m, v] (f32) against labels [m] (int32 or int64), rows whose label is
+// -100 (ms_gpt.data.batching.IGNORE) skipped. Forward outputs: loss [1], lse [m] (each row's
+// log-sum-exp), count [1] (rows scored). Backward: logits, labels, lse, count, dloss [1] -> dlogits
+// [m, v] = (softmax - onehot) * dloss / count on scored rows, 0 elsewhere. A label outside [0, v) that
+// is not -100 is an error (non-zero return).
+namespace {
+constexpr int64_t kIgnore = -100;
+
+inline int64_t label_at(const void *labels, bool wide, int64_t i) {
+  return wide ? static_cast<const int64_t *>(labels)[i] : static_cast<const int32_t *>(labels)[i];
+}
+}  // namespace
+
+extern "C" int CrossEntropyForward(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *,
+                                   void *) {
+  if (nparam != 5) return 1;
+  const float *logits = static_cast<const float *>(params[0]);
+  const bool wide = std::strcmp(dtypes[1], "int64") == 0;
+  float *loss = static_cast<float *>(params[2]);
+  float *lse = static_cast<float *>(params[3]);
+  float *count = static_cast<float *>(params[4]);
+  const int64_t m = shapes[0][0], v = shapes[0][1];
+  std::vector<double> part_loss(64, 0.0), part_count(64, 0.0);
+  std::vector<int> bad(64, 0);
+  const int64_t chunk = std::max<int64_t>(1, (m + 63) / 64);
+  pool().parallel_for((m + chunk - 1) / chunk, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t i = c * chunk; i < std::min(m, (c + 1) * chunk); ++i) {
+        const float *row = logits + i * v;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < v; ++j) mx = row[j] > mx ? row[j] : mx;
+        double sum = 0.0;
+        for (int64_t j = 0; j < v; ++j) sum += std::exp(row[j] - mx);
+        lse[i] = mx + static_cast<float>(std::log(sum));
+        const int64_t label = label_at(params[1], wide, i);
+        if (label == kIgnore) continue;
+        if (label < 0 || label >= v) {
+          bad[c] = 1;
+          continue;
+        }
+        part_loss[c] += lse[i] - row[label];
+        part_count[c] += 1.0;
+      }
+    }
+  });
+  double total = 0.0, n = 0.0;
+  for (int c = 0; c < 64; ++c) {
+    if (bad[c]) return 2;
+    total += part_loss[c];
+    n += part_count[c];
+  }
+  *loss = static_cast<float>(total / n);  // 0 / 0 = NaN when every label is ignored, as ops.cross_entropy
+  *count = static_cast<float>(n);
+  return 0;
+}
+
+extern "C" int CrossEntropyBackward(int nparam, void **params, int *, int64_t **shapes, const char **dtypes, void *,
+                                    void *) {
+  if (nparam != 6) return 1;
+  const float *logits = static_cast<const float *>(params[0]);
+  const bool wide = std::strcmp(dtypes[1], "int64") == 0;
+  const float *lse = static_cast<const float *>(params[2]);
+  const float count = *static_cast<const float *>(params[3]);
+  const float dloss = *static_cast<const float *>(params[4]);
+  float *dlogits = static_cast<float *>(params[5]);
+  const int64_t m = shapes[0][0], v = shapes[0][1];
+  const float scale = dloss / count;
+  pool().parallel_for(m, std::max<int64_t>(1, 65536 / std::max<int64_t>(v, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      float *out = dlogits + i * v;
+      const int64_t label = label_at(params[1], wide, i);
+      if (label == kIgnore || label < 0 || label >= v) {
+        std::memset(out, 0, sizeof(float) * v);
+        continue;
+      }
+      const float *row = logits + i * v;
+      for (int64_t j = 0; j < v; ++j) out[j] = std::exp(row[j] - lse[i]) * scale;
+      out[label] -= scale;
+    }
+  });
+  return 0;
+}

@@ -121,3 +121,20 @@ def attention(n_head: int, dropout: bool):
 
     return ops.Custom(f"{library()}:AttentionForward{suffix}", out_shape=out_shape, out_dtype=out_dtype,
                       func_type="aot", bprop=bprop)
+
+
+def cross_entropy():
+    """(logits [m, v] float32, labels [m] int32/int64) -> (loss [1], lse [m], count [1]): the mean
+    cross-entropy over rows whose label is not IGNORE (-100), differentiable in the logits."""
+    from ms_gpt.data.batching import IGNORE
+
+    if IGNORE != -100:  # the kernel skips -100 (cpu_kernels.cc kIgnore)
+        raise RuntimeError(f"the CPU cross-entropy kernel skips label -100, but IGNORE is {IGNORE}")
+    backward = ops.Custom(f"{library()}:CrossEntropyBackward", out_shape=lambda lg, lb, lse, n, d: lg,
+                          out_dtype=lambda lg, lb, lse, n, d: lg, func_type="aot")
+
+    def bprop(logits, labels, out, dout):
+        return backward(logits, labels, out[1], out[2], dout[0]), ops.zeros_like(labels)
+
+    return ops.Custom(f"{library()}:CrossEntropyForward", out_shape=lambda lg, lb: ([1], [lg[0]], [1]),
+                      out_dtype=lambda lg, lb: (lg, lg, lg), func_type="aot", bprop=bprop)

@@ -12,7 +12,7 @@ from mindspore.common.initializer import Normal, initializer
 from ms_gpt.config import FINETUNE_TASKS, GPTConfig
 from ms_gpt.model.cache import KVCache
 from ms_gpt.model.dropout import KeyedDropout, is_rng_state, seed_dropout
-from ms_gpt.model.layers import (LayerNorm, Linear, cpu_linear, MultiHeadAttention, PoswiseFeedForwardNet,
+from ms_gpt.model.layers import (LayerNorm, Linear, cpu_kernel, cpu_linear, MultiHeadAttention, PoswiseFeedForwardNet,
                                  get_attn_subsequent_mask, get_sin_enc_table)
 
 
@@ -188,6 +188,7 @@ class GPT(_ChecksInputIds):
             compute_dtype=config.compute_dtype)
         self.matmul_t = ops.MatMul(transpose_b=True)
         self.fused_head = cpu_linear(bias=False) if config.compute_dtype == "float32" else None
+        self.fused_loss = cpu_kernel("cross_entropy")  # for training.lm_loss (the logits go float32 first)
         seed_dropout(self, _default_seed(dropout_seed))
 
     def lm_logits(self, hidden):

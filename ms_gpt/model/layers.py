@@ -79,7 +79,7 @@ class Linear(nn.Cell):
         return y.reshape(lead + (self.d_out,)).astype(out_dtype)
 
 
-def _cpu_kernel(name: str, *args):
+def cpu_kernel(name: str, *args):
     """``ms_gpt.kernels.custom.<name>(*args)`` when the CPU kernels are enabled here, else None."""
     from ms_gpt import kernels
 
@@ -92,7 +92,7 @@ def _cpu_kernel(name: str, *args):
 
 def cpu_linear(bias: bool = True):
     """The fused CPU GEMM primitive for y = x W^T (+ b) when ms_gpt.kernels are enabled here, else None."""
-    return _cpu_kernel("linear" if bias else "matmul_nt")
+    return cpu_kernel("linear" if bias else "matmul_nt")
 
 
 class LayerNorm(nn.Cell):
@@ -104,7 +104,7 @@ class LayerNorm(nn.Cell):
         self.bias = Parameter(initializer("zeros", (d,), mindspore.float32), name="bias")
         self.eps = eps
         self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
-        self.fused, self.eps_tensor = _cpu_kernel("layer_norm", eps) or (None, None)
+        self.fused, self.eps_tensor = cpu_kernel("layer_norm", eps) or (None, None)
 
     def construct(self, x):
         x32 = x.astype(mindspore.float32)
@@ -152,8 +152,8 @@ class MultiHeadAttention(nn.Cell):
         # and its dropout - is one kernel (and one for its backward) instead of about 30 MindSpore ops
         self.fused_attention = self.fused_attention_dropout = None
         if cd == "float32":
-            self.fused_attention = _cpu_kernel("attention", self.n_head, False)
-            self.fused_attention_dropout = _cpu_kernel("attention", self.n_head, True)
+            self.fused_attention = cpu_kernel("attention", self.n_head, False)
+            self.fused_attention_dropout = cpu_kernel("attention", self.n_head, True)
 
     def _heads(self, x):
         b, l, _ = x.shape
@@ -224,8 +224,8 @@ class PoswiseFeedForwardNet(nn.Cell):
         self.fc2 = Linear(config.d_ff, config.d_model, std=std, compute_dtype=cd)
         if config.activation == "relu":
             self.act = nn.ReLU()
-        elif config.activation == "gelu" and _cpu_kernel("gelu") is not None:
-            self.act = _cpu_kernel("gelu")  # exact GELU fused with its gradient (MindSpore's runs as erf + 5 ops)
+        elif config.activation == "gelu" and cpu_kernel("gelu") is not None:
+            self.act = cpu_kernel("gelu")  # exact GELU fused with its gradient (MindSpore's runs as erf + 5 ops)
         else:
             self.act = nn.GELU(approximate=config.activation == "gelu_tanh")
         self.dropout = KeyedDropout(p=config.resid_dropout)
