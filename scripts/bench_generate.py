@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_train import run_times  # noqa: E402  (scripts/ is on sys.path when run as a script)
+from bench_train import run_times, torch_reference  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 
 def config(args):
@@ -190,14 +189,6 @@ def torch_kv_decoding(args) -> dict:
     return {"framework": "torch " + torch.__version__, "threads": torch.get_num_threads(), "decoding": rows}
 
 
-def torch_python(args) -> str | None:
-    candidates = [args.torch_python] if args.torch_python else [str(ROOT / ".venv-ref/bin/python")]
-    for py in candidates:
-        if py and Path(py).exists() and subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
-            return py
-    return None
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tutorial")
@@ -234,19 +225,11 @@ def main(argv=None) -> int:
         "decoding": decoding, "per_token_vs_context": context,
         "cached_per_token_spread": round(max(ratios) / min(ratios), 3),
     }
-    py = None if args.no_torch else torch_python(args)
-    if py is not None:
-        cmd = [py, __file__, "--only", "torch", *(argv if argv is not None else sys.argv[1:])]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            result["torch"] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-        else:
-            result["torch"] = json.loads(proc.stdout.strip().splitlines()[-1])
-            result["cached_vs_torch_tokens_per_s"] = {
-                str(ms["new_tokens"]): round(ms["cached_tokens_per_s"] / pt["cached_tokens_per_s"], 3)
-                for ms, pt in zip(decoding, result["torch"]["decoding"])}
-    else:
-        result["torch"] = None if args.no_torch else {"error": "no Python with torch found (--torch-python)"}
+    ref = result["torch"] = torch_reference(args, __file__, argv)
+    if ref and "error" not in ref:
+        result["cached_vs_torch_tokens_per_s"] = {
+            str(ms["new_tokens"]): round(ms["cached_tokens_per_s"] / pt["cached_tokens_per_s"], 3)
+            for ms, pt in zip(decoding, ref["decoding"])}
     print(json.dumps(result, indent=2))
     return 0
 

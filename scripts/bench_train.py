@@ -341,6 +341,21 @@ def torch_python(args) -> str | None:
     return None
 
 
+def torch_reference(args, script: str, argv) -> dict | None:
+    """The PyTorch side of a bench: ``script --only torch`` with this run's arguments, in a child
+    process with a Python that has torch; its JSON, None with ``--no-torch``, or ``{"error": ...}``."""
+    if args.no_torch:
+        return None
+    py = torch_python(args)
+    if py is None:
+        return {"error": "no Python with torch found (--torch-python)"}
+    cmd = [py, script, "--only", "torch", *(argv if argv is not None else sys.argv[1:])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=("preset", "nanogpt"), default="preset",
@@ -373,19 +388,11 @@ def main(argv=None) -> int:
         return 0
     result = {"bench": "train", "recipe": args.recipe, "preset": None if nano else args.preset, "batch": args.batch,
               "block": args.block, "cpu_count": os.cpu_count(), "mindspore": bench_mindspore(args)}
-    py = None if args.no_torch else torch_python(args)
-    if py is not None:
-        cmd = [py, __file__, "--only", "torch", *[a for a in (argv if argv is not None else sys.argv[1:])]]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            result["torch"] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-        else:
-            result["torch"] = json.loads(proc.stdout.strip().splitlines()[-1])
-            ms, pt = result["mindspore"], result["torch"]
-            result["mindspore_vs_torch_tokens_per_s"] = round(ms["tokens_per_s"] / pt["tokens_per_s"], 3)
-            result["mindspore_vs_torch_peak_rss"] = round(ms["peak_rss_mib"] / pt["peak_rss_mib"], 3)
-    else:
-        result["torch"] = None if args.no_torch else {"error": "no Python with torch found (--torch-python)"}
+    ms = result["mindspore"]
+    pt = result["torch"] = torch_reference(args, __file__, argv)
+    if pt and "error" not in pt:
+        result["mindspore_vs_torch_tokens_per_s"] = round(ms["tokens_per_s"] / pt["tokens_per_s"], 3)
+        result["mindspore_vs_torch_peak_rss"] = round(ms["peak_rss_mib"] / pt["peak_rss_mib"], 3)
     add_gemm_shares(result)
     print(json.dumps(result, indent=2))
     return 0

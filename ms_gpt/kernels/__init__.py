@@ -1,12 +1,15 @@
 """Optional CPU kernels (``cpu_kernels.cc``) run as MindSpore ``Custom`` "aot" operators.
 
-On CPU, MindSpore's own kernels are the bottleneck of a small GPT's train step (profiled in the
-README): its GEMM reaches about half of OpenBLAS's rate on this machine, and the optimizer step runs
-as ~8 kernels per parameter (clip: square, sum, scale; then AdamW). ``cpu_kernels.cc`` holds:
-- ``LinearForward`` / ``MatMulNT`` / ``LinearBackward``: y = x W^T (+ b) and its gradients through
-  OpenBLAS's sgemm (the ``scipy-openblas32`` wheel);
-- ``AdamWClipStep``: global-norm clipping plus PyTorch's AdamW over every parameter, in place, as one
-  kernel.
+On CPU, MindSpore's own kernels were the bottleneck of a small GPT's train step (profiled in the
+README): its GEMM reaches well under OpenBLAS's rate on this machine, each small elementwise kernel
+costs 0.1-0.5 ms, and the optimizer step ran as ~8 kernels per parameter. ``cpu_kernels.cc`` holds,
+each with its backward (the primitives are in :mod:`ms_gpt.kernels.custom`):
+- ``LinearForward`` / ``MatMulNT``: y = x W^T (+ b) through OpenBLAS's sgemm (the ``scipy-openblas32``
+  wheel), the bias and its gradient fused;
+- ``AttentionForward``: masked multi-head self-attention of a training step (projections, softmax,
+  attention dropout) as one kernel;
+- ``LayerNormForward``, ``GeluForward`` (exact), ``CrossEntropyForward`` (the LM loss);
+- ``AdamWClipStep``: global-norm clipping plus AdamW over every parameter, in place, as one kernel.
 
 The library is compiled once per machine (g++, about a second) into ``$XDG_CACHE_HOME/ms_gpt/kernels``
 (default ``~/.cache``). ``MS_GPT_CPU_KERNELS`` chooses: ``auto`` (the default: used when the target
@@ -91,7 +94,7 @@ def library() -> str:
     """Path of the built library, loaded once; its kernels split large products over this process's
     CPUs (``MS_GPT_KERNEL_THREADS`` overrides) with OpenBLAS itself kept at one thread: OpenBLAS's
     worker threads busy-wait between calls and took the CPU from MindSpore's own kernels (a small GPT's
-    step was 1.5-1.7x slower with OpenBLAS at 2 threads than at 1 on this 2-core machine)."""
+    step was 1.5-1.75x slower with OpenBLAS at 2 threads than at 1 on this 2-core machine)."""
     path = build()
     _, _, lib_file = _openblas()
     ctypes.CDLL(str(lib_file)).scipy_openblas_set_num_threads(1)
@@ -142,6 +145,7 @@ def describe() -> str:
 def status() -> dict:
     """For ``doctor`` and the benchmarks: whether the kernels are used here, and if not why."""
     try:
-        return {"cpu_kernels": enabled(), "choice": choice(), "library": library() if enabled() else None}
+        used = enabled()
+        return {"cpu_kernels": used, "choice": choice(), "library": library() if used else None}
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         return {"cpu_kernels": False, "choice": os.environ.get(ENV, "auto"), "error": str(exc)}

@@ -1,5 +1,6 @@
-// Linear layers on CPU through OpenBLAS's sgemm (the scipy-openblas32 wheel), as MindSpore `Custom`
-// "aot" kernels. Every function has MindSpore's aot signature:
+// ms_gpt's CPU kernels as MindSpore `Custom` "aot" operators: Linear (OpenBLAS's sgemm from the
+// scipy-openblas32 wheel), clipping + AdamW, LayerNorm, GELU, masked self-attention and the LM
+// cross-entropy, each with its backward. Every entry point has MindSpore's aot signature:
 //   int f(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
 // params holds the inputs, then the outputs; all float32, row-major, contiguous.
 #include <cblas.h>
@@ -20,12 +21,16 @@ inline int64_t rows_of(int ndim, const int64_t *shape) {  // product of all but 
   return r;
 }
 
+inline int64_t elements_of(int ndim, const int64_t *shape) {
+  return ndim == 0 ? 1 : rows_of(ndim, shape) * shape[ndim - 1];
+}
+
 int g_threads = 1;  // set by SetThreads (Python: ms_gpt.kernels.library)
 
 // A small pool of sleeping worker threads: parallel_for(n, fn) runs fn(begin, end) on up to g_threads
 // contiguous parts of [0, n), the calling thread taking the first. Workers wait on a condition variable,
 // never spinning (OpenBLAS's own threads busy-wait between calls and took the CPU from MindSpore's
-// kernels: a small GPT's step was 1.5-1.7x slower with OpenBLAS at 2 threads than at 1 on 2 cores).
+// kernels: a small GPT's step was 1.5-1.75x slower with OpenBLAS at 2 threads than at 1 on 2 cores).
 // Nested or concurrent calls (MindSpore may run two kernels at once) run serially instead of waiting.
 class Pool {
  public:
@@ -144,6 +149,12 @@ void column_sums(const float *a, int64_t m, int64_t n, float *out) {
     }
   });
 }
+
+// y [m, n] = x [m, k] @ w [n, k]^T + b [n]: the bias copied into every row, then one sgemm adding to it.
+void affine(const float *x, const float *w, const float *b, float *y, int64_t m, int64_t n, int64_t k) {
+  for (int64_t i = 0; i < m; ++i) std::memcpy(y + i * n, b, sizeof(float) * n);
+  gemm(CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 1.0f, y, n);
+}
 }  // namespace
 
 extern "C" int SetThreads(int n) {
@@ -161,8 +172,7 @@ int LinearForward(int nparam, void **params, int *ndims, int64_t **shapes, const
   const float *b = static_cast<const float *>(params[2]);
   float *y = static_cast<float *>(params[3]);
   const int64_t m = rows_of(ndims[0], shapes[0]), k = shapes[0][ndims[0] - 1], n = shapes[1][0];
-  for (int64_t i = 0; i < m; ++i) std::memcpy(y + i * n, b, sizeof(float) * n);
-  gemm(CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 1.0f, y, n);
+  affine(x, w, b, y, m, n, k);
   return 0;
 }
 
@@ -214,8 +224,8 @@ int MatMulNTBackward(int nparam, void **params, int *ndims, int64_t **shapes, co
 // parameters, N first moments, N second moments, N gradients. Output: the global norm [1] f32 of the
 // gradients before clipping.
 // The parameters and moments are updated IN PLACE (they are MindSpore Parameters, which the CPU
-// backend passes to the kernel as their own buffers). PyTorch's AdamW: bias-corrected moments,
-// decoupled weight decay p <- p (1 - lr wd), clip factor max_norm / (norm + 1e-6) when norm > max_norm.
+// backend passes to the kernel as their own buffers). Decoupled weight decay p <- p (1 - lr wd); clip
+// factor max_norm / (norm + 1e-6) when norm > max_norm, as PyTorch's clip_grad_norm_.
 extern "C" int AdamWClipStep(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
                              void *) {
   if (nparam < 5 || (nparam - 5) % 4 != 0) return 1;
@@ -227,11 +237,7 @@ extern "C" int AdamWClipStep(int nparam, void **params, int *ndims, int64_t **sh
   const float b1 = hyper[0], b2 = hyper[1], eps = hyper[2], max_norm = hyper[3];
   const bool corrected = hyper[4] != 0.0f;
   float *norm_out = static_cast<float *>(params[nparam - 1]);
-  auto size_of = [&](int i) {
-    int64_t s = 1;
-    for (int d = 0; d < ndims[i]; ++d) s *= shapes[i][d];
-    return s;
-  };
+  auto size_of = [&](int i) { return elements_of(ndims[i], shapes[i]); };
   double total = 0.0;
   for (int i = 0; i < n; ++i) {
     const float *g = static_cast<const float *>(params[4 + 3 * n + i]);
@@ -293,19 +299,19 @@ extern "C" int LayerNormForward(int nparam, void **params, int *ndims, int64_t *
   float *rstd = static_cast<float *>(params[6]);
   const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
   pool().parallel_for(m, std::max<int64_t>(1, 8192 / d), [&](int64_t r0, int64_t r1) {
-  for (int64_t i = r0; i < r1; ++i) {
-    const float *xr = x + i * d;
-    float *yr = y + i * d;
-    float s = 0.0f;
-    for (int64_t j = 0; j < d; ++j) s += xr[j];
-    const float mu = s / d;
-    float q = 0.0f;
-    for (int64_t j = 0; j < d; ++j) q += (xr[j] - mu) * (xr[j] - mu);
-    const float r = 1.0f / std::sqrt(q / d + eps);
-    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * r * w[j] + b[j];
-    mean[i] = mu;
-    rstd[i] = r;
-  }
+    for (int64_t i = r0; i < r1; ++i) {
+      const float *xr = x + i * d;
+      float *yr = y + i * d;
+      float s = 0.0f;
+      for (int64_t j = 0; j < d; ++j) s += xr[j];
+      const float mu = s / d;
+      float q = 0.0f;
+      for (int64_t j = 0; j < d; ++j) q += (xr[j] - mu) * (xr[j] - mu);
+      const float r = 1.0f / std::sqrt(q / d + eps);
+      for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * r * w[j] + b[j];
+      mean[i] = mu;
+      rstd[i] = r;
+    }
   });
   return 0;
 }
@@ -359,7 +365,7 @@ extern "C" int GeluForward(int nparam, void **params, int *ndims, int64_t **shap
   if (nparam != 2) return 1;
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[1]);
-  const int64_t size = rows_of(ndims[0], shapes[0]) * shapes[0][ndims[0] - 1];
+  const int64_t size = elements_of(ndims[0], shapes[0]);
   pool().parallel_for(size, 16384, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) y[j] = 0.5f * x[j] * (1.0f + std::erf(x[j] * 0.70710678118654752f));
   });
@@ -372,7 +378,7 @@ extern "C" int GeluBackward(int nparam, void **params, int *ndims, int64_t **sha
   const float *x = static_cast<const float *>(params[0]);
   const float *dy = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[2]);
-  const int64_t size = rows_of(ndims[0], shapes[0]) * shapes[0][ndims[0] - 1];
+  const int64_t size = elements_of(ndims[0], shapes[0]);
   pool().parallel_for(size, 16384, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
       const float cdf = 0.5f * (1.0f + std::erf(x[j] * 0.70710678118654752f));
@@ -394,11 +400,6 @@ extern "C" int GeluBackward(int nparam, void **params, int *ndims, int64_t **sha
 namespace {
 constexpr float kMasked = -1e9f;
 
-inline void project(const float *x, const float *w, const float *bias, float *out, int64_t rows, int64_t d) {
-  for (int64_t i = 0; i < rows; ++i) std::memcpy(out + i * d, bias, sizeof(float) * d);
-  gemm(CblasNoTrans, CblasTrans, rows, d, d, 1.0f, x, d, w, d, 1.0f, out, d);
-}
-
 int attention_forward(void **params, int64_t **shapes, bool dropout) {
   const float *x = static_cast<const float *>(params[0]);
   const float *w[3] = {static_cast<const float *>(params[1]), static_cast<const float *>(params[2]),
@@ -414,7 +415,7 @@ int attention_forward(void **params, int64_t **shapes, bool dropout) {
   float *P = static_cast<float *>(params[o + 4]);
   const int64_t b = shapes[0][0], l = shapes[0][1], d = shapes[0][2], h = shapes[o + 4][1], dk = d / h;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
-  for (int j = 0; j < 3; ++j) project(x, w[j], bias[j], qkv[j], b * l, d);
+  for (int j = 0; j < 3; ++j) affine(x, w[j], bias[j], qkv[j], b * l, d, d);
   pool().parallel_for(b * h, 1, [&](int64_t pair0, int64_t pair1) {
     std::vector<float> dropped(dropout ? l * l : 0);
     for (int64_t pair = pair0; pair < pair1; ++pair) {
