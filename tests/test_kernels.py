@@ -190,3 +190,13 @@ def test_cross_entropy_matches_mindspore_with_ignored_rows(label_dtype):
     assert np.isnan(loss.asnumpy()[0]) and count.asnumpy()[0] == 0  # nothing scored: NaN, as ops.cross_entropy
     with pytest.raises(RuntimeError):
         fused(logits.reshape(15, 11), Tensor(np.full(15, 11, label_dtype))).__getitem__(0).asnumpy()
+
+
+def test_kernel_thread_count_is_checked():
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "from ms_gpt import kernels; kernels.library()"],
+                          env={**os.environ, "MS_GPT_KERNEL_THREADS": "0"}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "MS_GPT_KERNEL_THREADS='0' must be a positive integer" in proc.stderr
