@@ -155,6 +155,10 @@ class TrainConfig:
     schedule: str = opt("cosine", "decay after warmup", choices=SCHEDULES)
     min_lr_ratio: float = opt(0.1, "the learning rate decays to this share of the peak")
     weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)")
+    beta1: float = opt(0.9, "AdamW β1 (first-moment decay)")
+    beta2: float = opt(0.999, "AdamW β2 (second-moment decay)")
+    bias_correction: bool = opt(False, "Adam's bias correction of the moments (PyTorch's AdamW); without it "
+                                       "MindSpore's AdamWeightDecay update, whose first steps are several times larger")
     grad_clip: float = opt(1.0, "clip gradients to this global norm")
     eval_every: int | None = opt(50, "validate every N steps")
     ckpt_every: int | None = opt(100, "checkpoint every N steps")
@@ -184,6 +188,13 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
+        for name in ("beta1", "beta2"):
+            b = getattr(self, name)
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {b!r}")
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
+                or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
 
 
 @dataclass
@@ -198,8 +209,10 @@ class DataConfig:
 @dataclass
 class GenerationConfig:
     strategy: str = opt("greedy", "decoding strategy", choices=STRATEGIES)
-    max_new_tokens: int = opt(32, "tokens to generate at most", positive=True)
+    max_new_tokens: int = opt(32, "tokens to generate at most (past the position table the model reads the last "
+                                  "3/4 of it)", positive=True)
     eos_id: int | None = opt(None, cli=False)
+    stop_ids: tuple = opt((), cli=False)  # more tokens that end the text (e.g. a newline)
     use_cache: bool = opt(True, "decode over the key/value cache (--no-cache: recompute the whole sequence)",
                           flag="--no-cache")
     num_beams: int = opt(4, "beam width (beam search)", positive=True)
@@ -210,7 +223,7 @@ class GenerationConfig:
     top_k: int = opt(0, "sample from the k most likely tokens (0: off)")
     top_p: float = opt(1.0, "sample from the smallest set reaching this probability (1: off)")
     seed: int = opt(0, cli=False)
-    truncate_prompt: bool = opt(False, "keep the last tokens of a too-long prompt instead of failing")
+    truncate_prompt: bool = opt(False, "keep the last n_positions tokens of a too-long prompt instead of failing")
     suppress_ids: tuple = opt((), cli=False)  # never generate these (e.g. <pad>, <bos>, <unk>)
 
     def validate(self) -> None:

@@ -2,8 +2,12 @@
 
 Every strategy runs incrementally on the cache by default (``use_cache=True``): the prompt is
 encoded once, then each step feeds only the newest token(s). ``use_cache=False`` recomputes the
-whole sequence each step (the tutorial's way), for comparison. Generation stops at ``eos_id`` or
-after ``max_new_tokens``. Logits are post-processed on the host in NumPy.
+whole sequence each step (the tutorial's way), for comparison. Generation stops at ``eos_id`` (or
+one of ``stop_ids``) or after ``max_new_tokens``. Logits are post-processed on the host in NumPy.
+
+Texts longer than the position table slide: when the sequence outgrows ``n_positions`` the model
+reads only its last ``window`` tokens (3/4 of the table), so ``max_new_tokens`` has no upper limit. With
+the cache that means re-encoding those tokens once every ``n_positions - window`` new tokens.
 """
 
 from __future__ import annotations
@@ -33,18 +37,33 @@ def compiled_step(model):
     return fn
 
 
+def sliding_window(n_positions: int) -> int:
+    """Tokens kept when a sequence outgrows the position table: 3/4 of it (at least 1)."""
+    return max(1, (3 * n_positions) // 4)
+
+
 class _Runner:
     """Next-token logits for a batch of equal-length sequences, cached or recomputed.
 
     Cached: the prompt runs once through ``model(ids, KVCache.empty(...))`` (PyNative) and every new
     token through one compiled graph of the same forward, whose shapes never change, so a token costs
-    the same at any context length.
+    the same at any context length. The model reads ``ids[:, self.begin:]``; when that outgrows the
+    position table, ``begin`` moves so that the last ``window`` tokens remain (the cache is rebuilt
+    from them), the same way in both modes.
     """
 
     def __init__(self, model, use_cache: bool):
         self.model, self.use_cache, self.cache = model, use_cache, None
+        self.limit = model.config.n_positions
+        self.window = sliding_window(self.limit)
+        self.begin = 0  # where the context the model reads starts in the sequences
 
     def start(self, ids: np.ndarray) -> np.ndarray:
+        """``ids``: the prompt [b, length <= n_positions]."""
+        self.begin = 0
+        return self._encode(ids)
+
+    def _encode(self, ids):
         if self.use_cache:
             empty = KVCache.empty(self.model.config, batch=ids.shape[0])
             out = self.model(mindspore.Tensor(ids.astype(np.int32)), empty)
@@ -54,12 +73,15 @@ class _Runner:
 
     def next(self, ids: np.ndarray) -> np.ndarray:
         """``ids``: the whole sequences so far [b, length + 1]."""
+        if ids.shape[1] - self.begin > self.limit:  # past the position table: keep the last `window` tokens
+            self.begin = ids.shape[1] - self.window
+            return self._encode(ids[:, self.begin:])
         if self.use_cache:
             logits, cache, _ = compiled_step(self.model)(
                 mindspore.Tensor(ids[:, -1:].astype(np.int32)), *self.cache.as_inputs())
             self.cache = KVCache(*cache)
             return logits.asnumpy()[:, -1].astype(np.float64)
-        return self._full(ids)
+        return self._full(ids[:, self.begin:])
 
     def _full(self, ids):
         return self.model(mindspore.Tensor(ids.astype(np.int32))).asnumpy()[:, -1].astype(np.float64)
@@ -98,13 +120,12 @@ def _check_prompt(model, prompt, cfg):
     ids = [int(t) for t in prompt]
     if not ids:
         raise ValueError("the prompt is empty: give at least one token (e.g. the tokenizer's <bos>)")
-    limit = model.config.n_positions - cfg.max_new_tokens
+    limit = model.config.n_positions
     if len(ids) > limit:
-        if not cfg.truncate_prompt or limit < 1:
+        if not cfg.truncate_prompt:
             raise ValueError(
-                f"prompt of {len(ids)} tokens + max_new_tokens={cfg.max_new_tokens} exceeds the context "
-                f"(n_positions={model.config.n_positions}); shorten it, lower max_new_tokens, or set "
-                f"truncate_prompt=True to keep its last {max(limit, 0)} tokens")
+                f"prompt of {len(ids)} tokens exceeds the context (n_positions={limit}); shorten it, or set "
+                f"truncate_prompt=True to keep its last {limit} tokens")
         ids = ids[-limit:]
     bad = [t for t in ids if not 0 <= t < model.config.vocab_size]
     if bad:
@@ -150,7 +171,7 @@ def _greedy_or_sample(model, ids, cfg):
         else:
             token = _sample(logits[0] / cfg.temperature, cfg.top_k, cfg.top_p, rng)
         out.append(token)
-        if token == cfg.eos_id or step == cfg.max_new_tokens - 1:
+        if token == cfg.eos_id or token in cfg.stop_ids or step == cfg.max_new_tokens - 1:
             break
         ids = np.concatenate([ids, [[token]]], axis=1)
         logits = runner.next(ids)
@@ -196,7 +217,7 @@ def _beam(model, ids, cfg):
             s = total[r, t]
             if not np.isfinite(s):
                 continue
-            if t == cfg.eos_id:
+            if t == cfg.eos_id or t in cfg.stop_ids:
                 new = seqs[r, prompt_len:].tolist() + [int(t)]
                 finished.append((s / len(new) ** cfg.length_penalty, new))
             else:

@@ -61,8 +61,8 @@ def lm_objective(model, ids, labels):
 
 def make_optimizer(model, cfg: TrainConfig) -> AdamW:
     """AdamW over the trainable weights (matrices decayed), clipping to ``cfg.grad_clip`` inside."""
-    return AdamW(model.trainable_params(), lr_schedule(cfg), weight_decay=cfg.weight_decay, eps=1e-8,
-                 max_norm=cfg.grad_clip)
+    return AdamW(model.trainable_params(), lr_schedule(cfg), weight_decay=cfg.weight_decay,
+                 betas=(cfg.beta1, cfg.beta2), eps=1e-8, max_norm=cfg.grad_clip, bias_correction=cfg.bias_correction)
 
 
 class Trainer:

@@ -76,6 +76,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--preset", default="small")
+    p.add_argument("--tokenizer", default="char", choices=("char", "jieba", "bpe"),
+                   help="the GPT's tokenizer (char: every review character has a token, so none is <unk>)")
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--pretrain-steps", type=int, default=1000)
     p.add_argument("--pretrain-lr", type=float, default=3e-4)
@@ -107,7 +109,8 @@ def main() -> int:
         "pretrain", "--corpus", "builtin:peoples-daily", "--out", str(pre), "--preset", args.preset,
         "--steps", str(args.pretrain_steps), "--block-size", str(args.block_size),
         "--batch-size", str(args.pretrain_batch_size), "--vocab-size", str(args.vocab_size),
-        "--learning-rate", str(args.pretrain_lr), "--vocab-corpus", str(vocab_texts), "--no-progress", *common],
+        "--learning-rate", str(args.pretrain_lr), "--vocab-corpus", str(vocab_texts), "--tokenizer", args.tokenizer,
+        "--no-progress", *common],
         out / "pretrain.log")}
     ft = ["finetune", "--init", str(pre), "--task", "classification", "--data", "builtin:reviews-zh",
           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),

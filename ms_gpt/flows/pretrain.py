@@ -24,11 +24,48 @@ def tokenizer_kind(cfg: PretrainConfig) -> str:
     return "jieba" if cfg.corpus in _ZH else "whitespace"
 
 
+def boundaries(cfg: PretrainConfig, kind: str) -> str:
+    """``auto``: ``newline`` for a char tokenizer (the text as it is, nanoGPT's way), ``eos`` otherwise."""
+    if cfg.boundaries == "auto":
+        return "newline" if kind == "char" else "eos"
+    if cfg.boundaries == "newline" and kind != "char":
+        raise ValueError(f"--boundaries newline needs --tokenizer char (a {kind} tokenizer has no newline token); "
+                         f"use --boundaries eos or auto")
+    return cfg.boundaries
+
+
+def stream_lines(lines, mode: str) -> list[str]:
+    """The texts to tokenize: in ``newline`` mode each line keeps its line break."""
+    return [line + "\n" for line in lines] if mode == "newline" else list(lines)
+
+
+def encode_stream(tok, lines, mode: str) -> list:
+    """Token ids per line: ``<bos> line <eos>`` (eos mode) or ``line \\n`` (newline mode)."""
+    eos = mode == "eos"
+    return encode_lines(tok, stream_lines(lines, mode), add_bos=eos, add_eos=eos)
+
+
+def split_corpus(lines: list, val_corpus: str | None, seed: int) -> tuple[list, list]:
+    """(training lines, validation lines): ``val_corpus`` when given, else 5 % of ``lines`` drawn with ``seed``."""
+    if val_corpus:
+        return lines, load_corpus(val_corpus)
+    return train_val_split(lines, 0.05, seed=seed)
+
+
+def held_out_lines(run_dir: str | Path) -> list[str]:
+    """The validation lines of the pretraining run saved in ``run_dir`` (rebuilt from its run_config.json)."""
+    record = checkpoint.read_run_config(Path(run_dir))
+    if not record or "corpus" not in record:
+        raise FileNotFoundError(f"{run_dir}/{checkpoint.RUN_CONFIG} of an ms-gpt pretrain run not found")
+    return split_corpus(load_corpus(record["corpus"]), record.get("val_corpus"), record.get("seed", 0))[1]
+
+
 def resolve_train(cfg: PretrainConfig, target: str):
-    """The TrainConfig with pretraining's automatic values filled in."""
+    """The TrainConfig with pretraining's automatic values filled in: warmup over 10 % of the steps, at most
+    100 (nanoGPT's), validation 4 times and a checkpoint twice per run, mixed precision on Ascend."""
     t, steps = cfg.train, cfg.train.steps
     return dataclasses.replace(
-        t, warmup_steps=min(20, steps // 10) if t.warmup_steps is None else t.warmup_steps,
+        t, warmup_steps=min(100, steps // 10) if t.warmup_steps is None else t.warmup_steps,
         eval_every=max(1, steps // 4) if t.eval_every is None else t.eval_every,
         ckpt_every=max(1, steps // 2) if t.ckpt_every is None else t.ckpt_every,
         amp=target == "Ascend" if t.amp is None else t.amp)
@@ -40,6 +77,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     text the vocabulary is built over (not trained on), so a later task's words are not ``<unk>``;
     ``distributed``: data-parallel over the workers msrun started (``batch_size`` per worker; only rank 0
     writes)."""
+    cfg.validate()
     settings = common.setup(cfg, static_shapes=cfg.data.static_shapes)
     dist = distributed.init_data_parallel() if cfg.distributed else distributed.DistInfo()
     out = Path(cfg.out)
@@ -48,23 +86,27 @@ def pretrain(cfg: PretrainConfig) -> dict:
     train_cfg = resolve_train(cfg, settings.target)
     block, batch = cfg.data.max_len, cfg.data.batch_size
     lines = load_corpus(cfg.corpus)
-    train_lines, val_lines = train_val_split(lines, 0.05, seed=cfg.seed)
+    train_lines, val_lines = split_corpus(lines, cfg.val_corpus, cfg.seed)
+    kind = tokenizer_kind(cfg)
+    mode = boundaries(cfg, kind)
     if cfg.resume:
         tok = checkpoint.load_tokenizer(out)
     else:  # deterministic: the same vocabulary on every rank
-        tok = text.build(tokenizer_kind(cfg), train_lines + (load_corpus(cfg.vocab_corpus) if cfg.vocab_corpus else []),
-                         cfg.vocab_size)
+        extra = load_corpus(cfg.vocab_corpus) if cfg.vocab_corpus else []
+        tok = text.build(kind, stream_lines(train_lines + extra, mode), cfg.vocab_size)
+    dropout = 0.0 if cfg.dropout is None else cfg.dropout
     base = GPTConfig.preset(cfg.preset)
     config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, n_positions=max(base.n_positions, block),
-                          compute_dtype="float16" if train_cfg.amp else base.compute_dtype)
+                          compute_dtype="float16" if train_cfg.amp else base.compute_dtype,
+                          embd_dropout=dropout, attn_dropout=dropout, resid_dropout=dropout)
     # Blocks have one shape by construction (static on every device): training [batch, block], validation
     # [min(batch, 8), block].
-    train_ds = block_dataset(encode_lines(tok, train_lines), block, batch, seed=cfg.seed,
+    train_ds = block_dataset(encode_stream(tok, train_lines, mode), block, batch, seed=cfg.seed,
                              num_shards=dist.size, shard_id=dist.rank)
-    val_ds = block_dataset(encode_lines(tok, val_lines), block, min(batch, 8), shuffle=False)
+    val_ds = block_dataset(encode_stream(tok, val_lines, mode), block, min(batch, 8), shuffle=False)
     if dist.is_writer:
         out.mkdir(parents=True, exist_ok=True)
-        run = dataclasses.replace(cfg, train=train_cfg,
+        run = dataclasses.replace(cfg, train=train_cfg, boundaries=mode, dropout=dropout,
                                   data=dataclasses.replace(cfg.data, static_shapes=settings.static_shapes))
         common.record_run(out, run, free=RESUME_FREE, resume=cfg.resume)
         if not cfg.resume:
@@ -84,7 +126,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         "corpus": cfg.corpus, "preset": cfg.preset, "device": settings.target, "amp": train_cfg.amp,
         "static_shapes": settings.static_shapes, "train_shapes": trainer.input_shapes(),
         "steps": trainer.step, "of_steps": steps, "skipped_steps": trainer.skipped,
-        "tokenizer": tok.kind, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
+        "tokenizer": tok.kind, "boundaries": mode, "dropout": dropout, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
         "parameters": sum(int(p.size) for p in model.trainable_params()),
         "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
         "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],
