@@ -1,18 +1,21 @@
-"""Does pretraining help? GPT-1's fine-tuning on real Chinese reviews, three ways, same split, one run.
+"""Does pretraining help? GPT-1's fine-tuning on real Chinese reviews, three ways, the same split, several seeds.
 
-  (a) a GPT pretrained on builtin:peoples-daily, then fine-tuned on builtin:reviews-zh (ms-gpt finetune)
+  (a) a GPT pretrained on unlabelled text, then fine-tuned on builtin:reviews-zh (ms-gpt finetune)
   (b) the same architecture and tokenizer fine-tuned from random weights (ms-gpt finetune --reinit)
   (c) TF-IDF over jieba words (unigrams + bigrams) + logistic regression (scikit-learn), C chosen on
       the validation split
 
-(a) and (b) run the real CLI commands (printed, so each step can be re-run alone). All three train on
-the same training rows and are scored on the same test split. The GPT vocabulary is built over People's
-Daily plus the review *training* texts (words only, no labels; the weights see only People's Daily
-before fine-tuning), so review words are not <unk> for the GPT either.
+The levers GPT-1 itself used: the pretraining text is in-domain and unlabelled - the review *training*
+texts (no labels; never the validation or test texts) plus the People's Daily corpus - and the tokens
+are characters, so no review is read through <unk>. The split (deduplicated, stratified, 80/10/10) is
+drawn once (--split-seed) and written to OUT/data, so every seed trains and tests on the same rows;
+each seed (--seeds) changes the fine-tuning (head initialisation, shuffling). The model is pretrained
+once (seed 0). (a) and (b) run the real CLI commands (printed, so each step can be re-run alone).
 
-  python scripts/finetune_compare.py [--out runs/compare] [--preset small] [--pretrain-steps 600] ...
+  python scripts/finetune_compare.py [--out runs/compare] [--seeds 0 1 2] [--pretrain-steps 2000] ...
 
-Prints one JSON object; writes OUT/compare.json and OUT/compare.md (the README table).
+Prints one JSON object; writes OUT/compare.json and OUT/compare.md (the README table): the mean ± std over
+the seeds of each, each seed's figures, and whether (a) >= (c) + 1 point on the mean and (a) > (b) in every seed.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def run(cmd: list[str], log: Path) -> dict:
-    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+def run(cmd: list[str], log: Path, env: dict | None = None) -> dict:
+    print("+ " + "".join(f"{k}={v} " for k, v in (env or {}).items()) + " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=fh, text=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -70,72 +73,121 @@ def tfidf_baseline(splits: dict, train_limit: int | None, seed: int) -> dict:
             "train_examples": len(train), "wall_s": round(time.perf_counter() - t0, 1)}
 
 
+def write_split(splits: dict, folder: Path, train_limit: int | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        rows = rows[:train_limit] if name == "train" and train_limit else rows
+        (folder / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"text": r["text"], "label": r["label"]}, ensure_ascii=False) + "\n" for r in rows),
+            encoding="utf-8")
+
+
+def mean_std(values) -> dict:
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    return {"mean": round(float(v.mean()), 4), "std": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 4)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/compare")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds (default 0 1 2)")
+    p.add_argument("--split-seed", type=int, default=0, help="the one train/valid/test split every seed uses")
     p.add_argument("--device", default=None)
     p.add_argument("--preset", default="small")
     p.add_argument("--tokenizer", default="char", choices=("char", "jieba", "bpe"),
                    help="the GPT's tokenizer (char: every review character has a token, so none is <unk>)")
     p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--pretrain-steps", type=int, default=1000)
-    p.add_argument("--pretrain-lr", type=float, default=3e-4)
+    p.add_argument("--pretrain-text", default="reviews+peoples-daily", choices=("reviews+peoples-daily", "peoples-daily"),
+                   help="unlabelled pretraining text: the review training texts plus People's Daily, or People's "
+                        "Daily alone")
+    p.add_argument("--pretrain-steps", type=int, default=2000)
     p.add_argument("--block-size", type=int, default=64)
     p.add_argument("--pretrain-batch-size", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3, help="at most (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=3e-4)
-    p.add_argument("--lm-weight", type=float, default=0.0,
-                   help="λ (0 here: twice the steps in the time budget; ms-gpt finetune defaults to 0.5)")
+    p.add_argument("--learning-rate", type=float, default=None, help="default: ms-gpt finetune's, by model size")
+    p.add_argument("--lm-weight", type=float, default=None, help="λ (default: ms-gpt finetune's, by model size)")
     p.add_argument("--pool", choices=("last", "mean"), default="last")
-    p.add_argument("--max-len", type=int, default=64)
+    p.add_argument("--max-len", type=int, default=128)
+    p.add_argument("--static-shapes", choices=("on", "off"), default="on",
+                   help="on: fine-tune in length buckets (MS_GPT_STATIC_SHAPES=1, the Ascend policy; far less "
+                        "padding than one padded length per batch); off: padded_batch")
     p.add_argument("--train-limit", type=int, default=None, help="first N training rows for all three")
     args = p.parse_args()
 
+    from ms_gpt.data.corpus import peoples_daily
     from ms_gpt.data.tasks import reviews_zh_splits
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    splits = reviews_zh_splits(args.seed)
+    splits = reviews_zh_splits(args.split_seed)
+    write_split(splits, out / "data", args.train_limit)
     train = splits["train"][:args.train_limit] if args.train_limit else splits["train"]
-    vocab_texts = out / "reviews-train.txt"
-    vocab_texts.write_text("".join(r["text"].replace("\n", " ") + "\n" for r in train), encoding="utf-8")
+    corpus = out / "pretrain-text"
+    corpus.mkdir(exist_ok=True)
+    (corpus / "peoples-daily.txt").write_text("\n".join(peoples_daily()) + "\n", encoding="utf-8")
+    reviews = corpus / "reviews-train.txt"
+    if args.pretrain_text == "reviews+peoples-daily":
+        reviews.write_text("".join(" ".join(r["text"].split()) + "\n" for r in train), encoding="utf-8")
+    elif reviews.exists():
+        reviews.unlink()
     ms_gpt = [str(Path(sys.executable).parent / "ms-gpt")]
-    common = ["--seed", str(args.seed)] + (["--device", args.device] if args.device else [])
+    dev = ["--device", args.device] if args.device else []
     pre = out / "pretrained"
     results = {"pretrain": run(ms_gpt + [
-        "pretrain", "--corpus", "builtin:peoples-daily", "--out", str(pre), "--preset", args.preset,
+        "pretrain", "--corpus", str(corpus), "--out", str(pre), "--preset", args.preset, "--tokenizer", args.tokenizer,
         "--steps", str(args.pretrain_steps), "--block-size", str(args.block_size),
-        "--batch-size", str(args.pretrain_batch_size), "--vocab-size", str(args.vocab_size),
-        "--learning-rate", str(args.pretrain_lr), "--vocab-corpus", str(vocab_texts), "--tokenizer", args.tokenizer,
-        "--no-progress", *common],
-        out / "pretrain.log")}
-    ft = ["finetune", "--init", str(pre), "--task", "classification", "--data", "builtin:reviews-zh",
-          "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),
-          "--lm-weight", str(args.lm_weight), "--pool", args.pool, "--max-len", str(args.max_len), "--no-progress", *common]
-    if args.train_limit:
-        ft += ["--train-limit", str(args.train_limit)]
-    results["a_pretrained"] = run(ms_gpt + ft + ["--out", str(out / "a_pretrained")], out / "a_pretrained.log")
-    results["b_scratch"] = run(ms_gpt + ft + ["--out", str(out / "b_scratch"), "--reinit"], out / "b_scratch.log")
-    results["c_tfidf"] = tfidf_baseline(splits, args.train_limit, args.seed)
-    a, b, c = (results[k]["accuracy"] for k in ("a_pretrained", "b_scratch", "c_tfidf"))
+        "--batch-size", str(args.pretrain_batch_size), "--vocab-size", str(args.vocab_size), "--seed", "0",
+        "--no-progress", *dev], out / "pretrain.log")}
+    ft = ["finetune", "--init", str(pre), "--task", "classification", "--data", str(out / "data"),
+          "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--pool", args.pool,
+          "--max-len", str(args.max_len), "--no-progress", *dev]
+    shapes_env = {"MS_GPT_STATIC_SHAPES": "1" if args.static_shapes == "on" else "0"}
+    if args.learning_rate is not None:
+        ft += ["--learning-rate", str(args.learning_rate)]
+    if args.lm_weight is not None:
+        ft += ["--lm-weight", str(args.lm_weight)]
+    per_seed = []
+    c = tfidf_baseline(splits, args.train_limit, args.split_seed)
+    for seed in args.seeds:
+        a = run(ms_gpt + ft + ["--seed", str(seed), "--out", str(out / f"a_pretrained_seed{seed}")],
+                out / f"a_pretrained_seed{seed}.log", shapes_env)
+        b = run(ms_gpt + ft + ["--seed", str(seed), "--out", str(out / f"b_scratch_seed{seed}"), "--reinit"],
+                out / f"b_scratch_seed{seed}.log", shapes_env)
+        per_seed.append({"seed": seed, "a": a, "b": b})
+        print(f"seed {seed}: (a) {a['accuracy']:.4f}  (b) {b['accuracy']:.4f}  (c) {c['accuracy']:.4f}",
+              file=sys.stderr, flush=True)
+    acc = {"a_pretrained_finetuned": [r["a"]["accuracy"] for r in per_seed],
+           "b_random_init_finetuned": [r["b"]["accuracy"] for r in per_seed],
+           "c_tfidf_logreg": [c["accuracy"]] * len(per_seed)}
+    stats = {k: mean_std(v) for k, v in acc.items()}
+    a_mean, c_mean = stats["a_pretrained_finetuned"]["mean"], stats["c_tfidf_logreg"]["mean"]
+    keep = ("accuracy", "valid_accuracy", "best_epoch", "steps", "of_steps", "stopped_early", "defaults", "unk_share",
+            "train_examples", "wall_s", "reinit")
     summary = {
-        "settings": vars(args), "test_examples": results["a_pretrained"]["test_examples"],
-        "train_examples": results["a_pretrained"]["train_examples"],
-        "accuracy": {"a_pretrained_finetuned": a, "b_random_init_finetuned": b, "c_tfidf_logreg": c},
-        "targets": {"a_ge_c": a >= c, "a_gt_b": a > b},
-        "pretrain": {k: results["pretrain"][k] for k in ("val_ppl_before", "val_ppl", "steps", "parameters", "wall_s")},
+        "settings": vars(args), "test_examples": per_seed[0]["a"]["test_examples"],
+        "train_examples": per_seed[0]["a"]["train_examples"], "seeds": args.seeds,
+        "accuracy": acc, "mean_std": stats,
+        "targets": {"a_ge_c_plus_1pt": a_mean >= c_mean + 0.01,
+                    "a_gt_b_every_seed": all(r["a"]["accuracy"] > r["b"]["accuracy"] for r in per_seed)},
+        "pretrain": {k: results["pretrain"][k] for k in ("val_ppl_before", "val_ppl", "steps", "parameters", "wall_s",
+                                                         "tokenizer", "vocab_size")},
+        "c_tfidf": c, "runs": [{"seed": r["seed"], "a": {k: r["a"].get(k) for k in keep},
+                                "b": {k: r["b"].get(k) for k in keep}} for r in per_seed],
         "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count(),
-        "runs": {k: {kk: v for kk, v in r.items() if kk not in ("per_class",)} for k, r in results.items()
-                 if k != "pretrain"},
     }
-    rows = [("(a) GPT pretrained on People's Daily, fine-tuned", results["a_pretrained"]),
-            ("(b) same GPT from random weights, fine-tuned", results["b_scratch"]),
-            ("(c) TF-IDF (jieba 1-2 grams) + logistic regression", results["c_tfidf"])]
-    table = "| model | valid acc | test acc | wall |\n|---|---|---|---|\n" + "".join(
-        f"| {name} | {r['valid_accuracy']:.4f} | {r['accuracy']:.4f} | {r['wall_s']:.0f} s |\n" for name, r in rows)
+    names = {"a_pretrained_finetuned": "(a) GPT pretrained on review texts + People's Daily, fine-tuned",
+             "b_random_init_finetuned": "(b) same GPT from random weights, fine-tuned",
+             "c_tfidf_logreg": "(c) TF-IDF (jieba 1-2 grams) + logistic regression"}
+    if args.pretrain_text == "peoples-daily":
+        names["a_pretrained_finetuned"] = "(a) GPT pretrained on People's Daily, fine-tuned"
+    header = "| model | test acc, mean ± std | " + " | ".join(f"seed {s}" for s in args.seeds) + " |\n"
+    table = header + "|---|---|" + "---|" * len(args.seeds) + "\n" + "".join(
+        f"| {names[k]} | {stats[k]['mean']:.4f} ± {stats[k]['std']:.4f} | "
+        + " | ".join(f"{v:.4f}" for v in acc[k]) + " |\n" for k in acc)
     (out / "compare.md").write_text(table, encoding="utf-8")
     (out / "compare.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     print(json.dumps(summary, ensure_ascii=False))

@@ -33,7 +33,7 @@ def test_local_file_and_folder(tmp_path):
 
 
 @pytest.mark.parametrize("src,exc,match", [
-    ("builtin:wiki", ValueError, r"unknown built-in corpus 'wiki'; available: builtin:peoples-daily, builtin:reviews-zh, builtin:demo-en"),
+    ("builtin:wiki", ValueError, r"unknown built-in corpus 'wiki'; available: builtin:peoples-daily, builtin:reviews-zh, builtin:chitchat, builtin:demo-en"),
     ("/no/such/corpus.txt", FileNotFoundError, r"corpus '/no/such/corpus.txt' not found"),
     ("", ValueError, r"corpus source must be 'builtin:NAME' or a path, got ''"),
 ])

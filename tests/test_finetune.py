@@ -559,16 +559,29 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
 
     out = tmp_path / "cmp"
     proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
-                           "--preset", "tiny", "--pretrain-steps", "4", "--block-size", "32", "--vocab-size", "6000",
+                           "--preset", "tiny", "--pretrain-steps", "4", "--block-size", "32", "--seeds", "0", "1",
                            "--epochs", "1", "--train-limit", "96", "--max-len", "32"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["train_examples"] == 96 and summary["test_examples"] > 1700
+    assert summary["train_examples"] == 96 and summary["test_examples"] > 1700 and summary["seeds"] == [0, 1]
     acc = summary["accuracy"]
     assert set(acc) == {"a_pretrained_finetuned", "b_random_init_finetuned", "c_tfidf_logreg"}
-    assert all(0.0 <= v <= 1.0 for v in acc.values()) and acc["c_tfidf_logreg"] > 0.55
-    assert summary["runs"]["b_scratch"]["reinit"] is True and summary["runs"]["a_pretrained"]["reinit"] is False
+    assert all(len(v) == 2 and all(0.0 <= x <= 1.0 for x in v) for v in acc.values())
+    assert acc["c_tfidf_logreg"][0] > 0.55
+    for k, v in acc.items():
+        assert summary["mean_std"][k]["mean"] == pytest.approx(np.mean(v), abs=1e-4)
+        assert summary["mean_std"][k]["std"] == pytest.approx(np.std(v, ddof=1), abs=1e-4)
+    assert summary["targets"]["a_gt_b_every_seed"] == all(a > b for a, b in zip(acc["a_pretrained_finetuned"],
+                                                                               acc["b_random_init_finetuned"]))
+    runs = summary["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and runs[0]["b"]["reinit"] is True and runs[0]["a"]["reinit"] is False
+    assert runs[0]["a"]["unk_share"]["test"] < 0.05  # characters: the reviews are readable
+    assert summary["pretrain"]["tokenizer"] == "char"
+    # the pretraining text is the review *training* texts (unlabelled) plus People's Daily; never valid/test
+    train_texts = (out / "pretrain-text" / "reviews-train.txt").read_text().splitlines()
+    test_texts = [json.loads(line)["text"] for line in (out / "data" / "test.jsonl").read_text().splitlines()]
+    assert len(train_texts) == 96 and not set(train_texts) & set(test_texts)
     table = (out / "compare.md").read_text()
-    assert table.count("\n") == 5 and "TF-IDF" in table
+    assert table.count("\n") == 5 and "TF-IDF" in table and "± " in table
     assert json.loads((out / "compare.json").read_text()) == summary
