@@ -200,7 +200,7 @@ class TrainConfig:
 @dataclass
 class DataConfig:
     batch_size: int = opt(16, "sequences per batch", positive=True)
-    max_len: int | None = opt(None, "tokens per sequence", positive=True, none="the model's n_positions")
+    max_len: int | None = opt(None, "tokens per sequence", positive=True, none="the model's n_positions, at most 512")
     buckets: tuple | None = opt(None, "static length buckets, e.g. 32,64,128 (the last = the maximum length); "
                                       "none: one length", none="max_len/4, max_len/2, max_len")
     static_shapes: bool | None = opt(None, "pad to a few fixed shapes (auto: on for Ascend or $MS_GPT_STATIC_SHAPES)")
@@ -322,7 +322,7 @@ def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None,
         for p in path:
             default = getattr(default, p)
         flag, meta, base = flag_name(path, f, kind, default, renames), f.metadata, _base(kind)
-        shown = meta.get("none", "auto") if default is None else default
+        shown = (getattr(cls, "NONE_HELP", {}).get(dotted) or meta.get("none", "auto")) if default is None else default
         if base is tuple and default:
             shown = ",".join(map(str, default))
         quiet = meta.get("required") or (base is bool and not _optional(kind))

@@ -43,6 +43,20 @@ def default_max_len(n_positions: int) -> int:
     return min(int(n_positions), MAX_LEN_CAP)
 
 
+# Pretraining's peak learning rate by model size: 3e-3 measured here for the small presets (about 1-2M
+# parameters; scripts/compare_nanogpt.py), 1e-3 as nanoGPT's ~10M-parameter character model uses, and GPT-1's
+# 2.5e-4 for GPT-1-size models (larger models need smaller steps).
+PRETRAIN_LR = ((5_000_000, 3e-3), (GPT1_SIZE, 1e-3))
+PRETRAIN_LR_LARGE = 2.5e-4
+
+
+def pretrain_learning_rate(n_params: int) -> float:
+    """Pretraining's default peak learning rate for a model of ``n_params`` parameters."""
+    if not isinstance(n_params, int) or n_params <= 0:
+        raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
+    return next((lr for below, lr in PRETRAIN_LR if n_params < below), PRETRAIN_LR_LARGE)
+
+
 def unk_share(sequences, unk_id: int, special_ids=()) -> float:
     """Share of ``<unk>`` among the text tokens of ``sequences`` (token id lists; specials not counted)."""
     special = set(special_ids) - {unk_id}

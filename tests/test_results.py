@@ -39,6 +39,7 @@ def test_char_runs_train_on_the_text_itself(char_run):
     t = record["train"]
     assert (t["weight_decay"], t["beta1"], t["beta2"], t["warmup_steps"], t["bias_correction"]) == \
         (0.1, 0.9, 0.99, 12, False)  # warmup: 10 % of 120 steps (at most 100)
+    assert t["learning_rate"] == m["learning_rate"] == 3e-3 and m["parameters"] < 5_000_000  # small: 3e-3
     cfg = json.loads((out / "gpt_config.json").read_text())
     assert cfg["embd_dropout"] == cfg["attn_dropout"] == cfg["resid_dropout"] == 0.0
     tok = checkpoint.load_tokenizer(out)
@@ -186,3 +187,22 @@ def test_chitchat_is_a_builtin_english_corpus():
     assert len(convs) == 7168 and len(lines) == sum(len(c) for c in convs) == 138725
     assert lines[0] == "Hello How are you doing today?"
     assert all(line == line.strip() and "\n" not in line and line for line in lines[:1000])
+
+
+def test_pretraining_learning_rate_defaults_by_model_size(venv_bin):
+    """3e-3 suits the small presets; larger models get nanoGPT's 1e-3 (10M) and GPT-1's 2.5e-4 (117M)."""
+    from ms_gpt import recipes
+    from ms_gpt.config import GPTConfig
+    from ms_gpt.model import GPT
+
+    assert [recipes.pretrain_learning_rate(n) for n in (800_000, 4_999_999, 5_000_000, 49_999_999, 50_000_000,
+                                                           116_500_000)] == [3e-3, 3e-3, 1e-3, 1e-3, 2.5e-4, 2.5e-4]
+    with pytest.raises(ValueError, match=r"n_params must be a positive integer, got 0"):
+        recipes.pretrain_learning_rate(0)
+    # the presets land where intended: small (with an 8,000-token vocabulary) below 5M, tutorial between
+    sizes = {name: sum(int(p.size) for p in GPT(GPTConfig.preset(name)).trainable_params())
+             for name in ("small", "tutorial")}
+    assert sizes["small"] < 5_000_000 <= sizes["tutorial"] < 50_000_000, sizes
+    help_text = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--help"], capture_output=True, text=True,
+                               timeout=120).stdout
+    assert "by model size: 3e-3 below 5M parameters" in " ".join(help_text.split())

@@ -52,9 +52,10 @@ class PretrainConfig(RunConfig):
                                 none="0: a short pretraining run sees each token about once, so it does not "
                                      "overfit and dropout only slows it down")
     data: DataConfig = opt(factory=lambda: DataConfig(batch_size=16, max_len=64))
-    # nanoGPT's small-model settings (weight decay 0.1, β2 0.99, warmup up to 100 steps, cosine to 10 %, PyTorch's
-    # AdamW): measured by scripts/compare_nanogpt.py to train these sizes best in short runs.
-    train: TrainConfig = opt(factory=lambda: TrainConfig(steps=200, learning_rate=3e-3, warmup_steps=None,
+    # nanoGPT's small-model settings (weight decay 0.1, β2 0.99, warmup up to 100 steps, cosine to 10 %), with the
+    # learning rate by model size (ms_gpt/recipes.py): measured by scripts/compare_nanogpt.py to train the small
+    # presets best in short runs.
+    train: TrainConfig = opt(factory=lambda: TrainConfig(steps=200, learning_rate=None, warmup_steps=None,
                                                          weight_decay=0.1, beta2=0.99,
                                                          eval_every=None, ckpt_every=None, amp=None))
     until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
@@ -65,6 +66,8 @@ class PretrainConfig(RunConfig):
     progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {"data.max_len": "--block-size"}
+    NONE_HELP = {"train.learning_rate": "by model size: 3e-3 below 5M parameters, 1e-3 below 50M, 2.5e-4 (GPT-1's) "
+                                       "from 50M"}
     DERIVED = ("data.buckets",)
 
     def validate(self) -> None:
@@ -103,6 +106,7 @@ class FinetuneConfig(RunConfig):
     progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {}
+    NONE_HELP = {"train.learning_rate": "by model size: 6.25e-5 (GPT-1) for GPT-1-size models, 1e-3 for small ones"}
     DERIVED = ("train.steps", "train.warmup_steps", "train.eval_every", "train.ckpt_every", "train.min_lr_ratio",
                "train.amp", "train.loss_scale", "train.loss_scale_window", "batching.static_shapes")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ms_gpt import checkpoint, distributed, text
+from ms_gpt import checkpoint, distributed, recipes, text
 from ms_gpt.config import GPTConfig
 from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
 from ms_gpt.flows import common
@@ -104,6 +104,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
     train_ds = block_dataset(encode_stream(tok, train_lines, mode), block, batch, seed=cfg.seed,
                              num_shards=dist.size, shard_id=dist.rank)
     val_ds = block_dataset(encode_stream(tok, val_lines, mode), block, min(batch, 8), shuffle=False)
+    model = GPT(config, dropout_seed=cfg.seed)
+    n_params = sum(int(p.size) for p in model.trainable_params())
+    if train_cfg.learning_rate is None:
+        train_cfg = dataclasses.replace(train_cfg, learning_rate=recipes.pretrain_learning_rate(n_params))
     if dist.is_writer:
         out.mkdir(parents=True, exist_ok=True)
         run = dataclasses.replace(cfg, train=train_cfg, boundaries=mode, dropout=dropout,
@@ -111,7 +115,6 @@ def pretrain(cfg: PretrainConfig) -> dict:
         common.record_run(out, run, free=RESUME_FREE, resume=cfg.resume)
         if not cfg.resume:
             checkpoint.save_tokenizer(tok, out)
-    model = GPT(config, dropout_seed=cfg.seed)
     trainer = Trainer(model, train_cfg, out, jit=settings.compiled, dist=dist)
     if cfg.resume:
         trainer.resume()
@@ -127,7 +130,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         "static_shapes": settings.static_shapes, "train_shapes": trainer.input_shapes(),
         "steps": trainer.step, "of_steps": steps, "skipped_steps": trainer.skipped,
         "tokenizer": tok.kind, "boundaries": mode, "dropout": dropout, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
-        "parameters": sum(int(p.size) for p in model.trainable_params()),
+        "parameters": n_params, "learning_rate": train_cfg.learning_rate,
         "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
         "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],
         "val_loss": result["val_loss"], "val_ppl": result["val_ppl"],
