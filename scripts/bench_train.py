@@ -120,7 +120,7 @@ def bench_mindspore(args) -> dict:
     import numpy as np
 
     from ms_gpt import device
-    from ms_gpt.model import GPT
+    from ms_gpt.model import GPT, count_parameters
     from ms_gpt.training import TrainConfig, Trainer
 
     from ms_gpt import kernels
@@ -150,7 +150,7 @@ def bench_mindspore(args) -> dict:
             "tokens_per_s": round(args.batch * args.block / timing["step_s_median"], 1),
             "achieved_gflops": round(achieved, 3), "matmul_peaks_gflops": {k: round(v, 2) for k, v in peaks.items()},
             "peak_rss_mib": round(peak_rss_mib(), 1),
-            "parameters": sum(int(p.size) for p in model.trainable_params()), "config": cfg.to_dict()}
+            "parameters": count_parameters(model), "config": cfg.to_dict()}
 
 
 def model_config(args, **overrides):

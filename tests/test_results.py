@@ -193,15 +193,14 @@ def test_pretraining_learning_rate_defaults_by_model_size(venv_bin):
     """3e-3 suits the small presets; larger models get nanoGPT's 1e-3 (10M) and GPT-1's 2.5e-4 (117M)."""
     from ms_gpt import recipes
     from ms_gpt.config import GPTConfig
-    from ms_gpt.model import GPT
+    from ms_gpt.model import GPT, count_parameters
 
     assert [recipes.pretrain_learning_rate(n) for n in (800_000, 4_999_999, 5_000_000, 49_999_999, 50_000_000,
                                                            116_500_000)] == [3e-3, 3e-3, 1e-3, 1e-3, 2.5e-4, 2.5e-4]
     with pytest.raises(ValueError, match=r"n_params must be a positive integer, got 0"):
         recipes.pretrain_learning_rate(0)
     # the presets land where intended: small (with an 8,000-token vocabulary) below 5M, tutorial between
-    sizes = {name: sum(int(p.size) for p in GPT(GPTConfig.preset(name)).trainable_params())
-             for name in ("small", "tutorial")}
+    sizes = {name: count_parameters(GPT(GPTConfig.preset(name))) for name in ("small", "tutorial")}
     assert sizes["small"] < 5_000_000 <= sizes["tutorial"] < 50_000_000, sizes
     help_text = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--help"], capture_output=True, text=True,
                                timeout=120).stdout

@@ -27,7 +27,7 @@ from ms_gpt.data import tasks
 from ms_gpt.data.batching import IGNORE, default_buckets
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import FinetuneConfig
-from ms_gpt.model import GPTForSequenceClassification
+from ms_gpt.model import GPTForSequenceClassification, count_parameters
 from ms_gpt.model.params import load_params, model_params
 from ms_gpt.training import Trainer, lm_loss
 
@@ -118,7 +118,7 @@ class TooManyUnknown(ValueError):
 def resolve_defaults(cfg: FinetuneConfig, gpt) -> tuple[FinetuneConfig, dict]:
     """``cfg`` with its by-model-size defaults (``None`` fields) filled in, and what was chosen (for the log
     and metrics.json)."""
-    n_params = sum(int(p.size) for p in gpt.trainable_params())
+    n_params = count_parameters(gpt)
     recipe = recipes.finetune_recipe(n_params)
     max_len = cfg.batching.max_len
     if max_len is None:

@@ -10,7 +10,7 @@ from ms_gpt.config import GPTConfig
 from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import RUN_ONLY, PretrainConfig
-from ms_gpt.model import GPT
+from ms_gpt.model import GPT, count_parameters
 from ms_gpt.training import Trainer
 
 _ZH = ("builtin:peoples-daily", "builtin:reviews-zh")
@@ -105,7 +105,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                              num_shards=dist.size, shard_id=dist.rank)
     val_ds = block_dataset(encode_stream(tok, val_lines, mode), block, min(batch, 8), shuffle=False)
     model = GPT(config, dropout_seed=cfg.seed)
-    n_params = sum(int(p.size) for p in model.trainable_params())
+    n_params = count_parameters(model)
     if train_cfg.learning_rate is None:
         train_cfg = dataclasses.replace(train_cfg, learning_rate=recipes.pretrain_learning_rate(n_params))
     if dist.is_writer:
