@@ -19,7 +19,11 @@ Face openai-gpt folders; this module reads both kinds when a model is loaded to 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import mindspore
@@ -36,6 +40,10 @@ RUN_CONFIG, OPTIMIZER, TRAIN_STATE, METRICS, LOSS_PLOT = (
     "run_config.json", "optimizer.ckpt", "train_state.json", "metrics.json", "loss.png")
 CLASSIFIER = "classifier.json"
 SFT = "sft.json"  # written by ms-gpt sft: the prompt template; generate then answers in that format
+BEST = "best"  # a fine-tune's best classifier (a folder)
+# Everything a job writes into its run folder (what --overwrite removes; other files are left alone).
+RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, GPT_CONFIG, FORMAT, RUN_CONFIG, METRICS, LOSS_PLOT, CLASSIFIER, SFT,
+               TOKENIZER, BEST)
 
 
 class CheckpointError(ValueError):
@@ -49,13 +57,33 @@ def read_json(path: Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def load_weights(path: Path) -> dict:
+    """``mindspore.load_checkpoint`` of ``path``, with an error that names the file when it is missing,
+    empty or not a whole checkpoint (MindSpore's own says to check filter_prefix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found")
+    size = path.stat().st_size
+    try:
+        params = mindspore.load_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise CheckpointError(f"{path} ({size} bytes) is not a readable MindSpore checkpoint (truncated or another "
+                              f"format?): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not params:
+        raise CheckpointError(f"{path} ({size} bytes) holds no parameters (an empty or truncated checkpoint)")
+    return params
+
+
 def read_weights(path: Path) -> dict:
-    return {k: v.asnumpy() for k, v in mindspore.load_checkpoint(str(path)).items()}
+    return {k: v.asnumpy() for k, v in load_weights(path).items()}
 
 
 def write_weights(cell, path: Path) -> Path:
     with atomic.atomic_path(path, suffix=".ckpt") as tmp:
-        mindspore.save_checkpoint(cell, tmp)
+        try:
+            mindspore.save_checkpoint(cell, tmp)
+        except OSError as exc:  # MindSpore's own error does not name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     return Path(path)
 
 
@@ -104,6 +132,10 @@ def save_model(model, directory: str | Path, tokenizer=None, kind: str = "lm") -
 def load_model(directory: str | Path):
     """The GPT saved by :func:`save_model`, in eval mode."""
     directory = Path(directory)
+    try:
+        recover(directory)  # a training checkpoint killed mid-save: finish it (not possible read-only)
+    except OSError:
+        pass
     kind = read_format(directory).get("kind", "lm")
     if kind != "lm":
         what = {"classifier": "a fine-tuned classifier (load it with checkpoint.load_classifier)",
@@ -141,6 +173,37 @@ def write_run_config(directory: Path, resolved: dict) -> Path:
 def read_run_config(directory: Path) -> dict | None:
     path = Path(directory) / RUN_CONFIG
     return read_json(path) if path.is_file() else None
+
+
+def describe_run(directory: str | Path) -> tuple[str, bool] | None:
+    """What an earlier job left in ``directory``, and whether it stopped before its last step (``("an
+    unfinished run (stopped at step 10 of 40)", True)``), or None when it holds no run."""
+    directory = Path(directory)
+    state_file = directory / TRAIN_STATE
+    if state_file.is_file():
+        try:
+            state = read_json(state_file)
+            step, steps = state.get("step"), state.get("train_config", {}).get("steps")
+        except CheckpointError:
+            return f"a run with an unreadable {TRAIN_STATE}", False
+        if steps and step is not None and step < steps:
+            return f"an unfinished run (stopped at step {step} of {steps})", True
+        return f"a finished run ({step} steps)", False
+    held = [name for name in RUN_ENTRIES if (directory / name).exists()]
+    return (f"an earlier run's {', '.join(held)}", False) if held else None
+
+
+def clear_run(directory: str | Path) -> None:
+    """Remove what an earlier job wrote into ``directory`` (:data:`RUN_ENTRIES`; the state file first, so
+    that an interrupted clear never looks resumable). Other files are left alone."""
+    directory = Path(directory)
+    recover(directory, clean=True)
+    for name in RUN_ENTRIES:
+        path = directory / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 # ------------------------------------------------------------------------------------- tuning inputs
@@ -192,6 +255,11 @@ def load_init(init: str | Path):
         raise CheckpointError(
             f"{init}: the checkpoint has {rows} token rows but its tokenizer has {size} tokens; this is not the "
             "tokenizer the model was trained with (use the tokenizer/ folder saved with the checkpoint)")
+    pad = model.config.pad_token_id
+    if pad is not None and pad != tok.pad_id:
+        raise CheckpointError(f"{init}: the model was trained with <pad> = {pad} but its tokenizer's <pad> is "
+                              f"{tok.pad_id}; this is not the tokenizer the model was trained with (use the "
+                              "tokenizer/ folder saved with the checkpoint)")
     if size > rows:
         model = grow_vocab(model, size)
     return model, tok
@@ -207,21 +275,103 @@ def load_for_tuning(init: str | Path, need_sep: bool, seed: int = 0):
 
 
 # ------------------------------------------------------------------------------------- training state
+# A training checkpoint is several files (weights, optimizer moments, the state file) that must all come from
+# one step. They are written into a fresh ``.pending-*`` folder, which is renamed to ``.commit`` once complete:
+# that rename is the one commit point. The files are then moved into the run folder one by one and ``.commit``
+# removed. A kill before the rename leaves the previous step untouched (the pending folder is garbage); a kill
+# after it leaves ``.commit``, which :func:`recover` finishes moving. ``train_state.json`` also records a
+# SHA-256 of each weight file, so a folder mixed by hand or by an older ms_gpt is named, not resumed.
+COMMIT, PENDING, COMMIT_ORDER = ".commit", ".pending-", (MODEL, OPTIMIZER, GPT_CONFIG, FORMAT, TRAIN_STATE)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _publish(directory: Path) -> None:
+    """Move a committed step's files from ``.commit`` into ``directory`` (idempotent: a second caller, or
+    one after a kill, moves what is left)."""
+    commit = directory / COMMIT
+    for name in COMMIT_ORDER:
+        atomic.fault_point(f"publish {name}")
+        try:
+            os.replace(commit / name, directory / name)
+        except FileNotFoundError:
+            pass  # already moved
+    atomic.fsync_dir(directory)
+    atomic.fault_point("remove .commit")
+    shutil.rmtree(commit, ignore_errors=True)
+
+
+def recover(directory: str | Path, clean: bool = False) -> bool:
+    """Finish a training checkpoint that was committed but not fully moved into place (a kill mid-save);
+    with ``clean`` (a writer holding the folder's lock) also delete the leftovers of interrupted writes
+    (uncommitted ``.pending-*`` folders, ``.*.tmp`` files). True when something was rolled forward."""
+    directory = Path(directory)
+    rolled = (directory / COMMIT).is_dir()
+    if rolled:
+        _publish(directory)
+    for name in (TOKENIZER, BEST):
+        atomic.recover_dir(directory / name)
+    if clean and directory.is_dir():
+        for leftover in directory.iterdir():
+            if leftover.name.startswith(PENDING) and leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.name.startswith(".") and ".tmp" in leftover.name:
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+    return rolled
+
+
 def save_train_state(directory: Path, model, optimizer, state: dict, kind: str = "lm") -> None:
-    """model.ckpt, optimizer.ckpt (moments + global step), then train_state.json last: a crash before the
-    state file is replaced leaves the previous state naming the step it was written with."""
+    """model.ckpt, optimizer.ckpt (moments + global step), gpt_config.json, format.json and
+    train_state.json of one step, committed together (see the note above): after a crash the folder
+    holds either the previous step's files or this step's, never a mix."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_weights(model, directory / MODEL)
-    write_weights(optimizer, directory / OPTIMIZER)
-    write_gpt_config(directory, model.config)
-    write_format(directory, kind)
-    atomic.write_json(directory / TRAIN_STATE, state)
+    recover(directory)
+    stage = Path(tempfile.mkdtemp(prefix=PENDING, dir=directory))
+    try:
+        write_weights(model, stage / MODEL)
+        write_weights(optimizer, stage / OPTIMIZER)
+        write_gpt_config(stage, model.config)
+        write_format(stage, kind)
+        files = {name: file_digest(stage / name) for name in (MODEL, OPTIMIZER)}
+        atomic.write_json(stage / TRAIN_STATE, {**state, "files": files})
+        atomic.fsync_dir(stage)
+        atomic.fault_point("commit")
+        os.rename(stage, directory / COMMIT)  # the commit point
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    atomic.fsync_dir(directory)
+    _publish(directory)
+
+
+def check_train_state(directory: Path, state: dict) -> None:
+    """The weight files are the ones ``train_state.json`` was saved with (checkpoints written before the
+    digests existed are taken as they are)."""
+    for name, digest in state.get("files", {}).items():
+        path = Path(directory) / name
+        if not path.is_file():
+            raise CheckpointError(f"{path} not found, but {TRAIN_STATE} (step {state.get('step')}) needs it")
+        if file_digest(path) != digest:
+            raise CheckpointError(
+                f"{path} is not the file {TRAIN_STATE} (step {state.get('step')}) was saved with: the folder was "
+                "changed after that checkpoint (copied over, or interrupted while an older ms_gpt wrote it); "
+                "resume from an intact run folder, or start again with --overwrite")
 
 
 def load_train_state(directory: Path, model, optimizer) -> dict:
     """The state :func:`save_train_state` wrote, with the weights and optimizer moments put back."""
     directory = Path(directory)
+    recover(directory)
     state_file = directory / TRAIN_STATE
     if not state_file.is_file():
         raise FileNotFoundError(f"nothing to resume in {directory}: {TRAIN_STATE} not found")
@@ -231,8 +381,9 @@ def load_train_state(directory: Path, model, optimizer) -> dict:
             raise ValueError(f"{directory}: the checkpoint's model config differs from this model's (saved, now): "
                              f"{diff}")
     state = read_json(state_file)
-    mindspore.load_param_into_net(model, mindspore.load_checkpoint(str(directory / MODEL)), strict_load=True)
-    mindspore.load_param_into_net(optimizer, mindspore.load_checkpoint(str(directory / OPTIMIZER)))
+    check_train_state(directory, state)
+    mindspore.load_param_into_net(model, load_weights(directory / MODEL), strict_load=True)
+    mindspore.load_param_into_net(optimizer, load_weights(directory / OPTIMIZER))
     return state
 
 

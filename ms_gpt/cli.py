@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -46,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command, (name, help_text) in JOBS.items():
         cls = getattr(configs, name)
-        add_flags(sub.add_parser(command, help=help_text), cls, renames=cls.FLAGS, hidden=cls.DERIVED)
+        job = sub.add_parser(command, help=help_text)
+        add_flags(job, cls, renames=cls.FLAGS, hidden=cls.DERIVED)
+        _diagnostics(job)
 
     conv = sub.add_parser("convert", help="Hugging Face openai-gpt folder <-> ms_gpt checkpoint folder")
     _common(conv)
@@ -54,15 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--from-hf", metavar="HF_DIR", help="read config.json + model.safetensors / pytorch_model.bin")
     src.add_argument("--to-hf", metavar="MS_DIR", help="read an ms_gpt folder (model.ckpt + gpt_config.json)")
     conv.add_argument("--out", required=True, help="output folder (written atomically)")
+    _diagnostics(conv)
     return parser
 
 
+def _diagnostics(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", dest="_debug", action="store_true",
+                   help="show the full traceback of an error (default: one line naming the problem)")
+    p.add_argument("--verbose", dest="_verbose", action="store_true",
+                   help="let MindSpore's own C++ log lines through (GLOG_v=3, errors only, unless this is given)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``ms-gpt``. Run from the command line (``argv`` None), SIGINT is routed past MindSpore's own
+    handler first (see :mod:`ms_gpt.interrupt`), so that Ctrl-C saves a checkpoint."""
+    if argv is None:
+        from ms_gpt import interrupt
+
+        interrupt.route_sigint()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if not getattr(args, "_verbose", False):
+        os.environ.setdefault("GLOG_v", "3")  # read when mindspore is imported, which happens below
     if args.command == "doctor":
         return _doctor(args)
     if args.command == "convert":
@@ -74,7 +93,11 @@ def _doctor(args) -> int:
     from ms_gpt import doctor
 
     env = doctor.collect()
-    code = doctor.run(as_json=args.json, scan=args.scan, explain_text=args.explain, env=env)
+    try:
+        code = doctor.run(as_json=args.json, scan=args.scan, explain_text=args.explain, env=env)
+    except FileNotFoundError as exc:  # --scan of a missing path
+        print(f"ms-gpt doctor: {exc}", file=sys.stderr)
+        return 2
     if args.device:
         from ms_gpt.device import DeviceError, resolve_target
 
@@ -86,18 +109,46 @@ def _doctor(args) -> int:
     return code
 
 
-def _run_job(name: str, job, show=lambda r: json.dumps(r, ensure_ascii=False)) -> int:
-    """Run ``job()``; a bad-input error (ValueError, a missing file, a failed distributed start) is one
-    line on stderr and exit 2, else print ``show(result)``."""
+def _run_job(name: str, job, show=lambda r: json.dumps(r, ensure_ascii=False), debug: bool = False) -> int:
+    """Run ``job()`` and print ``show(result)``. A user-caused failure (bad input, a missing or corrupt
+    file, a busy run folder, a full or read-only disk, a failed distributed start) is one line on stderr
+    and exit 2 (``debug``: the traceback too); a signal that stopped training after its checkpoint exits
+    128 + the signal's number."""
     from ms_gpt.distributed import DistributedError
+    from ms_gpt.interrupt import Interrupted
+    from ms_gpt.training import TrainingDiverged
 
     try:
         result = job()
-    except (ValueError, FileNotFoundError, DistributedError) as exc:
+    except Interrupted as exc:
         print(f"ms-gpt {name}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"ms-gpt {name}: interrupted outside the training loop (before or after it); no checkpoint was "
+              "saved by the interruption", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, DistributedError, TrainingDiverged) as exc:
+        if debug:
+            raise
+        print(f"ms-gpt {name}: {_one_line(exc)}", file=sys.stderr)
         return 2
     print(show(result))
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message; an OSError from the system as 'what went wrong: the file', with the remedy
+    for a full disk, a read-only file system or a missing permission."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = {28: " (the disk is full: free space or choose another --out)",
+                30: " (a read-only file system: choose a writable --out)",
+                13: " (no permission: choose another --out, or fix the folder's permissions)",
+                27: " (over the file-size limit, ulimit -f)"}.get(exc.errno, "")
+        return f"{exc.strerror}{where}{hint}"
+    return str(exc) or type(exc).__name__
 
 
 def _show_imdb(m: dict) -> str:
@@ -111,6 +162,7 @@ def _job(command: str, args) -> int:
     from ms_gpt.flows import configs
 
     cls = getattr(configs, JOBS[command][0])
+    debug = args._debug
     try:
         cfg = from_args(cls, args)
     except ValueError as exc:
@@ -119,27 +171,27 @@ def _job(command: str, args) -> int:
     if command == "smoke":
         from ms_gpt.flows import smoke
 
-        return _run_job(command, lambda: smoke.run(cfg))
+        return _run_job(command, lambda: smoke.run(cfg), debug=debug)
     if command == "pretrain":
         from ms_gpt.flows import pretrain
 
-        return _run_job(command, lambda: pretrain.pretrain(cfg))
+        return _run_job(command, lambda: pretrain.pretrain(cfg), debug=debug)
     if command == "generate":
         from ms_gpt.flows import generate
 
-        return _run_job(command, lambda: generate.generate_text(cfg), show=str)
+        return _run_job(command, lambda: generate.generate_text(cfg), show=str, debug=debug)
     if command == "finetune":
         from ms_gpt.flows import finetune
 
-        return _run_job(command, lambda: finetune.finetune(cfg))
+        return _run_job(command, lambda: finetune.finetune(cfg), debug=debug)
     if command == "sft":
         from ms_gpt.flows import sft
 
-        return _run_job(command, lambda: sft.sft(cfg))
+        return _run_job(command, lambda: sft.sft(cfg), debug=debug)
     from ms_gpt.flows import mindnlp_imdb
 
     return _run_job(command, lambda: mindnlp_imdb.finetune_imdb(cfg, log=lambda m: print(m, file=sys.stderr)),
-                    show=_show_imdb)
+                    show=_show_imdb, debug=debug)
 
 
 def _convert(args) -> int:
@@ -157,7 +209,7 @@ def _convert(args) -> int:
 
         return {"out": str(args.out), "parameters": count_parameters(model), "config": model.config.to_dict()}
 
-    return _run_job("convert", job)
+    return _run_job("convert", job, debug=args._debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

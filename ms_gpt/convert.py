@@ -100,6 +100,16 @@ def _load_torch_bin(path: Path) -> dict:
         return dict(Unpickler(zf.open(pkl)).load())
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_hf_state_dict(hf_dir: str | Path) -> dict:
     """numpy arrays of an HF model folder: model.safetensors (or sharded), else pytorch_model.bin."""
     hf_dir = Path(hf_dir)
@@ -107,15 +117,23 @@ def read_hf_state_dict(hf_dir: str | Path) -> dict:
         raise ConversionError(f"{hf_dir}: not a folder (expected a Hugging Face model folder with config.json)")
     from safetensors.numpy import load_file
 
+    def load(path: Path) -> dict:
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own SafetensorError (not a ValueError) on bad bytes
+            raise ConversionError(f"{path}: not a readable safetensors file ({exc})") from None
+
     single = hf_dir / "model.safetensors"
     if single.is_file():
-        return load_file(str(single))
+        return load(single)
     index = hf_dir / "model.safetensors.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ConversionError(f"{index}: no \"weight_map\" object (not a safetensors index)")
         out = {}
-        for f in files:
-            out.update(load_file(str(hf_dir / f)))
+        for f in sorted(set(weight_map.values())):
+            out.update(load(hf_dir / f))
         return out
     bin_file = hf_dir / "pytorch_model.bin"
     if bin_file.is_file():
@@ -229,12 +247,14 @@ def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
     cfg_file = hf_dir / "config.json"
     if not cfg_file.is_file():
         raise ConversionError(f"{hf_dir}: config.json not found (expected a Hugging Face openai-gpt folder)")
+    hf_config = _read_json(cfg_file)
+    config_from_hf(hf_config)  # a BERT or GPT-2 config is refused before its weights are read
     state = read_hf_state_dict(hf_dir)
     prefix = "transformer." if any(k.startswith("transformer.") for k in state) else ""
     emb = state.get(prefix + "tokens_embed.weight")
     if emb is None:
         raise ConversionError(f"{hf_dir}: no {prefix}tokens_embed.weight in the checkpoint")
-    config = config_from_hf(json.loads(cfg_file.read_text()), vocab_rows=emb.shape[0])
+    config = config_from_hf(hf_config, vocab_rows=emb.shape[0])
     if overrides:
         config = config.replace(**overrides)
     model = GPT(config)

@@ -451,9 +451,16 @@ def run(as_json: bool = False, scan: Iterable[str] = (), explain_text: str | Non
     out = out or sys.stdout
     env = env or collect()
     rep = report(env)
-    extra = scan_paths(scan) + (explain(explain_text) if explain_text else [])
+    explained = explain(explain_text) if explain_text else []
+    extra = scan_paths(scan) + explained
     if extra:
         rep["diagnoses"] += [asdict(d) for d in extra]
         rep["ok"] = False
-    out.write((json.dumps(rep, indent=2) if as_json else format_text(rep)) + "\n")
+    if explain_text and not explained:  # say so, rather than print a healthy report as if it answered
+        rep["explain"] = (f"no known breakage matches {explain_text[:200]!r}; the report above is this machine's "
+                          f"environment. Known: {', '.join(sorted({c for c, *_ in STALE_API}))}")
+    text = json.dumps(rep, indent=2) if as_json else format_text(rep)
+    if "explain" in rep and not as_json:
+        text += f"\n[explain] {rep['explain']}"
+    out.write(text + "\n")
     return 0 if rep["ok"] else 1

@@ -19,14 +19,15 @@ import numpy as np
 from mindspore import ops
 from mindspore.amp import DynamicLossScaler, all_finite
 
-from ms_gpt import checkpoint, distributed
+from ms_gpt import checkpoint, distributed, interrupt
 from ms_gpt.config import SCHEDULES, TrainConfig, config_diff  # noqa: F401  (TrainConfig: part of this module's API)
 from ms_gpt.data.batching import IGNORE
 from ms_gpt.optim import AdamW
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite (or AMP overflowed at loss scale 1); nothing is saved, the run
+    folder keeps its last checkpoint (the message names its step, or says there is none)."""
 
 
 def lr_schedule(cfg: TrainConfig) -> np.ndarray:
@@ -85,6 +86,7 @@ class Trainer:
         self.lrs = lr_schedule(cfg)
         self.scaler = DynamicLossScaler(cfg.loss_scale, 2, cfg.loss_scale_window) if cfg.amp else None
         self.skipped = 0
+        self.saved_step: int | None = None  # the step of the checkpoint in out_dir (None: none yet)
 
         objective = self.objective = lm_objective if objective is None else objective
 
@@ -146,6 +148,7 @@ class Trainer:
                                    "counter": int(self.scaler.counter.asnumpy())}
         kind = "lm" if self.objective is lm_objective else "training"  # e.g. a fine-tune's trunk + head
         checkpoint.save_train_state(self.out, self.model, self.optimizer, state, kind=kind)
+        self.saved_step = self.step
         return self.out
 
     def resume(self) -> int:
@@ -155,6 +158,7 @@ class Trainer:
             raise ValueError(f"{self.out} was trained with other settings (saved, now): {diff}; "
                              "resume with the same ones")
         self.step, self.history, self.skipped = state["step"], state["history"], state.get("skipped", 0)
+        self.saved_step = self.step
         if self.scaler is not None and "loss_scale" in state:
             self.scaler.scale_value.set_data(mindspore.Tensor(state["loss_scale"]["value"], mindspore.float32))
             self.scaler.counter.set_data(mindspore.Tensor(state["loss_scale"]["counter"], mindspore.int32))
@@ -183,19 +187,30 @@ class Trainer:
         if scale <= 1.0:
             raise TrainingDiverged(
                 f"gradients overflow at step {self.step} even with loss scale 1 (loss {loss}, learning rate "
-                f"{lr:.3g}); stopped without saving, the last good checkpoint in {self.out} is kept")
+                f"{lr:.3g}); stopped without saving: {self._kept()}")
+
+    def _kept(self) -> str:
+        """What the run folder still holds, for the divergence message."""
+        if self.saved_step is None:
+            return (f"{self.out} has no checkpoint of this run (none was due yet); start again with a lower "
+                    "--learning-rate")
+        return (f"{self.out} keeps the checkpoint of step {self.saved_step}; start again with a lower "
+                "--learning-rate (or --resume from it)")
 
     def fit(self, train_ds, val_ds=None, until: int | None = None, progress=None) -> dict:
         """Train up to step ``until`` (default: cfg.steps), cycling the dataset; returns the last metrics.
 
-        Ctrl-C (KeyboardInterrupt) saves a checkpoint at the last finished step, then re-raises."""
-        try:
-            return self._fit(train_ds, val_ds, until, progress)
-        except KeyboardInterrupt:
-            self.save({"interrupted": True})
-            raise
+        SIGINT (Ctrl-C) or SIGTERM: the step under way finishes, a resumable checkpoint is saved, then
+        :class:`~ms_gpt.interrupt.Interrupted` is raised (a second signal exits at once). A
+        ``KeyboardInterrupt`` raised inside the loop (no handler installed: not the main thread) also saves."""
+        with interrupt.StopRequests() as stop:
+            try:
+                return self._fit(train_ds, val_ds, until, progress, stop)
+            except KeyboardInterrupt:
+                self.save({"interrupted": "KeyboardInterrupt"})
+                raise
 
-    def _fit(self, train_ds, val_ds, until, progress) -> dict:
+    def _fit(self, train_ds, val_ds, until, progress, stop) -> dict:
         until = self.cfg.steps if until is None else min(until, self.cfg.steps)
         self.model.set_train(True)
         t0, tokens = time.perf_counter(), 0
@@ -209,6 +224,7 @@ class Trainer:
                     continue
                 if self.step >= until:
                     break
+                stop.rearm()
                 self.shapes_seen.add(tuple(batch[0].shape))
                 loss, finite = self._train_step(*batch)
                 loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
@@ -222,8 +238,8 @@ class Trainer:
                         record["skipped"] = True
                 elif not finite:
                     raise TrainingDiverged(
-                        f"loss is {loss} at step {self.step} (learning rate {lr:.3g}); stopped without saving, "
-                        f"the last good checkpoint in {self.out} is kept")
+                        f"loss is {loss} at step {self.step} (learning rate {lr:.3g}); stopped without saving: "
+                        f"{self._kept()}")
                 self.step += 1
                 tokens += int(np.prod(batch[0].shape))
                 self.history.append(record)
@@ -232,6 +248,9 @@ class Trainer:
                 if val_ds is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
                     last = self.evaluate(val_ds)
                     self.history[-1].update(last)
+                if stop.signum is not None:
+                    self.save({"interrupted": interrupt.signal.Signals(stop.signum).name})
+                    raise interrupt.Interrupted(stop.signum, self.step, self.out)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == until:
                     self.save()
             skip = 0

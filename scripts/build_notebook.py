@@ -104,7 +104,7 @@ else:
     vocab_corpus = "builtin:reviews-zh"
 
 ms_gpt("pretrain", "--preset", S["preset"], "--corpus", S["corpus"], "--out", OUT / "pretrain", "--steps", S["steps"],
-       "--tokenizer", S["tokenizer"], "--vocab-corpus", vocab_corpus, "--no-progress")
+       "--tokenizer", S["tokenizer"], "--vocab-corpus", vocab_corpus, "--no-progress", "--overwrite")
 pre = json.loads((OUT / "pretrain" / "metrics.json").read_text())
 print("train loss", pre["train_loss"], "| validation perplexity", round(pre["val_ppl"], 2))
 SUMMARY["pretrain_loss"] = pre["train_loss"]'''))
@@ -129,7 +129,7 @@ epochs on the tiny data, against 0.985 with λ = 0), and on the real reviews it 
 best validation epoch is kept and scores the test split."""))
 cells.append(code('''ms_gpt("finetune", "--init", OUT / "pretrain", "--task", "classification", "--data", S["ft_data"],
        "--out", OUT / "finetune", "--epochs", S["ft_epochs"], "--learning-rate", S["ft_lr"],
-       "--batch-size", S["ft_batch"], "--max-len", S["ft_max_len"], "--lm-weight", 0, "--no-progress")
+       "--batch-size", S["ft_batch"], "--max-len", S["ft_max_len"], "--lm-weight", 0, "--no-progress", "--overwrite")
 ft = json.loads((OUT / "finetune" / "metrics.json").read_text())
 print("test accuracy", round(ft["accuracy"], 4), "| macro F1", round(ft["macro_f1"], 4))
 SUMMARY["finetune_accuracy"] = ft["accuracy"]'''))

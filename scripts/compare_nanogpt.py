@@ -104,7 +104,7 @@ def run_ms_gpt(args, work: Path, train: list[str], val: list[str]) -> dict:
     cmd = [str(Path(sys.executable).parent / "ms-gpt"), "pretrain", "--corpus", str(work / "train.txt"),
            "--val-corpus", str(work / "val.txt"), "--out", str(out), "--preset", "small", "--tokenizer", "char",
            "--block-size", str(SHAPE["block_size"]), "--batch-size", str(SHAPE["batch_size"]),
-           "--steps", str(args.iters), "--no-progress", *args.ms_gpt_args]
+           "--steps", str(args.iters), "--no-progress", "--overwrite", *args.ms_gpt_args]
     print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -141,10 +141,10 @@ def main() -> int:
         "pretrain", "--corpus", str(corpus), "--out", str(pre), "--preset", args.preset, "--tokenizer", args.tokenizer,
         "--steps", str(args.pretrain_steps), "--block-size", str(args.block_size),
         "--batch-size", str(args.pretrain_batch_size), "--vocab-size", str(args.vocab_size), "--seed", "0",
-        "--no-progress", *dev], out / "pretrain.log")}
+        "--no-progress", "--overwrite", *dev], out / "pretrain.log")}
     ft = ["finetune", "--init", str(pre), "--task", "classification", "--data", str(out / "data"),
           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--pool", args.pool,
-          "--max-len", str(args.max_len), "--no-progress", *dev]
+          "--max-len", str(args.max_len), "--no-progress", "--overwrite", *dev]
     shapes_env = {"MS_GPT_STATIC_SHAPES": "1" if args.static_shapes == "on" else "0"}
     if args.learning_rate is not None:
         ft += ["--learning-rate", str(args.learning_rate)]

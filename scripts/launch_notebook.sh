@@ -43,7 +43,8 @@ if [ "$LOCAL" = 0 ]; then
     *) die "unknown target '$TARGET' (accepted: cpu, gpu, ascend)" ;;
   esac
 fi
-case "$PORT" in ''|*[!0-9]*) die "--port must be a number, got '$PORT'" ;; esac
+case "$PORT" in ''|*[!0-9]*) die "--port must be a number in 1..65535, got '$PORT'" ;; esac
+[ "${#PORT}" -le 5 ] && [ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ] || die "--port must be in 1..65535, got '$PORT'"
 [[ "$DEVICES" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--devices must be card numbers like 0 or 0,1, got '$DEVICES'"
 if [ -z "$TOKEN" ]; then
   TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')

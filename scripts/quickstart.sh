@@ -25,7 +25,7 @@ done
 bash scripts/setup.sh
 .venv/bin/ms-gpt doctor
 .venv/bin/ms-gpt pretrain --corpus builtin:peoples-daily --preset small --tokenizer char --out "$OUT" \
-  --steps "$STEPS" --mode graph ${ARGS[@]+"${ARGS[@]}"}
+  --overwrite --steps "$STEPS" --mode graph ${ARGS[@]+"${ARGS[@]}"}
 echo "samples (sampling, temperature 0.8, top-k 20):"
 .venv/bin/python scripts/sample_report.py --ckpt "$OUT" ${ARGS[@]+"${ARGS[@]}"}
 PROMPT="中国人民"

@@ -6,10 +6,11 @@
 # Several nodes: the same command on each, with --total-workers (all nodes), --node-rank (0 on the master
 # node) and --master-addr (the master node's address, reachable from every node).
 # PRETRAIN_ARGS are `ms-gpt pretrain` options (--distributed is added); --batch-size is per worker.
-# Each worker's output goes to LOG_DIR/worker_RANK.log (default runs/msrun-logs). Exit status: 0 when
-# every worker finished; otherwise non-zero, naming each failed rank and its log.
+# Each worker's output goes to LOG_DIR/worker_RANK.log (default runs/msrun-logs). Relative paths (LOG_DIR,
+# --corpus, --out, ...) are taken from the folder the script is called from, as for ms-gpt itself.
+# Exit status: 0 when every worker finished; otherwise non-zero, naming each failed rank and its log.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
 
 WORKERS=""
 TOTAL=""
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --log-dir) [ $# -ge 2 ] || die "--log-dir needs a value"; LOG_DIR="$2"; shift 2 ;;
     --cluster-timeout) [ $# -ge 2 ] || die "--cluster-timeout needs a value"; TIMEOUT="$2"; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     *) die "unknown option '$1' (accepted: --workers, --total-workers, --node-rank, --master-addr, --master-port, --log-dir, --cluster-timeout, then -- PRETRAIN_ARGS)" ;;
   esac
 done
@@ -43,7 +44,7 @@ isint "$MASTER_PORT" && [ "$MASTER_PORT" -ge 1024 ] && [ "$MASTER_PORT" -le 6553
 [ $# -gt 0 ] || die "nothing to run: give the pretrain options after --, e.g. -- --corpus builtin:demo-en --out runs/dp"
 for a in "$@"; do [ "$a" = "--distributed" ] && die "do not pass --distributed: this script adds it"; done
 
-PY="${MS_GPT_PYTHON:-.venv/bin/python}"
+PY="${MS_GPT_PYTHON:-$REPO/.venv/bin/python}"
 [ -x "$PY" ] || PY=$(command -v python3)
 BIN=$(dirname "$PY")
 MSRUN="$BIN/msrun"
@@ -77,7 +78,7 @@ status=0
 export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ INFO/WARNING lines stay out of the worker logs unless asked for
 PATH="$BIN:$PATH" "$MSRUN" --worker_num="$TOTAL" --local_worker_num="$WORKERS" --master_addr="$MASTER_ADDR" \
   --master_port="$MASTER_PORT" --node_rank="$NODE_RANK" --log_dir="$LOG_DIR" --join=True \
-  --cluster_time_out="$TIMEOUT" ms_gpt/__main__.py pretrain --distributed "$@" || status=$?
+  --cluster_time_out="$TIMEOUT" "$REPO/ms_gpt/__main__.py" pretrain --distributed "$@" || status=$?
 
 failed=0
 for log in "$LOG_DIR"/worker_*.log; do

@@ -189,6 +189,8 @@ def test_launcher_local_mode_and_bad_arguments():
                           (["--local", "--target", "cpu"], "give either --local or --target"),
                           (["--target", "ascend", "--devices", "a"], "--devices must be card numbers"),
                           (["--target", "cpu", "--port", "x"], "--port must be a number"),
+                          (["--target", "cpu", "--port", "0"], "--port must be in 1..65535, got '0'"),
+                          (["--local", "--port", "99999"], "--port must be in 1..65535, got '99999'"),
                           (["--target", "cpu", "--bogus"], "unknown option '--bogus'")):
         proc = launch(*args, "--dry-run")
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)

@@ -23,9 +23,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(*args, env=None, timeout=300):
+def launch(*args, env=None, timeout=300, cwd=ROOT):
     return subprocess.run(["bash", str(ROOT / "scripts" / "run_distributed.sh"), *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=ROOT)
+                          text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def history(out: Path) -> list:
@@ -46,9 +46,11 @@ def test_shards_reassemble_the_single_process_batches():
 
 def test_two_workers_match_one_process_with_the_global_batch(tmp_path):
     """Data parallel with 2 x batch 2 = one process with batch 4 on the same data, step by step."""
-    dp = launch("--workers", "2", "--master-port", str(free_port()), "--log-dir", str(tmp_path / "logs"), "--",
-                *PRETRAIN, "--batch-size", "2", "--out", str(tmp_path / "dp"))
+    # relative --log-dir and --out: taken from the caller's folder (here tmp_path), not the repository
+    dp = launch("--workers", "2", "--master-port", str(free_port()), "--log-dir", "logs", "--",
+                *PRETRAIN, "--batch-size", "2", "--out", "dp", cwd=tmp_path)
     assert dp.returncode == 0, dp.stdout[-3000:] + dp.stderr[-3000:]
+    assert (tmp_path / "logs" / "worker_0.log").is_file() and (tmp_path / "dp" / "model.ckpt").is_file()
     single = subprocess.run([str(BIN / "ms-gpt"), "pretrain", *PRETRAIN, "--batch-size", "4", "--out",
                              str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]

@@ -199,9 +199,16 @@ def test_pretraining_learning_rate_defaults_by_model_size(venv_bin):
                                                            116_500_000)] == [3e-3, 3e-3, 1e-3, 1e-3, 2.5e-4, 2.5e-4]
     with pytest.raises(ValueError, match=r"n_params must be a positive integer, got 0"):
         recipes.pretrain_learning_rate(0)
+    # a large vocabulary: People's Daily as characters (4,623 x 128 of 1,401,472) trains at 1e-3
+    assert recipes.pretrain_learning_rate(1_401_472, 4_623 * 128) == 1e-3
+    assert recipes.pretrain_learning_rate(1_401_472, 98 * 128) == 3e-3  # chitchat's 98 characters
+    assert recipes.pretrain_learning_rate(60_000_000, 40_478 * 768) == 2.5e-4  # only the small tier changes
+    with pytest.raises(ValueError, match=r"embedding_params must be an integer in \[0, n_params=10\], got 11"):
+        recipes.pretrain_learning_rate(10, 11)
     # the presets land where intended: small (with an 8,000-token vocabulary) below 5M, tutorial between
     sizes = {name: count_parameters(GPT(GPTConfig.preset(name))) for name in ("small", "tutorial")}
     assert sizes["small"] < 5_000_000 <= sizes["tutorial"] < 50_000_000, sizes
     help_text = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--help"], capture_output=True, text=True,
                                timeout=120).stdout
-    assert "by model size: 3e-3 below 5M parameters" in " ".join(help_text.split())
+    assert "by model size: 3e-3 below 5M parameters (1e-3 when the token embedding is over 25 % of them" in \
+        " ".join(help_text.split())

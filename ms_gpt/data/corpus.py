@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from pathlib import Path
 
 BUILTINS = ("peoples-daily", "reviews-zh", "chitchat", "demo-en")
@@ -130,10 +131,25 @@ def load_corpus(src: str) -> list[str]:
         raise ValueError(f"corpus folder {src!r} has no .txt files")
     lines = []
     for f in files:
-        lines += [l.strip() for l in f.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
+        lines += [l.strip() for l in read_utf8(f).splitlines() if l.strip()]
     if not lines:
         raise ValueError(f"corpus {src!r} is empty (no non-blank lines in {len(files)} file(s))")
     return lines
+
+
+def read_utf8(path: Path) -> str:
+    """The text of ``path``; bytes that are not UTF-8 become U+FFFD, with a warning naming the file, how
+    many there are and where the first one is (a corpus in another encoding should be converted)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - data.count("\ufffd".encode())
+        print(f"ms-gpt: warning: {path}: {bad} byte sequence(s) are not UTF-8 (the first at byte {exc.start}); "
+              "they were replaced by U+FFFD. Convert the file to UTF-8 (e.g. iconv -f GB18030 -t UTF-8).",
+              file=sys.stderr)
+        return text
 
 
 def train_val_split(lines: list, val_fraction: float = 0.05, seed: int = 0) -> tuple[list, list]:

@@ -7,7 +7,7 @@ import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 
-from ms_gpt import atomic, checkpoint, device
+from ms_gpt import atomic, checkpoint, device, run_lock
 from ms_gpt.config import config_diff, to_dict
 from ms_gpt.data.batching import Shapes
 
@@ -53,6 +53,33 @@ def record_run(out: Path, cfg, free=(), resume: bool = False) -> dict:
                              f"(or --config {out / checkpoint.RUN_CONFIG})")
     checkpoint.write_run_config(out, record)
     return record
+
+
+@contextmanager
+def run_folder(out, resume: bool = False, overwrite: bool = False, init=None, writer: bool = True,
+               resumable: bool = False):
+    """Own the run folder ``out`` for the job: its lock held (one writer per folder; a second run is
+    refused naming the holder), a checkpoint a kill interrupted mid-save finished, leftovers of interrupted
+    writes removed. Without ``resume``, a folder holding an earlier run is refused unless ``overwrite``
+    (which clears that run's files first; ``resumable``: the job has --resume, so an unfinished run's
+    message says to continue it); ``out`` may not be ``init``, the model a tuning job starts from.
+    ``writer=False`` (a data-parallel worker that writes nothing) only yields."""
+    out = Path(out)
+    if init is not None and out.exists() and Path(init).exists() and out.resolve() == Path(init).resolve():
+        raise ValueError(f"--out {out} is the --init folder: tuning would overwrite the model it starts from; "
+                         "choose another --out")
+    with run_lock.hold(out, enabled=writer):
+        if writer:
+            checkpoint.recover(out, clean=True)
+            held = None if resume else checkpoint.describe_run(out)
+            if held and not overwrite:
+                what, unfinished = held
+                hint = "continue it with --resume (same settings), " if unfinished and resumable else ""
+                raise ValueError(f"--out {out} already holds {what}; {hint}replace it with --overwrite, "
+                                 "or choose another --out")
+            if held:
+                checkpoint.clear_run(out)
+        yield out
 
 
 def plot_losses(history, path: Path) -> None:

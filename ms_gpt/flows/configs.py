@@ -18,7 +18,7 @@ from ms_gpt.device import MODES  # device.py imports MindSpore only when a devic
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
 BOUNDARIES = ("auto", "eos", "newline")
 # Per-invocation settings: they may differ between a run and its --resume.
-RUN_ONLY = ("out", "device", "mode", "progress", "resume")
+RUN_ONLY = ("out", "device", "mode", "progress", "resume", "overwrite")
 
 
 @dataclass
@@ -61,12 +61,14 @@ class PretrainConfig(RunConfig):
     until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
                             positive=True, none="the last step")
     resume: bool = opt(False, "continue the run saved in --out (the same settings)")
+    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     distributed: bool = opt(False, "data-parallel over the workers msrun starts (scripts/run_distributed.sh); "
                                    "--batch-size is per worker")
     progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {"data.max_len": "--block-size"}
-    NONE_HELP = {"train.learning_rate": "by model size: 3e-3 below 5M parameters, 1e-3 below 50M, 2.5e-4 (GPT-1's) "
+    NONE_HELP = {"train.learning_rate": "by model size: 3e-3 below 5M parameters (1e-3 when the token embedding "
+                                       "is over 25 % of them: a large vocabulary), 1e-3 below 50M, 2.5e-4 (GPT-1's) "
                                        "from 50M"}
     DERIVED = ("data.buckets",)
 
@@ -97,6 +99,7 @@ class FinetuneConfig(RunConfig):
     allow_unk: bool = opt(False, "train even when a split has more <unk> tokens than --max-unk")
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
     reinit: bool = opt(False, "keep --init's architecture and tokenizer but start from random weights (baseline)")
+    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     pool: str = opt("last", "what the head reads: last = the extract token (GPT-1), mean = average of real tokens",
                     choices=("last", "mean"))
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=32, max_len=None))
@@ -136,6 +139,7 @@ class SFTConfig(RunConfig):
     data: str | None = opt(None, 'a JSONL file of {"prompt": ..., "response": ...}', required=True)
     out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate answers from)", required=True)
     epochs: int = opt(20, "passes over the pairs", positive=True)
+    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     warmup_fraction: float = opt(0.05, "share of the steps for linear warmup")
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=8, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(

@@ -31,7 +31,7 @@ from ms_gpt.model import GPTForSequenceClassification, count_parameters
 from ms_gpt.model.params import load_params, model_params
 from ms_gpt.training import Trainer, lm_loss
 
-BEST = "best"
+BEST = checkpoint.BEST
 
 
 def make_objective(lm_weight: float):
@@ -186,9 +186,14 @@ def finetune(cfg: FinetuneConfig) -> dict:
     """Fine-tune ``cfg.init`` (an ms_gpt or Hugging Face openai-gpt folder) on ``cfg.data`` for ``cfg.task``."""
     cfg.validate()
     settings = common.setup(cfg)
-    out = Path(cfg.out)
+    # the inputs first: a bad one stops the run before --out is touched (--overwrite keeps the old run)
     data_set = tasks.load_task_data(cfg.data, cfg.task, seed=cfg.seed)
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=cfg.task != "classification", seed=cfg.seed)
+    with common.run_folder(cfg.out, overwrite=cfg.overwrite, init=cfg.init) as out:
+        return _finetune(cfg, settings, out, data_set, gpt, tok)
+
+
+def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok) -> dict:
     cfg, chosen = resolve_defaults(cfg, gpt)
     max_len = cfg.batching.max_len
     shapes = common.shapes_for(cfg.batching, settings, max_len, default_buckets(max_len))

@@ -80,15 +80,20 @@ def pretrain(cfg: PretrainConfig) -> dict:
     cfg.validate()
     settings = common.setup(cfg, static_shapes=cfg.data.static_shapes)
     dist = distributed.init_data_parallel() if cfg.distributed else distributed.DistInfo()
-    out = Path(cfg.out)
+    # the inputs first: a bad corpus stops the run before --out is touched (--overwrite keeps the old run)
+    train_lines, val_lines = split_corpus(load_corpus(cfg.corpus), cfg.val_corpus, cfg.seed)
+    kind = tokenizer_kind(cfg)
+    mode = boundaries(cfg, kind)
+    with common.run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, writer=dist.is_writer,
+                           resumable=True) as out:
+        return _pretrain(cfg, settings, dist, out, train_lines, val_lines, kind, mode)
+
+
+def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_lines, kind, mode) -> dict:
     if cfg.resume and not (out / checkpoint.TRAIN_STATE).is_file():
         raise FileNotFoundError(f"nothing to resume in {out}: {checkpoint.TRAIN_STATE} not found")
     train_cfg = resolve_train(cfg, settings.target)
     block, batch = cfg.data.max_len, cfg.data.batch_size
-    lines = load_corpus(cfg.corpus)
-    train_lines, val_lines = split_corpus(lines, cfg.val_corpus, cfg.seed)
-    kind = tokenizer_kind(cfg)
-    mode = boundaries(cfg, kind)
     if cfg.resume:
         tok = checkpoint.load_tokenizer(out)
     else:  # deterministic: the same vocabulary on every rank
@@ -107,7 +112,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     model = GPT(config, dropout_seed=cfg.seed)
     n_params = count_parameters(model)
     if train_cfg.learning_rate is None:
-        train_cfg = dataclasses.replace(train_cfg, learning_rate=recipes.pretrain_learning_rate(n_params))
+        embedding = config.vocab_size * config.d_model
+        train_cfg = dataclasses.replace(train_cfg, learning_rate=recipes.pretrain_learning_rate(n_params, embedding))
     if dist.is_writer:
         out.mkdir(parents=True, exist_ok=True)
         run = dataclasses.replace(cfg, train=train_cfg, boundaries=mode, dropout=dropout,

@@ -57,17 +57,18 @@ def encode_pair(tok, prompt: str, response: str, max_len: int) -> tuple[np.ndarr
 def sft(cfg: SFTConfig) -> dict:
     cfg.validate()
     settings = common.setup(cfg)
-    out = Path(cfg.out)
-    pairs = read_pairs(cfg.data)
+    pairs = read_pairs(cfg.data)  # the inputs first: a bad one stops the run before --out is touched
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=True, seed=cfg.seed)
+    with common.run_folder(cfg.out, overwrite=cfg.overwrite, init=cfg.init) as out:
+        return _sft(cfg, settings, out, pairs, gpt, tok)
+
+
+def _sft(cfg: SFTConfig, settings, out: Path, pairs, gpt, tok) -> dict:
     max_len = cfg.batching.max_len or gpt.config.n_positions
     if max_len > gpt.config.n_positions:
         raise ValueError(f"max_len={max_len} exceeds the model's position table (n_positions={gpt.config.n_positions})")
     if max_len < 4:
         raise ValueError(f"max_len must be >= 4 (<bos>, a prompt token, <sep>, a response token), got {max_len}")
-    if out.resolve() == Path(cfg.init).resolve():
-        raise ValueError(f"--out {out} is the --init folder: tuning would overwrite the model it starts from; "
-                         "choose another --out")
     rows = [encode_pair(tok, p["prompt"], p["response"], max_len) for p in pairs]
     shapes = common.shapes_for(cfg.batching, settings, max_len, default_buckets(max_len))
     dataset = batch_rows(rows, LM_COLUMNS, lm_pad_values(tok.pad_id), min(cfg.batching.batch_size, len(rows)), shapes,

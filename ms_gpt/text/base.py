@@ -97,7 +97,13 @@ def load(directory: str | Path) -> Tokenizer:
     meta_file = Path(directory) / META_FILE
     if not meta_file.is_file():
         raise FileNotFoundError(f"{meta_file} not found: not a folder written by Tokenizer.save()")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:  # e.g. truncated by a copy that did not finish
+        raise ValueError(f"{meta_file}: not valid JSON ({exc.msg} at line {exc.lineno}); the tokenizer folder is "
+                         "damaged: copy it again from the run that wrote it") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_file}: expected a JSON object written by Tokenizer.save(), got {type(meta).__name__}")
     kind = meta.pop("kind", None)
     if kind not in KINDS:
         raise ValueError(f"{meta_file}: unknown tokenizer kind {kind!r}; known: {', '.join(KINDS)}")

@@ -9,6 +9,7 @@ valid); special tokens it lacks are appended after it, as GPT-1 fine-tuning does
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -92,6 +93,11 @@ class BPETokenizer(Tokenizer):
         order = list(SPECIALS) + sorted(t for t in state["vocab"] if t not in made and t not in SPECIALS) + merged
         if sorted(order) != sorted(state["vocab"]):  # pragma: no cover - a tokenizers change we do not know
             raise RuntimeError("BPE training gave a vocabulary that is not alphabet + merges")
+        alphabet = len(order) - len(merged)
+        if len(order) > vocab_size:  # the specials and every character of the corpus are always kept
+            print(f"ms-gpt: warning: BPE vocabulary of {len(order)} tokens, not --vocab-size {vocab_size}: the 4 "
+                  f"specials and the corpus' {alphabet - len(SPECIALS)} distinct characters are the least a BPE "
+                  f"vocabulary holds (give --vocab-size > {alphabet} for merges)", file=sys.stderr)
         return cls({t: i for i, t in enumerate(order)}, merges)
 
     @property
