@@ -20,6 +20,7 @@ JOBS = {
     "smoke": ("SmokeConfig", "a short real run of the MindNLP stack: train, evaluate, save, reload"),
     "pretrain": ("PretrainConfig", "pretrain a GPT from scratch on a corpus (builtin:NAME or a path)"),
     "generate": ("GenerateConfig", "generate text from a checkpoint folder (pretrain or sft)"),
+    "chat": ("ChatConfig", "talk to a checkpoint (sft or pretrain): one --prompt, or a conversation on stdin"),
     "finetune": ("FinetuneConfig", "GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)"),
     "sft": ("SFTConfig", "supervised tuning on prompt/response pairs (loss on the response only)"),
     "finetune-imdb": ("ImdbConfig", "the MindNLP course flow: openai-gpt fine-tuned for IMDb sentiment "
@@ -134,7 +135,8 @@ def _run_job(name: str, job, show=lambda r: json.dumps(r, ensure_ascii=False), d
             raise
         print(f"ms-gpt {name}: {_one_line(exc)}", file=sys.stderr)
         return 2
-    print(show(result))
+    if result is not None:  # an interactive chat has printed as it went
+        print(show(result))
     return 0
 
 
@@ -180,6 +182,10 @@ def _job(command: str, args) -> int:
         from ms_gpt.flows import generate
 
         return _run_job(command, lambda: generate.generate_text(cfg), show=str, debug=debug)
+    if command == "chat":
+        from ms_gpt.flows import chat
+
+        return _run_job(command, lambda: chat.chat(cfg), show=str, debug=debug)
     if command == "finetune":
         from ms_gpt.flows import finetune
 

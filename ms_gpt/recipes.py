@@ -78,3 +78,22 @@ def unk_share(sequences, unk_id: int, special_ids=()) -> float:
             total += 1
             unk += t == unk_id
     return unk / total if total else 0.0
+
+
+# Supervised tuning (ms-gpt sft) by data size: about this many steps by default, in 1 to SFT_MAX_EPOCHS passes
+# (a few hundred pairs: 20 passes; a dialogue corpus of 130k exchanges: one pass over a 2,000-step sample), and
+# at most SFT_VALID_LIMIT held-out exchanges scored before and after.
+SFT_STEP_BUDGET = 2000
+SFT_MAX_EPOCHS = 20
+SFT_VALID_LIMIT = 512
+# Its learning rate: 1e-4 (the value it always had) for GPT-1-size models; small models take the small
+# fine-tuning step, 1e-3 (a 0.3M-parameter model tuned on 800 chitchat exchanges for one pass: held-out
+# response loss 5.361 -> 5.324 at 1e-4, -> 5.265 at 1e-3).
+SFT_LR_SMALL, SFT_LR_LARGE = 1e-3, 1e-4
+
+
+def sft_learning_rate(n_params: int) -> float:
+    """Supervised tuning's default learning rate for a model of ``n_params`` parameters."""
+    if not isinstance(n_params, int) or n_params <= 0:
+        raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
+    return SFT_LR_LARGE if n_params >= GPT1_SIZE else SFT_LR_SMALL

@@ -515,6 +515,17 @@ def test_sft_cli_then_generate_answers_in_the_same_format(pretrained, tmp_path, 
                               "--max-new-tokens", "12"], capture_output=True, text=True, timeout=300)
         assert gen.returncode == 0, gen.stderr[-3000:]
         assert gen.stdout.strip().splitlines()[-1] == response
+    # ms-gpt chat answers in the same form: one --prompt, and a conversation on stdin with /reset and /quit
+    chat = [str(venv_bin / "ms-gpt"), "chat", "--ckpt", str(out), "--strategy", "greedy", "--max-new-tokens", "12"]
+    one = subprocess.run([*chat, "--prompt", PAIRS[0][0]], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0 and one.stdout == PAIRS[0][1] + "\n", one.stderr[-3000:]
+    talk = subprocess.run(chat, input=f"{PAIRS[1][0]}\n/reset\n{PAIRS[2][0]}\n/quit\nnot read\n", capture_output=True,
+                          text=True, timeout=300)
+    assert talk.returncode == 0, talk.stderr[-3000:]
+    assert talk.stdout == f"bot> {PAIRS[1][1]}\n(conversation reset)\nbot> {PAIRS[2][1]}\n"
+    beam = subprocess.run([str(venv_bin / "ms-gpt"), "chat", "--ckpt", str(out), "--prompt", PAIRS[3][0]],
+                          capture_output=True, text=True, timeout=300)  # the defaults: beam 5, penalty 1.2
+    assert beam.returncode == 0 and beam.stdout.strip(), beam.stderr[-3000:]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n" + json.dumps({"prompt": "a"}) + "\n")
     proc = subprocess.run([str(venv_bin / "ms-gpt"), "sft", "--init", str(pretrained), "--data", str(bad), "--out",

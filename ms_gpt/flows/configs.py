@@ -136,25 +136,35 @@ class FinetuneConfig(RunConfig):
 @dataclass
 class SFTConfig(RunConfig):
     init: str | None = opt(None, "an ms_gpt checkpoint folder or a Hugging Face openai-gpt folder", required=True)
-    data: str | None = opt(None, 'a JSONL file of {"prompt": ..., "response": ...}', required=True)
-    out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate answers from)", required=True)
-    epochs: int = opt(20, "passes over the pairs", positive=True)
+    data: str | None = opt(None, 'builtin:chitchat (English conversations, split by conversation), or a JSONL file of '
+                                 '{"prompt": ..., "response": ...} (optionally "context": [earlier turns])',
+                           required=True)
+    out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate and chat answer from)", required=True)
+    epochs: int | None = opt(None, "passes over the exchanges", positive=True,
+                             none="by data size: as many as fit in 2,000 steps, 1 to 20")
+    train_limit: int | None = opt(None, "train on a seeded sample of this many exchanges", positive=True,
+                                  none="all, or 2,000 steps' worth when one pass is longer (a dialogue corpus)")
     overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     warmup_fraction: float = opt(0.05, "share of the steps for linear warmup")
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=8, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(
-        steps=None, learning_rate=1e-4, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
+        steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
         eval_every=None, ckpt_every=None, amp=False))
     progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {}
+    NONE_HELP = {"train.learning_rate": "by model size: 1e-4 for GPT-1-size models (50M parameters and up), 1e-3 "
+                                       "for smaller ones"}
     DERIVED = FinetuneConfig.DERIVED
 
     def validate(self) -> None:
-        require_positive_ints(epochs=self.epochs, batch_size=self.batching.batch_size)
+        require_positive_ints(batch_size=self.batching.batch_size)
+        for name in ("epochs", "train_limit"):
+            if getattr(self, name) is not None:
+                require_positive_ints(**{name: getattr(self, name)})
         if self.batching.max_len is not None:
             require_positive_ints(max_len=self.batching.max_len)
-        if not self.train.learning_rate > 0:
+        if self.train.learning_rate is not None and not self.train.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.train.learning_rate!r}")
         require_fractions(warmup_fraction=self.warmup_fraction)
 
@@ -166,6 +176,19 @@ class GenerateConfig(RunConfig):
     stop_at_newline: bool = opt(False, "end the text at its first line break (models pretrained with "
                                        "--boundaries newline; others end a line with <eos> anyway)")
     generation: GenerationConfig = opt(factory=GenerationConfig)
+
+    FLAGS = {}
+    DERIVED = ("mode",)
+
+
+@dataclass
+class ChatConfig(RunConfig):
+    ckpt: str | None = opt(None, "a folder written by ms-gpt sft (a dialogue model) or ms-gpt pretrain", required=True)
+    prompt: str | None = opt(None, "answer this one message and exit", none="a conversation on standard input "
+                                                                          "(/reset, /quit)")
+    # The tutorial's chat decoding: beam search, width 5, repetition penalty 1.2.
+    generation: GenerationConfig = opt(factory=lambda: GenerationConfig(
+        strategy="beam", num_beams=5, repetition_penalty=1.2, max_new_tokens=40))
 
     FLAGS = {}
     DERIVED = ("mode",)

@@ -1,92 +1,104 @@
-"""``ms-gpt sft``: supervised tuning on prompt/response pairs (the mini-ChatGPT step).
+"""``ms-gpt sft``: supervised tuning on dialogue (the mini-ChatGPT step).
 
-Each row ``{"prompt": ..., "response": ...}`` becomes ``<bos> prompt <sep> response <eos>``; the loss
-is the next-token cross-entropy on the response tokens and the closing ``<eos>`` only (the prompt is
-context, not a target). The result is an ordinary ms_gpt checkpoint folder plus ``sft.json``, which
-tells ``ms-gpt generate`` to wrap a prompt the same way and print only the response.
+Each exchange becomes ``<bos> turn1 <sep> ... <sep> response <eos>`` (a prompt/response pair is the
+one-turn case, ``<bos> prompt <sep> response <eos>``); the loss is the next-token cross-entropy on the
+response tokens and the closing ``<eos>`` only (the earlier turns are context, not targets). See
+:mod:`ms_gpt.data.dialogue` for the sources (``builtin:chitchat``, JSONL). The result is an ordinary ms_gpt
+checkpoint folder plus ``sft.json``, which tells ``ms-gpt generate`` and ``ms-gpt chat`` to wrap a prompt
+the same way and print only the response.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
+import random
 from pathlib import Path
 
-import numpy as np
-
-from ms_gpt import atomic, checkpoint
-from ms_gpt.data.batching import IGNORE, batch_rows, default_buckets
+from ms_gpt import atomic, checkpoint, recipes
+from ms_gpt.data.batching import batch_rows, default_buckets
+from ms_gpt.data.dialogue import encode_exchange, load_dialogue
 from ms_gpt.data.pipeline import LM_COLUMNS, lm_pad_values
-from ms_gpt.data.tasks import DataError, iter_jsonl
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import SFTConfig
+from ms_gpt.model import count_parameters
 from ms_gpt.training import Trainer
 
-TEMPLATE = "<bos> prompt <sep> response <eos>"
+TEMPLATE = "<bos> turn <sep> ... <sep> response <eos>"
 
 
-def read_pairs(path: str | Path) -> list[dict]:
-    """Rows with string ``prompt`` and non-empty ``response``; errors name ``path:line``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (expected a JSONL file of {{\"prompt\": ..., \"response\": ...}})")
-    rows = []
-    for n, row in iter_jsonl(path):
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("prompt", "response")):
-            shown = json.dumps(row, ensure_ascii=False)[:80]
-            raise DataError(f"{path}:{n}: a row needs string fields 'prompt' and 'response', got {shown}")
-        if not row["response"].strip():
-            raise DataError(f"{path}:{n}: empty 'response' (nothing to learn)")
-        rows.append(row)
-    if not rows:
-        raise DataError(f"{path}: no prompt/response rows")
-    return rows
+def encode_pair(tok, prompt: str, response: str, max_len: int):
+    """(input_ids, labels) of a one-turn exchange (see :func:`ms_gpt.data.dialogue.encode_exchange`)."""
+    return encode_exchange(tok, (prompt,), response, max_len)
 
 
-def encode_pair(tok, prompt: str, response: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(input_ids, labels) for one pair: labels are the next tokens, ``IGNORE`` while they are still
-    the prompt or ``<sep>``. A long prompt loses its start, a long response its end (``max_len`` inputs)."""
-    p, r = tok.encode(prompt), tok.encode(response)
-    r = r[: max(1, max_len - 2)]  # keep <bos>, <sep> and at least one response token
-    p = p[max(0, len(p) - (max_len - 2 - len(r))):] if len(p) + len(r) + 2 > max_len else p
-    seq = [tok.bos_id] + p + [tok.sep_id] + r + [tok.eos_id]  # max_len + 1 tokens at most
-    ids, labels = np.array(seq[:-1], np.int32), np.array(seq[1:], np.int32)
-    labels[: len(p) + 1] = IGNORE  # positions bos..last prompt token predict prompt tokens / <sep>
-    return ids, labels
+def plan(n_train: int, cfg: SFTConfig) -> tuple[int | None, int]:
+    """(training exchanges to keep, epochs): ``train_limit`` / ``epochs`` when given; by default every
+    exchange, or a seeded sample of :data:`recipes.SFT_STEP_BUDGET` steps' worth when one pass is longer
+    (a dialogue corpus), and as many passes as fit in that budget (1 to :data:`recipes.SFT_MAX_EPOCHS`)."""
+    batch = cfg.batching.batch_size
+    limit = cfg.train_limit
+    if limit is None and math.ceil(n_train / batch) > recipes.SFT_STEP_BUDGET:
+        limit = recipes.SFT_STEP_BUDGET * batch
+    kept = n_train if limit is None else min(limit, n_train)
+    epochs = cfg.epochs
+    if epochs is None:
+        epochs = max(1, min(recipes.SFT_MAX_EPOCHS, recipes.SFT_STEP_BUDGET // math.ceil(kept / batch)))
+    return (None if limit is None or limit >= n_train else limit), epochs
 
 
 def sft(cfg: SFTConfig) -> dict:
     cfg.validate()
     settings = common.setup(cfg)
-    pairs = read_pairs(cfg.data)  # the inputs first: a bad one stops the run before --out is touched
-    gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=True, seed=cfg.seed)
+    train_ex, valid_ex = load_dialogue(cfg.data, seed=cfg.seed)  # the inputs first: a bad one stops the run
+    gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=True, seed=cfg.seed)  # before --out is touched
     with common.run_folder(cfg.out, overwrite=cfg.overwrite, init=cfg.init) as out:
-        return _sft(cfg, settings, out, pairs, gpt, tok)
+        return _sft(cfg, settings, out, train_ex, valid_ex, gpt, tok)
 
 
-def _sft(cfg: SFTConfig, settings, out: Path, pairs, gpt, tok) -> dict:
+def _sft(cfg: SFTConfig, settings, out: Path, train_ex, valid_ex, gpt, tok) -> dict:
     max_len = cfg.batching.max_len or gpt.config.n_positions
     if max_len > gpt.config.n_positions:
         raise ValueError(f"max_len={max_len} exceeds the model's position table (n_positions={gpt.config.n_positions})")
     if max_len < 4:
         raise ValueError(f"max_len must be >= 4 (<bos>, a prompt token, <sep>, a response token), got {max_len}")
-    rows = [encode_pair(tok, p["prompt"], p["response"], max_len) for p in pairs]
+    limit, epochs = plan(len(train_ex), cfg)
+    if limit is not None:  # a seeded sample, not the corpus' first rows (one conversation after another)
+        train_ex = random.Random(cfg.seed).sample(train_ex, limit)
+    rows = [encode_exchange(tok, e.context, e.response, max_len) for e in train_ex]
     shapes = common.shapes_for(cfg.batching, settings, max_len, default_buckets(max_len))
-    dataset = batch_rows(rows, LM_COLUMNS, lm_pad_values(tok.pad_id), min(cfg.batching.batch_size, len(rows)), shapes,
-                         shuffle=True)
+    batch = min(cfg.batching.batch_size, len(rows))
+    pad = lm_pad_values(tok.pad_id)
+    dataset = batch_rows(rows, LM_COLUMNS, pad, batch, shapes, shuffle=True)
+    held_out = None
+    if valid_ex:
+        valid_ex = random.Random(cfg.seed).sample(valid_ex, min(len(valid_ex), recipes.SFT_VALID_LIMIT))
+        held_out = batch_rows([encode_exchange(tok, e.context, e.response, max_len) for e in valid_ex], LM_COLUMNS,
+                              pad, min(batch, len(valid_ex)), shapes, shuffle=False)
     per_epoch = dataset.get_dataset_size()
-    train_cfg = common.epoch_schedule(cfg.train, cfg.epochs, per_epoch, cfg.warmup_fraction, ckpt_every=None)
-    out.mkdir(parents=True, exist_ok=True)
-    common.record_run(out, common.resolved(cfg, train_cfg, shapes))
+    train = cfg.train
+    if train.learning_rate is None:
+        train = dataclasses.replace(train, learning_rate=recipes.sft_learning_rate(count_parameters(gpt)))
+    run = common.resolved(dataclasses.replace(cfg, epochs=epochs, train_limit=limit),
+                          common.epoch_schedule(train, epochs, per_epoch, cfg.warmup_fraction, ckpt_every=None),
+                          shapes)
+    train_cfg = run.train
+    common.record_run(out, run)
     trainer = Trainer(gpt, train_cfg, out, jit=settings.compiled)
     before = trainer.evaluate(dataset)["val_loss"]
+    valid_before = trainer.evaluate(held_out)["val_loss"] if held_out is not None else None
     with common.step_bar(cfg.progress, train_cfg.steps, "sft") as report:
         trainer.fit(dataset, None, progress=report)
     after = trainer.evaluate(dataset)["val_loss"]
     checkpoint.save_model(gpt, out, tokenizer=tok)
     atomic.write_json(out / checkpoint.SFT, {"template": TEMPLATE, "init": str(cfg.init), "data": str(cfg.data)})
-    metrics = {"init": str(cfg.init), "data": str(cfg.data), "pairs": len(pairs), "steps": train_cfg.steps,
-               "device": settings.target, "static_shapes": shapes.static, "shape_mode": shapes.mode,
-               "train_shapes": trainer.input_shapes(),
+    metrics = {"init": str(cfg.init), "data": str(cfg.data), "pairs": len(rows), "epochs": epochs,
+               "learning_rate": train_cfg.learning_rate,
+               "steps": train_cfg.steps, "device": settings.target, "static_shapes": shapes.static,
+               "shape_mode": shapes.mode, "train_shapes": trainer.input_shapes(),
                "response_loss": {"before": before, "after": after},
                "train_loss": {"first": trainer.history[0]["loss"], "last": trainer.history[-1]["loss"]}}
+    if held_out is not None:
+        metrics["held_out"] = {"exchanges": len(valid_ex), "response_loss": {
+            "before": valid_before, "after": trainer.evaluate(held_out)["val_loss"]}}
     return common.finish(out, metrics)

@@ -1,0 +1,117 @@
+"""``ms-gpt chat``: talk to a checkpoint, the tutorial's last step ("how are you ?" answered by beam search
+with a repetition penalty).
+
+The conversation so far is the model's input, in the form the checkpoint was trained on:
+
+- a dialogue checkpoint (``ms-gpt sft``): ``<bos> turn1 <sep> turn2 <sep> ... <sep>``, answered up to ``<eos>``;
+- a language model pretrained on the text itself (``--boundaries newline``): one turn a line, answered
+  with the next line;
+- a language model pretrained on ``<bos> line <eos>``: ``<bos> turn <eos>`` per turn, then ``<bos>``.
+
+Turns that do not fit (the answer keeps room for ``max_new_tokens``, and never less than half the
+position table) are dropped oldest first. Interactive: ``/reset`` forgets the conversation, ``/quit`` (or
+end of input) ends it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from ms_gpt import checkpoint
+from ms_gpt.config import GenerationConfig
+from ms_gpt.data.dialogue import context_ids
+from ms_gpt.flows import common
+from ms_gpt.flows.configs import ChatConfig
+from ms_gpt.flows.generate import newline_trained
+from ms_gpt.generation import generate
+
+COMMANDS = {"/reset": "forget the conversation", "/quit": "end the chat"}
+
+
+class Chat:
+    """A checkpoint and the conversation held with it (user and model turns, oldest first)."""
+
+    def __init__(self, ckpt: str | Path, gen: GenerationConfig):
+        self.ckpt = Path(ckpt)
+        if not (self.ckpt / checkpoint.TOKENIZER).is_dir():
+            raise FileNotFoundError(f"{self.ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt "
+                                    "pretrain or sft")
+        self.model, self.tok = checkpoint.load_init(self.ckpt)  # also checks the tokenizer against the model
+        tok = self.tok
+        if (self.ckpt / checkpoint.SFT).is_file():
+            self.form = "dialogue"
+        elif newline_trained(self.ckpt):
+            self.form = "lines"
+        else:
+            self.form = "documents"
+        self.newline = tok.token_id("\n") if self.form == "lines" else None
+        stops = (self.newline,) if self.newline is not None else ()
+        suppress = tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
+        self.gen = dataclasses.replace(gen, eos_id=tok.eos_id, stop_ids=stops, suppress_ids=suppress)
+        n = self.model.config.n_positions
+        self.context_len = max(n // 2, n - gen.max_new_tokens)
+        self.history: list[str] = []
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    def input_ids(self) -> list[int]:
+        """The conversation so far as the model's input, newest turns kept within ``context_len``."""
+        tok = self.tok
+        if self.form == "dialogue":
+            return context_ids(tok, self.history, self.context_len)
+        ids: list[int] = [] if self.form == "lines" else [tok.bos_id]  # the slot the answer starts in
+        for turn in reversed(self.history):
+            if self.form == "lines":
+                piece = [self.newline] + tok.encode(turn)
+            else:
+                piece = [tok.bos_id] + tok.encode(turn) + [tok.eos_id]
+            if len(piece) + len(ids) > self.context_len:
+                if not ids or ids == [tok.bos_id]:  # even the newest turn alone is too long: keep its end
+                    ids = piece[len(piece) + len(ids) - self.context_len:] + ids
+                break
+            ids = piece + ids
+        if self.form == "lines":
+            ids = ids + [self.newline]
+        return ids
+
+    def reply(self, text: str) -> str:
+        """The model's answer to ``text`` (both then join the conversation)."""
+        if not text.strip():
+            raise ValueError("empty message: type something to say (or /quit)")
+        self.history.append(text.strip())
+        new = generate(self.model, self.input_ids(), self.gen)
+        if new and new[-1] in (self.tok.eos_id, self.newline):
+            new = new[:-1]
+        answer = self.tok.decode(new).strip()
+        self.history.append(answer)
+        return answer
+
+
+def chat(cfg: ChatConfig, stdin=None, stdout=None) -> str | None:
+    """One answer to ``cfg.prompt``, or (no prompt) a conversation over ``stdin`` until ``/quit`` or its end."""
+    common.setup(cfg)
+    session = Chat(cfg.ckpt, dataclasses.replace(cfg.generation, seed=cfg.seed))
+    if cfg.prompt is not None:
+        return session.reply(cfg.prompt)
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    interactive = stdin.isatty()
+    if interactive:
+        print(f"ms-gpt chat with {cfg.ckpt} ({session.form} form, {cfg.generation.strategy}); "
+              + ", ".join(f"{c}: {h}" for c, h in COMMANDS.items()), file=stdout, flush=True)
+    while True:
+        if interactive:
+            print("you> ", end="", file=stdout, flush=True)
+        line = stdin.readline()
+        if not line or line.strip() == "/quit":
+            return None
+        line = line.strip()
+        if line == "/reset":
+            session.reset()
+            print("(conversation reset)", file=stdout, flush=True)
+            continue
+        if not line:
+            continue
+        print(f"bot> {session.reply(line)}", file=stdout, flush=True)

@@ -1,0 +1,137 @@
+"""Dialogue data (builtin:chitchat, multi-turn exchanges), ms-gpt sft's defaults by data and model size,
+and ms-gpt chat's input in each checkpoint form."""
+import json
+import subprocess
+
+import pytest
+
+from ms_gpt import recipes
+from ms_gpt.data.batching import IGNORE
+from ms_gpt.data.dialogue import (Exchange, context_ids, encode_exchange, exchanges, load_dialogue, read_pairs,
+                                  split_conversations)
+from ms_gpt.data.tasks import DataError
+from ms_gpt.text import SEP, WhitespaceTokenizer
+
+
+def tok():
+    t = WhitespaceTokenizer.build(["hi there how are you fine thanks and you good bye"])
+    t.add_special(SEP)
+    return t
+
+
+def test_exchanges_and_the_split_by_conversation():
+    convs = [["a", "b", "c"], ["d", "e"], ["f"], ["g", "h", "i", "j", "k", "l"]]
+    ex = exchanges(convs, max_context_turns=2)
+    assert ex[:3] == [Exchange(("a",), "b"), Exchange(("a", "b"), "c"), Exchange(("d",), "e")]
+    assert ex[-1] == Exchange(("j", "k"), "l") and len(ex) == 2 + 1 + 0 + 5
+    train, valid = split_conversations(list(range(100)), 0.05, seed=3)
+    assert len(valid) == 5 and sorted(train + valid) == list(range(100))
+    assert split_conversations(list(range(100)), 0.05, seed=3) == (train, valid)  # seeded
+    assert split_conversations(list(range(100)), 0.05, seed=4)[1] != valid
+
+
+def test_chitchat_as_sft_data():
+    train, valid = load_dialogue("builtin:chitchat", seed=0)
+    assert len(train) + len(valid) == 138725 - 7168  # every turn but each conversation's first
+    assert 0.03 < len(valid) / (len(train) + len(valid)) < 0.07
+    assert all(1 <= len(e.context) <= recipes_max_context() for e in train[:2000])
+    from ms_gpt.data.corpus import chitchat_conversations
+
+    convs_train, convs_valid = split_conversations(chitchat_conversations(), seed=0)
+    assert len(valid) == sum(len(c) - 1 for c in convs_valid)  # whole conversations on each side
+    assert valid[0] == exchanges(convs_valid[:1])[0]
+    with pytest.raises(ValueError, match=r"unknown dialogue corpus 'builtin:movies'; built in: builtin:chitchat"):
+        load_dialogue("builtin:movies")
+
+
+def recipes_max_context():
+    from ms_gpt.data.dialogue import MAX_CONTEXT_TURNS
+
+    return MAX_CONTEXT_TURNS
+
+
+def test_a_multi_turn_exchange_masks_the_context_and_drops_the_oldest_turns():
+    t = tok()
+    e = t.encode
+    x, y = encode_exchange(t, ("hi there", "how are you"), "fine thanks", 32)
+    assert x.tolist() == [t.bos_id] + e("hi there") + [t.sep_id] + e("how are you") + [t.sep_id] + e("fine thanks")
+    assert y.tolist() == [IGNORE] * 7 + e("fine thanks") + [t.eos_id]
+    x, _ = encode_exchange(t, ("hi there", "how are you"), "fine thanks", 8)  # room for 4 context tokens
+    assert x.tolist() == [t.bos_id] + e("how are you") + [t.sep_id] + e("fine thanks")  # the older turn dropped
+    x, _ = encode_exchange(t, ("hi there", "how are you"), "fine thanks", 9)  # 5: the older turn keeps its end
+    assert x.tolist() == [t.bos_id] + e("there") + [t.sep_id] + e("how are you") + [t.sep_id] + e("fine thanks")
+    x, _ = encode_exchange(t, ("good bye", "hi", "how are you"), "fine", 10)  # newest turns whole, oldest cut
+    assert x.tolist() == [t.bos_id] + e("bye") + [t.sep_id] + e("hi") + [t.sep_id] + e("how are you") + \
+        [t.sep_id] + e("fine")
+    assert context_ids(t, ("hi there", "how are you"), 32) == \
+        [t.bos_id] + e("hi there") + [t.sep_id] + e("how are you") + [t.sep_id]
+    with pytest.raises(ValueError, match=r"max_len must be >= 4"):
+        encode_exchange(t, ("hi",), "fine", 3)
+
+
+def test_jsonl_pairs_with_context_and_their_errors(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"prompt": "how are you", "response": "fine", "context": ["hi", "hi there"]}) + "\n"
+                 + json.dumps({"prompt": "bye", "response": "good bye"}) + "\n")
+    assert read_pairs(f) == [Exchange(("hi", "hi there", "how are you"), "fine"), Exchange(("bye",), "good bye")]
+    assert load_dialogue(str(f)) == (read_pairs(f), [])
+    f.write_text(json.dumps({"prompt": "a", "response": "b", "context": "hi"}) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:1: 'context' must be a list of earlier turns"):
+        read_pairs(f)
+    with pytest.raises(FileNotFoundError, match=r"or builtin:chitchat\)"):
+        read_pairs(tmp_path / "missing.jsonl")
+
+
+def test_sft_defaults_by_data_and_model_size():
+    from ms_gpt.flows.configs import SFTConfig
+    from ms_gpt.flows.sft import plan
+
+    cfg = SFTConfig(init="x", data="y", out="z")
+    assert plan(40, cfg) == (None, 20)  # 5 steps a pass: 20 passes (the cap)
+    assert plan(4000, cfg) == (None, 4)  # 500 steps a pass: 4 fit in 2,000
+    assert plan(131557, cfg) == (16000, 1)  # a dialogue corpus: one pass over 2,000 steps' worth
+    cfg.epochs, cfg.train_limit = 3, 100
+    assert plan(131557, cfg) == (100, 3)  # given values win
+    assert recipes.sft_learning_rate(300_000) == 1e-3 and recipes.sft_learning_rate(116_000_000) == 1e-4
+
+
+def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin):
+    pre = tmp_path / "pre"
+    run = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--corpus", "builtin:chitchat", "--out", str(pre),
+                          "--steps", "30", "--vocab-size", "1000", "--no-progress"], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "sft", "--init", str(pre), "--data", "builtin:chitchat", "--out",
+                           str(tmp_path / "sft"), "--train-limit", "100", "--epochs", "3", "--no-progress"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    # 100 exchanges in batches of 8: 13 steps a pass, or a few more with length buckets
+    assert m["pairs"] == 100 and m["epochs"] == 3 and m["steps"] % 3 == 0 and 39 <= m["steps"] <= 60
+    assert m["learning_rate"] == 1e-3
+    held = m["held_out"]
+    assert held["exchanges"] == 512 and held["response_loss"]["after"] < held["response_loss"]["before"]
+    record = json.loads((tmp_path / "sft" / "run_config.json").read_text())
+    assert (record["epochs"], record["train_limit"], record["train"]["learning_rate"]) == (3, 100, 1e-3)
+    chat = subprocess.run([str(venv_bin / "ms-gpt"), "chat", "--ckpt", str(tmp_path / "sft"), "--prompt",
+                           "how are you ?"], capture_output=True, text=True, timeout=300)
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-3000:]
+
+
+def test_chat_input_in_each_checkpoint_form():
+    from ms_gpt.flows.chat import Chat
+
+    t = tok()
+    nl = t.add_special("<nl>")  # stands in for a char model's newline token
+    e = t.encode
+    c = Chat.__new__(Chat)
+    c.tok, c.newline, c.context_len = t, nl, 9
+    c.history = ["hi there", "fine thanks", "how are you"]  # the oldest turn does not fit in 9 tokens
+    c.form = "dialogue"
+    assert c.input_ids() == [t.bos_id] + e("fine thanks") + [t.sep_id] + e("how are you") + [t.sep_id]
+    c.form = "lines"
+    assert c.input_ids() == [nl] + e("fine thanks") + [nl] + e("how are you") + [nl]
+    c.form = "documents"
+    assert c.input_ids() == [t.bos_id] + e("how are you") + [t.eos_id, t.bos_id]
+    c.history = ["hi there how are you fine thanks and you good bye hi there how are you"]
+    assert len(c.input_ids()) == 9 and c.input_ids()[-3:] == e("you") + [t.eos_id, t.bos_id]  # its end kept
