@@ -411,3 +411,24 @@ def load_classifier(directory: str | Path):
     load_params(clf, read_weights(directory / MODEL))
     clf.set_train(False)
     return clf, load_tokenizer(directory), meta
+
+
+REWARD_ROLE = "reward-model"
+
+
+def load_reward(directory: str | Path):
+    """``(model, tokenizer, meta)`` of a reward model written by ``ms-gpt reward`` (its output folder or the
+    ``best/`` folder in it). The model's output for ``<bos> prompt <sep> response <eos>`` rows ([b, l]) is
+    ``(scores [b, 1], None)``."""
+    directory = Path(directory)
+    if not (directory / CLASSIFIER).is_file() and (directory / BEST / CLASSIFIER).is_file():
+        directory = directory / BEST
+    if not (directory / CLASSIFIER).is_file():
+        raise CheckpointError(f"{directory} is not a reward model: no {CLASSIFIER} (ms-gpt reward writes one, in "
+                              f"its --out folder's {BEST}/)")
+    meta = read_json(directory / CLASSIFIER)
+    if meta.get("role") != REWARD_ROLE:
+        raise CheckpointError(f"{directory} holds a {meta.get('task', '?')} classifier, not a reward model "
+                              "(ms-gpt reward writes one)")
+    model, tok, meta = load_classifier(directory)
+    return model, tok, meta

@@ -23,6 +23,7 @@ JOBS = {
     "chat": ("ChatConfig", "talk to a checkpoint (sft or pretrain): one --prompt, or a conversation on stdin"),
     "finetune": ("FinetuneConfig", "GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)"),
     "sft": ("SFTConfig", "supervised tuning on prompt/response pairs (loss on the response only)"),
+    "reward": ("RewardConfig", "a reward model from preference pairs (-log σ(r_chosen - r_rejected))"),
     "finetune-imdb": ("ImdbConfig", "the MindNLP course flow: openai-gpt fine-tuned for IMDb sentiment "
                                     "(transformers.Trainer on MindSpore)"),
 }
@@ -190,6 +191,10 @@ def _job(command: str, args) -> int:
         from ms_gpt.flows import finetune
 
         return _run_job(command, lambda: finetune.finetune(cfg), debug=debug)
+    if command == "reward":
+        from ms_gpt.flows import reward
+
+        return _run_job(command, lambda: reward.reward(cfg), debug=debug)
     if command == "sft":
         from ms_gpt.flows import sft
 

@@ -162,7 +162,7 @@ def test_unknown_labels_empty_splits_and_layout_errors(tmp_path):
     with pytest.raises(tasks.DataError, match=r"valid.jsonl: the valid split is empty"):
         tasks.load_task_data(str(root), "classification")
     (root / "test.jsonl").unlink()
-    with pytest.raises(FileNotFoundError, match=r"missing \['test.jsonl'\]; a task folder holds train.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"missing \['test.jsonl'\]; the folder holds train.jsonl"):
         tasks.load_task_data(str(root), "classification")
     with pytest.raises(ValueError, match="unknown task 'ner'"):
         tasks.load_task_data(str(root), "ner")

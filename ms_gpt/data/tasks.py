@@ -149,29 +149,45 @@ def _finish(task: str, splits: dict, source: str, where: dict) -> TaskData:
     return data
 
 
+def builtin_name(src, known, what: str, available: str) -> str | None:
+    """The NAME of ``builtin:NAME`` (one of ``known``), or None for a folder path; a clear error for an
+    empty source or an unknown name (``what``: the kind of data, ``available``: the names to list)."""
+    if not isinstance(src, str) or not src.strip():
+        raise ValueError(f"data source must be 'builtin:NAME' or a folder, got {src!r}")
+    if not src.startswith("builtin:"):
+        return None
+    name = src.split(":", 1)[1]
+    if name not in known:
+        raise ValueError(f"unknown built-in {what} {name!r}; available: {available}")
+    return name
+
+
+def split_files(src: str, expected: str, rows: str) -> dict:
+    """split -> ``SRC/SPLIT.jsonl``, all present (else FileNotFoundError saying what a folder holds: ``expected``
+    when the folder is missing, ``rows`` for what its files' rows need)."""
+    root = Path(src)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {src!r} not found (expected {expected})")
+    files = {s: root / f"{s}.jsonl" for s in SPLITS}
+    absent = [f.name for f in files.values() if not f.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{root}: missing {absent}; the folder holds train.jsonl, valid.jsonl and "
+                                f"test.jsonl ({rows})")
+    return files
+
+
 def load_task_data(src: str, task: str, seed: int = 0) -> TaskData:
     """``builtin:reviews-zh`` or a folder with train/valid/test.jsonl."""
     _check_task(task)
-    if not isinstance(src, str) or not src.strip():
-        raise ValueError(f"data source must be 'builtin:NAME' or a folder, got {src!r}")
-    if src.startswith("builtin:"):
-        name = src.split(":", 1)[1]
-        if name not in BUILTIN_TASK_DATA:
-            raise ValueError(f"unknown built-in labelled data {name!r}; available: "
-                             + ", ".join(f"builtin:{b} ({t})" for b, t in BUILTIN_TASK_DATA.items()))
+    name = builtin_name(src, BUILTIN_TASK_DATA, "labelled data",
+                        ", ".join(f"builtin:{b} ({t})" for b, t in BUILTIN_TASK_DATA.items()))
+    if name is not None:
         if task != BUILTIN_TASK_DATA[name]:
             raise ValueError(f"builtin:{name} is {BUILTIN_TASK_DATA[name]} data, not {task}")
         splits = reviews_zh_splits(seed)
         return _finish(task, splits, src, {s: f"{src}[{s}]" for s in SPLITS})
-    root = Path(src)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {src!r} not found (expected a folder with train.jsonl, valid.jsonl, "
-                                f"test.jsonl, or builtin:reviews-zh)")
-    files = {s: root / f"{s}.jsonl" for s in SPLITS}
-    absent = [f.name for f in files.values() if not f.is_file()]
-    if absent:
-        raise FileNotFoundError(f"{root}: missing {absent}; a task folder holds train.jsonl, valid.jsonl and "
-                                f"test.jsonl (rows for {task}: {list(FIELDS[task]) + ['label']})")
+    files = split_files(src, "a folder with train.jsonl, valid.jsonl, test.jsonl, or builtin:reviews-zh",
+                        f"rows for {task}: {list(FIELDS[task]) + ['label']}")
     return _finish(task, {s: read_jsonl(f, task) for s, f in files.items()}, src, {s: str(f) for s, f in files.items()})
 
 

@@ -134,6 +134,22 @@ class FinetuneConfig(RunConfig):
 
 
 @dataclass
+class RewardConfig(FinetuneConfig):
+    """A reward model: fine-tuning's multiple-choice head with two choices, the chosen response first (see
+    ms_gpt/data/preferences.py); everything else as ``ms-gpt finetune`` (defaults by model size)."""
+    task: str | None = opt("multiple-choice", cli=False)
+    data: str | None = opt(None, "builtin:reviews-zh-pairs, or a folder with train/valid/test.jsonl of "
+                                 '{"prompt": ..., "chosen": ..., "rejected": ...}', required=True)
+    out: str | None = opt(None, "output folder (metrics.json, best/ = the reward model, loss.png)", required=True)
+    lm_weight: float | None = opt(0.0, cli=False)
+
+    DERIVED = FinetuneConfig.DERIVED + ("task", "lm_weight", "reinit", "pool")
+    CLASSIFIER_META = {"role": "reward-model", "input": "<bos> prompt <sep> response <eos>",
+                       "score": "the head's output at the last token"}
+    ZERO_HEAD = True  # the head starts at 0: every response scores alike, the loss starts at ln 2
+
+
+@dataclass
 class SFTConfig(RunConfig):
     init: str | None = opt(None, "an ms_gpt checkpoint folder or a Hugging Face openai-gpt folder", required=True)
     data: str | None = opt(None, 'builtin:chitchat (English conversations, split by conversation), or a JSONL file of '

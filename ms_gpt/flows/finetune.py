@@ -94,6 +94,18 @@ class Predictor:
         return np.concatenate(out), np.concatenate(gold)
 
 
+def choice_margin(logits, labels) -> dict:
+    """Multiple choice: the gold choice's score minus the best other one's, per row (for a reward model,
+    r(chosen) - r(rejected)); mean, median, and the share above 0 (the pairwise accuracy)."""
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    rows = np.arange(len(labels))
+    gold = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    margin = gold - others.max(-1)
+    return {"mean": float(margin.mean()), "median": float(np.median(margin)), "positive_share": float((margin > 0).mean())}
+
+
 def mean_cross_entropy(logits, labels) -> float:
     """The task head's mean cross-entropy (numpy, log-sum-exp)."""
     z = logits - logits.max(-1, keepdims=True)
@@ -108,6 +120,9 @@ def build_classifier(gpt, task: str, num_labels: int, cfg: FinetuneConfig, seed:
                                        pool=cfg.pool)
     if not cfg.reinit:
         load_params(clf.gpt, {f"gpt.{k}": v for k, v in model_params(gpt).items()})
+    if getattr(cfg, "ZERO_HEAD", False):  # a reward model starts scoring every response alike: loss ln 2
+        for param in clf.classifier.get_parameters():
+            param.set_data(mindspore.Tensor(np.zeros(param.shape, np.float32), param.dtype))
     return clf
 
 
@@ -182,12 +197,15 @@ def stop_now(epochs: list, patience: int) -> bool:
     return all(e["valid_accuracy"] <= best_acc and e["valid_loss"] >= best_loss for e in recent)
 
 
-def finetune(cfg: FinetuneConfig) -> dict:
-    """Fine-tune ``cfg.init`` (an ms_gpt or Hugging Face openai-gpt folder) on ``cfg.data`` for ``cfg.task``."""
+def finetune(cfg: FinetuneConfig, data_set=None) -> dict:
+    """Fine-tune ``cfg.init`` (an ms_gpt or Hugging Face openai-gpt folder) on ``cfg.data`` for ``cfg.task``
+    (``data_set``: a :class:`~ms_gpt.data.tasks.TaskData` made by the caller instead, e.g. preference pairs
+    as two-choice rows for a reward model)."""
     cfg.validate()
     settings = common.setup(cfg)
     # the inputs first: a bad one stops the run before --out is touched (--overwrite keeps the old run)
-    data_set = tasks.load_task_data(cfg.data, cfg.task, seed=cfg.seed)
+    if data_set is None:
+        data_set = tasks.load_task_data(cfg.data, cfg.task, seed=cfg.seed)
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=cfg.task != "classification", seed=cfg.seed)
     with common.run_folder(cfg.out, overwrite=cfg.overwrite, init=cfg.init) as out:
         return _finetune(cfg, settings, out, data_set, gpt, tok)
@@ -217,7 +235,8 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok) -> d
     trainer = Trainer(clf, train_cfg, out, jit=settings.compiled, objective=make_objective(cfg.lm_weight))
     predict = Predictor(clf, jit=settings.compiled)
     names = [str(c) for c in data_set.classes] or [f"choice {i}" for i in range(data_set.num_labels)]
-    meta = {"classes": data_set.classes, "init": str(cfg.init), "data": cfg.data, "run_config": record}
+    meta = {"classes": data_set.classes, "init": str(cfg.init), "data": cfg.data, "run_config": record,
+            **getattr(cfg, "CLASSIFIER_META", {})}  # e.g. a reward model's role
     epochs, best, stopped_early = [], None, False
     with common.step_bar(cfg.progress, train_cfg.steps, "finetune") as report:
         for epoch in range(1, cfg.epochs + 1):
@@ -236,10 +255,11 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok) -> d
                 stopped_early = True
                 break
     best_clf, _, _ = checkpoint.load_classifier(out / BEST)  # a fresh model + compile: the kept checkpoint is scored
-    test = classification_report(*Predictor(best_clf, jit=settings.compiled)(eval_ds["test"]), data_set.num_labels,
-                                 names)
+    test_logits, test_gold = Predictor(best_clf, jit=settings.compiled).logits(eval_ds["test"])
+    test = classification_report(test_logits.argmax(-1), test_gold, data_set.num_labels, names)
     metrics = {
-        "task": cfg.task, "data": cfg.data, "init": str(cfg.init), "reinit": cfg.reinit, "device": settings.target,
+        "task": cfg.task, **({"role": cfg.CLASSIFIER_META["role"]} if hasattr(cfg, "CLASSIFIER_META") else {}),
+        "data": cfg.data, "init": str(cfg.init), "reinit": cfg.reinit, "device": settings.target,
         "static_shapes": shapes.static, "shape_mode": shapes.mode, "train_shapes": trainer.input_shapes(),
         "train_examples": len(encoded["train"]), "valid_examples": len(encoded["valid"]),
         "test_examples": len(encoded["test"]), "num_labels": data_set.num_labels, "classes": data_set.classes,
@@ -247,6 +267,7 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok) -> d
         "stopped_early": stopped_early, "lm_weight": cfg.lm_weight, "best_epoch": best["epoch"],
         "valid_accuracy": best["valid_accuracy"], "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
         "per_class": test["per_class"], "epochs": epochs,
+        **({"test_margin": choice_margin(test_logits, test_gold)} if cfg.task == "multiple-choice" else {}),
         "train_loss": {"first": trainer.history[0]["loss"],
                        "last": float(np.mean([h["loss"] for h in trainer.history[-10:]]))},
     }

@@ -1,0 +1,22 @@
+"""``ms-gpt reward``: a reward model from preference pairs (the third step of the ChatGPT recipe).
+
+The trunk of ``--init`` plus a scalar head read at the last token of ``<bos> prompt <sep> response <eos>``,
+trained on ``-log σ(r(chosen) - r(rejected))``: fine-tuning's two-choice head with the chosen response as
+the gold choice, which is the same loss (:mod:`ms_gpt.data.preferences`). Early stopping, the best
+checkpoint (``OUT/best``, loaded by :func:`ms_gpt.checkpoint.load_reward`), the ``<unk>`` guard and the
+defaults by model size are ``ms-gpt finetune``'s. ``metrics.json`` has the held-out pairwise accuracy
+(``accuracy``: the share of test pairs with r(chosen) > r(rejected)) and the reward margin
+(``test_margin``).
+"""
+
+from __future__ import annotations
+
+from ms_gpt.data.preferences import as_choice_task, load_preferences
+from ms_gpt.flows import finetune
+from ms_gpt.flows.configs import RewardConfig
+
+
+def reward(cfg: RewardConfig) -> dict:
+    cfg.validate()
+    data_set = as_choice_task(load_preferences(cfg.data, seed=cfg.seed), cfg.data)
+    return finetune.finetune(cfg, data_set=data_set)

@@ -1,0 +1,132 @@
+"""Reward models (ms-gpt reward): the pairwise loss, the preference data, a tiny run that learns an easy
+preference, and the errors."""
+import json
+import math
+import shutil
+import subprocess
+
+import mindspore
+import numpy as np
+import pytest
+
+from ms_gpt import GPTConfig, checkpoint, device
+from ms_gpt.data.preferences import as_choice_task, load_preferences, reviews_zh_pairs
+from ms_gpt.data.tasks import DataError, reviews_zh_splits
+
+SUBJECTS = ["the cat", "the dog", "my sister", "the farmer", "a young girl", "the baker", "our teacher", "his friend"]
+
+
+def test_the_two_choice_loss_is_the_pairwise_loss_and_starts_near_ln2():
+    from ms_gpt.flows.finetune import make_objective
+    from ms_gpt.model import GPTForSequenceClassification
+
+    device.setup("CPU", mode="pynative", seed=0)
+    mindspore.set_seed(0)
+    model = GPTForSequenceClassification(GPTConfig.preset("tiny", vocab_size=50, pad_token_id=0), 2,
+                                         task="multiple-choice", with_lm=False, classifier_dropout=0.0)
+    model.set_train(False)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 50, (6, 2, 9)).astype(np.int32)
+    ids[:, 1, 7:] = 0  # the rejected responses are shorter: padding
+    labels = np.zeros(6, np.int32)  # the chosen response is choice 0
+    loss = float(make_objective(0.0)(model, mindspore.Tensor(ids), None, mindspore.Tensor(labels)).asnumpy())
+    r = model(mindspore.Tensor(ids))[0].asnumpy().astype(np.float64)  # [6, 2]: r(chosen), r(rejected)
+    reference = np.mean(np.log1p(np.exp(-(r[:, 0] - r[:, 1]))))  # -log σ(r_c - r_r)
+    assert loss == pytest.approx(reference, abs=1e-6) and abs(r[:, 0] - r[:, 1]).max() > 0.01
+    # ms-gpt reward's head starts at zero: every response scores alike, the loss is ln 2
+    from ms_gpt.flows.configs import RewardConfig
+    from ms_gpt.flows.finetune import build_classifier
+    from ms_gpt.model import GPT
+
+    cfg = RewardConfig(init="x", data="y", out="z")
+    clf = build_classifier(GPT(model.config), "multiple-choice", 2, cfg, seed=0)
+    clf.set_train(False)
+    start = float(make_objective(0.0)(clf, mindspore.Tensor(ids), None, mindspore.Tensor(labels)).asnumpy())
+    assert start == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_review_pairs_come_from_their_own_split():
+    pairs, splits = reviews_zh_pairs(0), reviews_zh_splits(0)
+    for name in ("train", "valid", "test"):
+        pos = {r["text"] for r in splits[name] if r["label"] == 1}
+        neg = {r["text"] for r in splits[name] if r["label"] == 0}
+        assert len(pairs[name]) == min(len(pos), len(neg)) > 0
+        assert all(p["chosen"] in pos and p["rejected"] in neg and p["prompt"] == "" for p in pairs[name])
+        assert len({p["chosen"] for p in pairs[name]}) == len(pairs[name])  # no review used twice
+    train_texts = {t for p in pairs["train"] for t in (p["chosen"], p["rejected"])}
+    assert not train_texts & {t for p in pairs["test"] for t in (p["chosen"], p["rejected"])}
+    assert reviews_zh_pairs(0) == pairs and reviews_zh_pairs(1)["test"] != pairs["test"]
+    data = as_choice_task(pairs, "builtin:reviews-zh-pairs")
+    assert data.task == "multiple-choice" and data.num_labels == 2
+    assert data.splits["train"][0] == {"context": "", "choices": [pairs["train"][0]["chosen"],
+                                                                  pairs["train"][0]["rejected"]], "label": 0}
+
+
+def write_pairs(folder, rows_per_split=(("train", 48), ("valid", 16), ("test", 16)), bad=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in rows_per_split:
+        rows = [{"prompt": SUBJECTS[i % len(SUBJECTS)], "chosen": "likes an apple near the river .",
+                 "rejected": "paints the blue door at night ."} if i % 2 else
+                {"prompt": SUBJECTS[i % len(SUBJECTS)], "chosen": "likes the green hat .",
+                 "rejected": "paints a wooden box ."} for i in range(n)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if bad:
+        (folder / "valid.jsonl").write_text(bad)
+    return folder
+
+
+def test_preference_data_errors(tmp_path):
+    folder = write_pairs(tmp_path / "a", bad=json.dumps({"prompt": "x", "chosen": "y"}) + "\n")
+    with pytest.raises(DataError, match=r"valid.jsonl:1: a preference row needs string fields prompt, chosen, "
+                                        r"rejected; missing or not a string: rejected"):
+        load_preferences(str(folder))
+    folder = write_pairs(tmp_path / "b", bad=json.dumps({"prompt": "x", "chosen": "y", "rejected": "y"}) + "\n")
+    with pytest.raises(DataError, match=r"valid.jsonl:1: 'chosen' and 'rejected' are the same text"):
+        load_preferences(str(folder))
+    (tmp_path / "c").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"missing \['train.jsonl', 'valid.jsonl', 'test.jsonl'\]"):
+        load_preferences(str(tmp_path / "c"))
+    with pytest.raises(ValueError, match=r"unknown built-in preference data 'hh'; available: "
+                                         r"builtin:reviews-zh-pairs"):
+        load_preferences("builtin:hh")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, venv_bin):
+    out = tmp_path_factory.mktemp("pre")
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--corpus", "builtin:demo-en", "--out", str(out),
+                           "--steps", "30", "--no-progress", "--overwrite"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_a_reward_model_learns_an_easy_preference(pretrained, tmp_path, venv_bin):
+    data = write_pairs(tmp_path / "pairs")
+    out = tmp_path / "rm"
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "reward", "--init", str(pretrained), "--data", str(data),
+                           "--out", str(out), "--epochs", "4", "--batch-size", "8", "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["role"] == "reward-model" and m["task"] == "multiple-choice" and m["lm_weight"] == 0.0
+    assert m["accuracy"] >= 0.9 and m["test_margin"]["positive_share"] == m["accuracy"]
+    assert m["test_margin"]["mean"] > 0
+    model, tok, meta = checkpoint.load_reward(out)  # the run folder (its best/) or best/ itself
+    assert meta["role"] == "reward-model" and checkpoint.load_reward(out / "best")[2] == meta
+    e = tok.encode
+    rows = [[tok.bos_id] + e("the cat") + [tok.sep_id] + e(r) + [tok.eos_id] for r in
+            ("likes the green hat .", "paints a wooden box .")]
+    scores = model(mindspore.Tensor(np.array(rows, np.int32)))[0].asnumpy()[:, 0]
+    assert scores[0] > scores[1]
+    # not a reward model: a classifier without the role, and generate on a reward folder
+    plain = tmp_path / "plain"
+    shutil.copytree(out / "best", plain)
+    meta_file = plain / "classifier.json"
+    meta_file.write_text(json.dumps({k: v for k, v in json.loads(meta_file.read_text()).items() if k != "role"}))
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds a multiple-choice classifier, not a reward model"):
+        checkpoint.load_reward(plain)
+    with pytest.raises(checkpoint.CheckpointError, match=r"is not a reward model: no classifier.json"):
+        checkpoint.load_reward(pretrained)
+    gen = subprocess.run([str(venv_bin / "ms-gpt"), "generate", "--ckpt", str(out / "best"), "--prompt", "the"],
+                         capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 2 and "a fine-tuned classifier" in gen.stderr
