@@ -1,0 +1,109 @@
+"""PPO's pieces against NumPy references written out step by step: GAE, the KL-shaped reward (its sign),
+the adaptive KL controller (its direction), whitening, the clipped policy and value losses and their
+gradients."""
+import mindspore
+import numpy as np
+import pytest
+from mindspore import Tensor
+
+from ms_gpt import ppo
+
+
+def batch(seed=0, b=4, t=7):
+    rng = np.random.default_rng(seed)
+    lengths = np.array([7, 3, 5, 1])[:b]
+    mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.float64)
+    return rng, mask, lengths
+
+
+def test_gae_equals_a_step_by_step_reference():
+    rng, mask, lengths = batch()
+    rewards, values = rng.normal(size=mask.shape), rng.normal(size=mask.shape)
+    gamma, lam = 0.99, 0.9
+    adv, ret = ppo.gae(rewards, values, mask, gamma, lam)
+    for i, n in enumerate(lengths):
+        a_next = 0.0
+        for t in reversed(range(n)):
+            v_next = values[i, t + 1] if t + 1 < n else 0.0
+            a_next = rewards[i, t] + gamma * v_next - values[i, t] + gamma * lam * a_next
+            assert adv[i, t] == pytest.approx(a_next, abs=1e-12)
+            assert ret[i, t] == pytest.approx(a_next + values[i, t], abs=1e-12)
+        assert not adv[i, n:].any() and not ret[i, n:].any()
+    # γ = λ = 1: the advantage is the sum of the rewards to go minus the value
+    adv1, _ = ppo.gae(rewards, values, mask, 1.0, 1.0)
+    assert adv1[0, 0] == pytest.approx(rewards[0].sum() - values[0, 0])
+
+
+def test_the_kl_penalty_lowers_the_reward_of_a_policy_that_drifts():
+    _, mask, lengths = batch()
+    ref = np.log(np.full(mask.shape, 0.2))
+    score = np.array([1.0, -0.5, 2.0, 0.3])
+    same = ppo.shaped_rewards(score, ref, ref, mask, beta=0.1)
+    np.testing.assert_allclose(same.sum(axis=1), score)  # no drift: the score alone, at the last token
+    assert same[1, lengths[1] - 1] == score[1] and not same[1, :lengths[1] - 1].any()
+    drift = ppo.shaped_rewards(score, ref + 0.5, ref, mask, beta=0.1)  # the policy makes its tokens likelier
+    np.testing.assert_allclose(drift.sum(axis=1), score - 0.1 * 0.5 * lengths)
+    assert (drift.sum(axis=1) < same.sum(axis=1)).all()
+    np.testing.assert_allclose(ppo.sequence_kl(ref + 0.5, ref, mask), 0.5 * lengths)
+    with pytest.raises(ValueError, match=r"at least one response token"):
+        ppo.shaped_rewards(score, ref, ref, mask * np.array([[1], [1], [1], [0]]), beta=0.1)
+
+
+def test_the_adaptive_controller_moves_beta_toward_the_target():
+    c = ppo.AdaptiveKLController(init_beta=0.1, target=6.0, horizon=100)
+    assert c.update(kl=12.0, n=10) == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))  # above: up (error clipped)
+    up = c.beta
+    assert c.update(kl=3.0, n=10) == pytest.approx(up * (1 - 0.2 * 10 / 100))  # below: down
+    down = c.beta
+    assert c.update(kl=6.0, n=10) == pytest.approx(down)  # at the target: unchanged
+    assert c.update(kl=6.6, n=100) == pytest.approx(down * 1.1)  # 10 % above, a full horizon: +10 %
+    with pytest.raises(ValueError, match=r"must be > 0"):
+        ppo.AdaptiveKLController(init_beta=0.0)
+
+
+def test_whiten_over_the_real_entries():
+    rng, mask, _ = batch(1)
+    x = rng.normal(3.0, 2.0, mask.shape)
+    w = ppo.whiten(x, mask)
+    real = w[mask > 0]
+    assert real.mean() == pytest.approx(0.0, abs=1e-9) and real.std() == pytest.approx(1.0, abs=1e-6)
+    assert not w[mask == 0].any()
+    kept = ppo.whiten(x, mask, shift_mean=False)[mask > 0]
+    assert kept.mean() == pytest.approx(x[mask > 0].mean(), abs=1e-9)
+
+
+def reference_policy_loss(logp, old, adv, mask, clip):
+    ratio = np.exp(logp - old)
+    per = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - clip, 1 + clip))
+    return (per * mask).sum() / mask.sum()
+
+
+def test_the_clipped_losses_equal_numpy_and_clipped_tokens_get_no_gradient():
+    rng, mask, _ = batch(2)
+    old = np.log(rng.uniform(0.05, 0.9, mask.shape))
+    logp = old + rng.normal(0, 0.4, mask.shape)  # some ratios far outside [0.8, 1.2]
+    adv = rng.normal(size=mask.shape)
+    f32 = lambda a: Tensor(np.asarray(a, np.float32))  # noqa: E731
+    loss = ppo.clipped_policy_loss(f32(logp), f32(old), f32(adv), f32(mask), 0.2)
+    assert float(loss.asnumpy()) == pytest.approx(reference_policy_loss(logp, old, adv, mask, 0.2), abs=1e-5)
+    grad = mindspore.grad(lambda lp: ppo.clipped_policy_loss(lp, f32(old), f32(adv), f32(mask), 0.2))(f32(logp))
+    grad = grad.asnumpy()
+    ratio = np.exp(logp - old)
+    frozen = ((adv > 0) & (ratio > 1.2)) | ((adv < 0) & (ratio < 0.8)) | (mask == 0)
+    assert frozen.any() and (~frozen).any()
+    assert not grad[frozen].any() and (grad[~frozen] != 0).all()
+    values, old_v, ret = rng.normal(size=(3,) + mask.shape)
+    v_loss = ppo.clipped_value_loss(f32(values), f32(old_v), f32(ret), f32(mask), 0.2)
+    v_clip = old_v + np.clip(values - old_v, -0.2, 0.2)
+    ref = 0.5 * (np.maximum((values - ret) ** 2, (v_clip - ret) ** 2) * mask).sum() / mask.sum()
+    assert float(v_loss.asnumpy()) == pytest.approx(ref, abs=1e-5)
+
+
+def test_policy_stats():
+    mask = np.ones((1, 4))
+    old = np.zeros((1, 4))
+    logp = np.log(np.array([[1.0, 1.1, 1.3, 0.7]]))
+    stats = ppo.policy_stats(logp, old, mask, clip=0.2)
+    assert stats["clip_fraction"] == pytest.approx(0.5)
+    r = np.array([1.0, 1.1, 1.3, 0.7])
+    assert stats["approx_kl"] == pytest.approx(np.mean((r - 1) - np.log(r))) and stats["approx_kl"] > 0
