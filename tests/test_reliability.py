@@ -506,3 +506,16 @@ def test_the_mindnlp_flows_hold_the_lock_too(tmp_path, capsys, command):
     with run_lock.hold(out):
         assert cli.main([command, "--out", str(out)]) == 2
     assert f"{out} is in use by another ms-gpt run (pid {os.getpid()} on " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_mindspore_log_lines_are_off_unless_verbose(tmp_path, monkeypatch, capsys, verbose):
+    """GLOG_v=3 (errors only) is set before MindSpore is imported, unless --verbose (or the user set it)."""
+    monkeypatch.delenv("GLOG_v", raising=False)
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert cli.main(["pretrain", "--out", str(f), *(["--verbose"] if verbose else [])]) == 2
+    assert os.environ.get("GLOG_v") == (None if verbose else "3")
+    monkeypatch.setenv("GLOG_v", "1")
+    cli.main(["pretrain", "--out", str(f)])
+    assert os.environ["GLOG_v"] == "1"  # the user's own setting stays
