@@ -195,9 +195,9 @@ def describe_run(directory: str | Path) -> tuple[str, bool] | None:
 
 def clear_run(directory: str | Path) -> None:
     """Remove what an earlier job wrote into ``directory`` (:data:`RUN_ENTRIES`; the state file first, so
-    that an interrupted clear never looks resumable). Other files are left alone."""
+    that an interrupted clear never looks resumable). Other files are left alone; the leftovers of
+    interrupted writes are :func:`recover`'s (``clean=True``), which the caller has run."""
     directory = Path(directory)
-    recover(directory, clean=True)
     for name in RUN_ENTRIES:
         path = directory / name
         if path.is_dir() and not path.is_symlink():
@@ -430,5 +430,4 @@ def load_reward(directory: str | Path):
     if meta.get("role") != REWARD_ROLE:
         raise CheckpointError(f"{directory} holds a {meta.get('task', '?')} classifier, not a reward model "
                               "(ms-gpt reward writes one)")
-    model, tok, meta = load_classifier(directory)
-    return model, tok, meta
+    return load_classifier(directory)

@@ -1,11 +1,14 @@
 """Ctrl-C and SIGTERM during training: finish the step under way, save a resumable checkpoint, exit 130
 (143 for SIGTERM). A second signal exits at once.
 
-MindSpore's dataset engine installs its own SIGINT handler (C++ ``dataset::SIGINTHandler``, set when an
-iterator starts; it turns Ctrl-C into a SIGTERM that ends the process, nothing saved), so the trainer
-installs :class:`StopRequests` around its loop and re-arms it after each batch is fetched
-(:meth:`StopRequests.rearm`), and restores the previous handlers when the loop ends. The handler only records the request; the loop checks it between
-steps, where the weights and the optimizer agree.
+MindSpore's graph scheduler installs its own C++ SIGINT handler (``DefaultIntHandler``) at every run of
+a compiled graph, i.e. every training step; it turns Ctrl-C into a SIGTERM the process sends itself, which
+ends it with nothing saved. The command line keeps SIGINT away from it altogether (:func:`route_sigint`:
+SIGINT blocked in every thread before MindSpore starts any, and taken by one helper thread with
+``sigwait``), handing it to the training loop's :class:`StopRequests` when one is active and exiting 130 at
+once otherwise. In-process use (a notebook, no routing) gets Python handlers from :class:`StopRequests`,
+re-armed after every step (:meth:`StopRequests.rearm`). A request is only recorded; the loop acts on it
+between steps, where the weights and the optimizer agree.
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ class StopRequests:
         return self
 
     def rearm(self) -> None:
-        """Install the handlers again (MindSpore's dataset iterators replace the SIGINT one at the C level,
-        which Python cannot see, so this is done unconditionally: one cheap system call per signal)."""
+        """Install the handlers again after a step: MindSpore's graph run replaced the SIGINT one at the C
+        level, which Python cannot see, so this is done unconditionally (one cheap system call a signal)."""
         for sig in self._previous:
             signal.signal(sig, self._handle)
 

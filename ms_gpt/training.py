@@ -10,6 +10,7 @@ warmup then linear or cosine decay, as a per-step table the optimizer indexes wi
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -224,9 +225,9 @@ class Trainer:
                     continue
                 if self.step >= until:
                     break
-                stop.rearm()
                 self.shapes_seen.add(tuple(batch[0].shape))
                 loss, finite = self._train_step(*batch)
+                stop.rearm()  # the compiled step installed MindSpore's SIGINT handler again
                 loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
                 lr = float(self.lrs[self.step])
                 record = {"step": self.step + 1, "loss": loss, "lr": lr}
@@ -249,7 +250,7 @@ class Trainer:
                     last = self.evaluate(val_ds)
                     self.history[-1].update(last)
                 if stop.signum is not None:
-                    self.save({"interrupted": interrupt.signal.Signals(stop.signum).name})
+                    self.save({"interrupted": signal.Signals(stop.signum).name})
                     raise interrupt.Interrupted(stop.signum, self.step, self.out)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == until:
                     self.save()

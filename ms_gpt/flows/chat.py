@@ -24,7 +24,7 @@ from ms_gpt.config import GenerationConfig
 from ms_gpt.data.dialogue import context_ids
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ChatConfig
-from ms_gpt.flows.generate import newline_trained
+from ms_gpt.flows.generate import newline_trained, open_checkpoint, suppressed_ids
 from ms_gpt.generation import generate
 
 COMMANDS = {"/reset": "forget the conversation", "/quit": "end the chat"}
@@ -35,10 +35,7 @@ class Chat:
 
     def __init__(self, ckpt: str | Path, gen: GenerationConfig):
         self.ckpt = Path(ckpt)
-        if not (self.ckpt / checkpoint.TOKENIZER).is_dir():
-            raise FileNotFoundError(f"{self.ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt "
-                                    "pretrain or sft")
-        self.model, self.tok = checkpoint.load_init(self.ckpt)  # also checks the tokenizer against the model
+        self.model, self.tok = open_checkpoint(self.ckpt)
         tok = self.tok
         if (self.ckpt / checkpoint.SFT).is_file():
             self.form = "dialogue"
@@ -48,8 +45,7 @@ class Chat:
             self.form = "documents"
         self.newline = tok.token_id("\n") if self.form == "lines" else None
         stops = (self.newline,) if self.newline is not None else ()
-        suppress = tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
-        self.gen = dataclasses.replace(gen, eos_id=tok.eos_id, stop_ids=stops, suppress_ids=suppress)
+        self.gen = dataclasses.replace(gen, eos_id=tok.eos_id, stop_ids=stops, suppress_ids=suppressed_ids(tok))
         n = self.model.config.n_positions
         self.context_len = max(n // 2, n - gen.max_new_tokens)
         self.history: list[str] = []

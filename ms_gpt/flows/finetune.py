@@ -258,7 +258,7 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok) -> d
     test_logits, test_gold = Predictor(best_clf, jit=settings.compiled).logits(eval_ds["test"])
     test = classification_report(test_logits.argmax(-1), test_gold, data_set.num_labels, names)
     metrics = {
-        "task": cfg.task, **({"role": cfg.CLASSIFIER_META["role"]} if hasattr(cfg, "CLASSIFIER_META") else {}),
+        "task": cfg.task, **({"role": meta["role"]} if "role" in meta else {}),
         "data": cfg.data, "init": str(cfg.init), "reinit": cfg.reinit, "device": settings.target,
         "static_shapes": shapes.static, "shape_mode": shapes.mode, "train_shapes": trainer.input_shapes(),
         "train_examples": len(encoded["train"]), "valid_examples": len(encoded["valid"]),

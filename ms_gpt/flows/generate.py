@@ -18,6 +18,20 @@ def newline_trained(ckpt: Path) -> bool:
     return record.get("boundaries") == "newline"
 
 
+def open_checkpoint(ckpt: Path):
+    """``(model, tokenizer)`` of a folder written by ms-gpt pretrain or sft, the tokenizer checked against
+    the model (:func:`ms_gpt.checkpoint.load_init`)."""
+    if not (Path(ckpt) / checkpoint.TOKENIZER).is_dir():
+        raise FileNotFoundError(f"{ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt pretrain "
+                                "or sft")
+    return checkpoint.load_init(ckpt)
+
+
+def suppressed_ids(tok) -> tuple:
+    """Tokens a text never contains: <pad>, <bos>, <unk>, <sep> (those the tokenizer has)."""
+    return tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
+
+
 class Writer:
     """A checkpoint folder's model and tokenizer, loaded once, continuing prompts the way it was trained:
     ``<bos> prompt`` (a line of an eos-trained model), a line break then the prompt (a newline-trained
@@ -25,10 +39,7 @@ class Writer:
 
     def __init__(self, ckpt: str | Path):
         self.ckpt = Path(ckpt)
-        if not (self.ckpt / checkpoint.TOKENIZER).is_dir():
-            raise FileNotFoundError(f"{self.ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt "
-                                    f"pretrain")
-        self.model, self.tok = checkpoint.load_init(self.ckpt)  # also checks that the tokenizer is the model's
+        self.model, self.tok = open_checkpoint(self.ckpt)
         self.chat = (self.ckpt / checkpoint.SFT).is_file()
         self.newline = self.tok.token_id("\n") if newline_trained(self.ckpt) and not self.chat else None
 
@@ -40,9 +51,8 @@ class Writer:
             prompt_ids = tok.encode(prompt, add_bos=True)
         if self.chat:
             prompt_ids.append(tok.sep_id)
-        suppress = tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
         stops = (self.newline,) if stop_at_newline and self.newline is not None else ()
-        gen = dataclasses.replace(gen, eos_id=tok.eos_id, suppress_ids=suppress, stop_ids=stops)
+        gen = dataclasses.replace(gen, eos_id=tok.eos_id, suppress_ids=suppressed_ids(tok), stop_ids=stops)
         new = generate(self.model, prompt_ids, gen)
         if stops and new and new[-1] in stops:
             new = new[:-1]

@@ -60,8 +60,6 @@ def _sft(cfg: SFTConfig, settings, out: Path, train_ex, valid_ex, gpt, tok) -> d
     max_len = cfg.batching.max_len or gpt.config.n_positions
     if max_len > gpt.config.n_positions:
         raise ValueError(f"max_len={max_len} exceeds the model's position table (n_positions={gpt.config.n_positions})")
-    if max_len < 4:
-        raise ValueError(f"max_len must be >= 4 (<bos>, a prompt token, <sep>, a response token), got {max_len}")
     limit, epochs = plan(len(train_ex), cfg)
     if limit is not None:  # a seeded sample, not the corpus' first rows (one conversation after another)
         train_ex = random.Random(cfg.seed).sample(train_ex, limit)
