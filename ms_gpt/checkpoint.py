@@ -12,6 +12,8 @@ A run folder (``ms-gpt pretrain --out DIR``, ``sft``, a fine-tune's ``best/``) h
     metrics.json       the job's results; loss.png its curve
     classifier.json    a fine-tuned classifier's head: task, labels, pooling
     sft.json           a dialogue/instruction-tuned model's prompt template
+    value_head.ckpt    ms-gpt ppo: the value head beside the policy (part of the training state)
+    ppo.json, ppo.png  ms-gpt ppo: where the policy came from, how it was prompted; the per-step curves
 
 Every file is written atomically (a crash leaves the previous good file). ``convert.py`` maps Hugging
 Face openai-gpt folders; this module reads both kinds when a model is loaded to be tuned.
@@ -40,10 +42,11 @@ RUN_CONFIG, OPTIMIZER, TRAIN_STATE, METRICS, LOSS_PLOT = (
     "run_config.json", "optimizer.ckpt", "train_state.json", "metrics.json", "loss.png")
 CLASSIFIER = "classifier.json"
 SFT = "sft.json"  # written by ms-gpt sft: the prompt template; generate then answers in that format
+VALUE_HEAD, PPO, PPO_PLOT = "value_head.ckpt", "ppo.json", "ppo.png"  # written by ms-gpt ppo
 BEST = "best"  # a fine-tune's best classifier (a folder)
 # Everything a job writes into its run folder (what --overwrite removes; other files are left alone).
-RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, GPT_CONFIG, FORMAT, RUN_CONFIG, METRICS, LOSS_PLOT, CLASSIFIER, SFT,
-               TOKENIZER, BEST)
+RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, VALUE_HEAD, GPT_CONFIG, FORMAT, RUN_CONFIG, METRICS, LOSS_PLOT,
+               CLASSIFIER, SFT, PPO, PPO_PLOT, TOKENIZER, BEST)
 
 
 class CheckpointError(ValueError):
@@ -281,7 +284,7 @@ def load_for_tuning(init: str | Path, need_sep: bool, seed: int = 0):
 # removed. A kill before the rename leaves the previous step untouched (the pending folder is garbage); a kill
 # after it leaves ``.commit``, which :func:`recover` finishes moving. ``train_state.json`` also records a
 # SHA-256 of each weight file, so a folder mixed by hand or by an older ms_gpt is named, not resumed.
-COMMIT, PENDING, COMMIT_ORDER = ".commit", ".pending-", (MODEL, OPTIMIZER, GPT_CONFIG, FORMAT, TRAIN_STATE)
+COMMIT, PENDING, COMMIT_ORDER = ".commit", ".pending-", (MODEL, OPTIMIZER, VALUE_HEAD, GPT_CONFIG, FORMAT, TRAIN_STATE)
 
 
 def file_digest(path: Path) -> str:
@@ -329,10 +332,15 @@ def recover(directory: str | Path, clean: bool = False) -> bool:
     return rolled
 
 
-def save_train_state(directory: Path, model, optimizer, state: dict, kind: str = "lm") -> None:
+def save_train_state(directory: Path, model, optimizer, state: dict, kind: str = "lm", extra: dict | None = None) -> None:
     """model.ckpt, optimizer.ckpt (moments + global step), gpt_config.json, format.json and
     train_state.json of one step, committed together (see the note above): after a crash the folder
-    holds either the previous step's files or this step's, never a mix."""
+    holds either the previous step's files or this step's, never a mix. ``extra``: more cells to commit
+    with them, by file name (one of :data:`COMMIT_ORDER`, e.g. PPO's ``value_head.ckpt``)."""
+    extra = extra or {}
+    unknown = sorted(set(extra) - set(COMMIT_ORDER))
+    if unknown:
+        raise ValueError(f"extra training-state files must be among {COMMIT_ORDER}, got {unknown}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     recover(directory)
@@ -340,9 +348,11 @@ def save_train_state(directory: Path, model, optimizer, state: dict, kind: str =
     try:
         write_weights(model, stage / MODEL)
         write_weights(optimizer, stage / OPTIMIZER)
+        for name, cell in extra.items():
+            write_weights(cell, stage / name)
         write_gpt_config(stage, model.config)
         write_format(stage, kind)
-        files = {name: file_digest(stage / name) for name in (MODEL, OPTIMIZER)}
+        files = {name: file_digest(stage / name) for name in (MODEL, OPTIMIZER, *extra)}
         atomic.write_json(stage / TRAIN_STATE, {**state, "files": files})
         atomic.fsync_dir(stage)
         atomic.fault_point("commit")
@@ -368,8 +378,9 @@ def check_train_state(directory: Path, state: dict) -> None:
                 "resume from an intact run folder, or start again with --overwrite")
 
 
-def load_train_state(directory: Path, model, optimizer) -> dict:
-    """The state :func:`save_train_state` wrote, with the weights and optimizer moments put back."""
+def load_train_state(directory: Path, model, optimizer, extra: dict | None = None) -> dict:
+    """The state :func:`save_train_state` wrote, with the weights and optimizer moments (and the ``extra``
+    cells, by file name) put back."""
     directory = Path(directory)
     recover(directory)
     state_file = directory / TRAIN_STATE
@@ -384,6 +395,8 @@ def load_train_state(directory: Path, model, optimizer) -> dict:
     check_train_state(directory, state)
     mindspore.load_param_into_net(model, load_weights(directory / MODEL), strict_load=True)
     mindspore.load_param_into_net(optimizer, load_weights(directory / OPTIMIZER))
+    for name, cell in (extra or {}).items():
+        mindspore.load_param_into_net(cell, load_weights(directory / name), strict_load=True)
     return state
 
 

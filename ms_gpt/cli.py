@@ -24,6 +24,7 @@ JOBS = {
     "finetune": ("FinetuneConfig", "GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)"),
     "sft": ("SFTConfig", "supervised tuning on prompt/response pairs (loss on the response only)"),
     "reward": ("RewardConfig", "a reward model from preference pairs (-log σ(r_chosen - r_rejected))"),
+    "ppo": ("PPOConfig", "tune a policy against a reward model with PPO (KL penalty to the starting policy)"),
     "finetune-imdb": ("ImdbConfig", "the MindNLP course flow: openai-gpt fine-tuned for IMDb sentiment "
                                     "(transformers.Trainer on MindSpore)"),
 }
@@ -195,6 +196,10 @@ def _job(command: str, args) -> int:
         from ms_gpt.flows import reward
 
         return _run_job(command, lambda: reward.reward(cfg), debug=debug)
+    if command == "ppo":
+        from ms_gpt.flows import ppo
+
+        return _run_job(command, lambda: ppo.ppo(cfg), debug=debug)
     if command == "sft":
         from ms_gpt.flows import sft
 

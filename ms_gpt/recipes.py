@@ -97,3 +97,15 @@ def sft_learning_rate(n_params: int) -> float:
     if not isinstance(n_params, int) or n_params <= 0:
         raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
     return SFT_LR_LARGE if n_params >= GPT1_SIZE else SFT_LR_SMALL
+
+
+# PPO's learning rate (constant, Adam with bias correction): 1e-5 for GPT-1-size models (trl's default is
+# 1.41e-5); small models take 1e-4, ten times that, as their other tuning steps do.
+PPO_LR_SMALL, PPO_LR_LARGE = 1e-4, 1e-5
+
+
+def ppo_learning_rate(n_params: int) -> float:
+    """PPO's default learning rate for a policy of ``n_params`` parameters."""
+    if not isinstance(n_params, int) or n_params <= 0:
+        raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
+    return PPO_LR_LARGE if n_params >= GPT1_SIZE else PPO_LR_SMALL

@@ -185,6 +185,81 @@ class SFTConfig(RunConfig):
         require_fractions(warmup_fraction=self.warmup_fraction)
 
 
+SCORE_INPUTS = ("auto", "pair", "text")
+
+
+@dataclass
+class PPOConfig(RunConfig):
+    policy: str | None = opt(None, "the model to tune: a folder written by ms-gpt pretrain or sft (it is also the "
+                                   "frozen reference of the KL penalty)", required=True)
+    reward: str | None = opt(None, "a reward model: a folder written by ms-gpt reward", required=True)
+    prompts: str | None = opt(None, "builtin:reviews-zh-prompts, builtin:chitchat-prompts, or a text file with one "
+                                    "prompt a line", required=True)
+    out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate and chat use, metrics.json, ppo.png)",
+                          required=True)
+    steps: int = opt(60, "PPO steps (each: one batch of rollouts, then --ppo-epochs passes over it)", positive=True)
+    batch_size: int = opt(16, "rollouts (prompts continued) per step", positive=True)
+    max_new_tokens: int = opt(32, "the longest response (a response ends earlier at <eos>)", positive=True)
+    ppo_epochs: int = opt(4, "optimisation passes over each batch of rollouts", positive=True)
+    learning_rate: float | None = opt(None, "Adam's learning rate (constant)",
+                                      none="by model size: 1e-5 for GPT-1-size models (50M parameters and up), "
+                                           "1e-4 for smaller ones")
+    init_kl_coef: float = opt(0.1, "β at the start: the weight of the per-token KL penalty to the reference")
+    kl_target: float | None = opt(6.0, "the KL (nats per response) the adaptive controller steers β toward",
+                                  none="none: β stays fixed")
+    kl_horizon: int | None = opt(None, "rollouts over which β may change by 20 % at most (Ziegler et al.: 10000)",
+                                 positive=True, none="10 steps' rollouts (10 x --batch-size): a short run's β "
+                                                     "can still move")
+    gamma: float = opt(1.0, "discount γ of generalised advantage estimation")
+    lam: float = opt(0.95, "λ of generalised advantage estimation")
+    clip_range: float = opt(0.2, "ε of PPO's clipped ratio")
+    value_clip: float = opt(0.2, "how far the value estimates may move from the rollout's per update")
+    vf_coef: float = opt(0.1, "weight of the value loss beside the policy loss")
+    grad_clip: float = opt(1.0, "clip gradients to this global norm")
+    score_input: str = opt("auto", "what the reward model reads: pair = the prompt and the response (<bos> prompt "
+                                   "<sep> response <eos>); text = prompt and response as one text (a reward model "
+                                   "trained on pairs with empty prompts, such as builtin:reviews-zh-pairs)",
+                           choices=SCORE_INPUTS, none="auto: what the reward model was trained on")
+    ckpt_every: int | None = opt(None, "save a resumable checkpoint every N steps", positive=True,
+                                 none="every 10 steps and at the end")
+    until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
+                            positive=True, none="the last step")
+    resume: bool = opt(False, "continue the run saved in --out (the same settings)")
+    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
+    progress: bool = opt(True, "show a progress bar")
+
+    FLAGS = {}
+    DERIVED = ()
+
+    def validate(self) -> None:
+        require_positive_ints(steps=self.steps, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                              ppo_epochs=self.ppo_epochs)
+        for name in ("kl_horizon", "ckpt_every", "until"):
+            if getattr(self, name) is not None:
+                require_positive_ints(**{name: getattr(self, name)})
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (advantages are whitened over the batch), got {self.batch_size}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        for name in ("init_kl_coef", "vf_coef"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("clip_range", "value_clip", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.kl_target is not None and not self.kl_target > 0:
+            raise ValueError(f"kl_target must be > 0 (or none), got {self.kl_target!r}")
+        if self.kl_target is not None and not self.init_kl_coef > 0:
+            raise ValueError("an adaptive KL controller (--kl-target) needs --init-kl-coef > 0; give --kl-target none "
+                             "for no penalty")
+        for name in ("gamma", "lam"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.score_input not in SCORE_INPUTS:
+            raise ValueError(f"score_input must be one of {', '.join(SCORE_INPUTS)}, got {self.score_input!r}")
+
+
 @dataclass
 class GenerateConfig(RunConfig):
     ckpt: str | None = opt(None, "a folder written by ms-gpt pretrain or sft", required=True)

@@ -197,10 +197,11 @@ def stop_now(epochs: list, patience: int) -> bool:
     return all(e["valid_accuracy"] <= best_acc and e["valid_loss"] >= best_loss for e in recent)
 
 
-def finetune(cfg: FinetuneConfig, data_set=None) -> dict:
+def finetune(cfg: FinetuneConfig, data_set=None, meta: dict | None = None) -> dict:
     """Fine-tune ``cfg.init`` (an ms_gpt or Hugging Face openai-gpt folder) on ``cfg.data`` for ``cfg.task``
     (``data_set``: a :class:`~ms_gpt.data.tasks.TaskData` made by the caller instead, e.g. preference pairs
-    as two-choice rows for a reward model)."""
+    as two-choice rows for a reward model; ``meta``: more entries for the head's classifier.json, e.g. a
+    reward model's role)."""
     cfg.validate()
     settings = common.setup(cfg)
     # the inputs first: a bad one stops the run before --out is touched (--overwrite keeps the old run)
@@ -208,10 +209,10 @@ def finetune(cfg: FinetuneConfig, data_set=None) -> dict:
         data_set = tasks.load_task_data(cfg.data, cfg.task, seed=cfg.seed)
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=cfg.task != "classification", seed=cfg.seed)
     with common.run_folder(cfg.out, overwrite=cfg.overwrite, init=cfg.init) as out:
-        return _finetune(cfg, settings, out, data_set, gpt, tok)
+        return _finetune(cfg, settings, out, data_set, gpt, tok, meta or {})
 
 
-def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok) -> dict:
+def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extra_meta: dict) -> dict:
     cfg, chosen = resolve_defaults(cfg, gpt)
     max_len = cfg.batching.max_len
     shapes = common.shapes_for(cfg.batching, settings, max_len, default_buckets(max_len))
@@ -236,7 +237,7 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok) -> d
     predict = Predictor(clf, jit=settings.compiled)
     names = [str(c) for c in data_set.classes] or [f"choice {i}" for i in range(data_set.num_labels)]
     meta = {"classes": data_set.classes, "init": str(cfg.init), "data": cfg.data, "run_config": record,
-            **getattr(cfg, "CLASSIFIER_META", {})}  # e.g. a reward model's role
+            **extra_meta}
     epochs, best, stopped_early = [], None, False
     with common.step_bar(cfg.progress, train_cfg.steps, "finetune") as report:
         for epoch in range(1, cfg.epochs + 1):

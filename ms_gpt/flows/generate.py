@@ -13,9 +13,21 @@ from ms_gpt.generation import generate
 
 
 def newline_trained(ckpt: Path) -> bool:
-    """Whether ``ckpt`` was pretrained on the plain text (``--boundaries newline``), per its run_config.json."""
-    record = checkpoint.read_run_config(ckpt) or {}
+    """Whether ``ckpt`` was pretrained on the plain text (``--boundaries newline``), per its run_config.json
+    (a PPO-tuned model: per the ppo.json its policy's setting was copied into)."""
+    ppo = Path(ckpt) / checkpoint.PPO
+    record = checkpoint.read_json(ppo) if ppo.is_file() else checkpoint.read_run_config(ckpt) or {}
     return record.get("boundaries") == "newline"
+
+
+def prompt_ids(tok, prompt: str, chat: bool, newline: int | None) -> list:
+    """The token ids a model is prompted with: ``<bos> prompt`` (a line of an eos-trained model), a line
+    break then the prompt (``newline``: the newline token of a newline-trained one), and ``<sep>`` after
+    it for a chat model (``chat``: written by ms-gpt sft), whose answer follows."""
+    ids = [newline] + tok.encode(prompt) if newline is not None else tok.encode(prompt, add_bos=True)
+    if chat:
+        ids.append(tok.sep_id)
+    return ids
 
 
 def open_checkpoint(ckpt: Path):
@@ -45,21 +57,16 @@ class Writer:
 
     def __call__(self, prompt: str, gen: GenerationConfig, stop_at_newline: bool = False) -> str:
         tok = self.tok
-        if self.newline is not None:  # pretrained on the plain text: a prompt starts a new line, as every line did
-            prompt_ids = [self.newline] + tok.encode(prompt)
-        else:
-            prompt_ids = tok.encode(prompt, add_bos=True)
-        if self.chat:
-            prompt_ids.append(tok.sep_id)
+        ids = prompt_ids(tok, prompt, self.chat, self.newline)
         stops = (self.newline,) if stop_at_newline and self.newline is not None else ()
         gen = dataclasses.replace(gen, eos_id=tok.eos_id, suppress_ids=suppressed_ids(tok), stop_ids=stops)
-        new = generate(self.model, prompt_ids, gen)
+        new = generate(self.model, ids, gen)
         if stops and new and new[-1] in stops:
             new = new[:-1]
         if self.chat:
             return tok.decode(new)
         joiner = " " if tok.kind == "whitespace" else ""
-        return joiner.join(s for s in (tok.decode(prompt_ids).lstrip("\n"), tok.decode(new)) if s)
+        return joiner.join(s for s in (tok.decode(ids).lstrip("\n"), tok.decode(new)) if s)
 
 
 def generate_text(cfg: GenerateConfig) -> str:

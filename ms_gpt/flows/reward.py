@@ -6,7 +6,9 @@ the gold choice, which is the same loss (:mod:`ms_gpt.data.preferences`). Early 
 checkpoint (``OUT/best``, loaded by :func:`ms_gpt.checkpoint.load_reward`), the ``<unk>`` guard and the
 defaults by model size are ``ms-gpt finetune``'s. ``metrics.json`` has the held-out pairwise accuracy
 (``accuracy``: the share of test pairs with r(chosen) > r(rejected)) and the reward margin
-(``test_margin``).
+(``test_margin``). The head's ``classifier.json`` also records what it reads (``score_input``): ``text`` when
+every training prompt was empty (the response is the whole text, as in ``builtin:reviews-zh-pairs``), else
+``pair``; ``ms-gpt ppo`` scores its rollouts the same way.
 """
 
 from __future__ import annotations
@@ -18,5 +20,8 @@ from ms_gpt.flows.configs import RewardConfig
 
 def reward(cfg: RewardConfig) -> dict:
     cfg.validate()
-    data_set = as_choice_task(load_preferences(cfg.data, seed=cfg.seed), cfg.data)
-    return finetune.finetune(cfg, data_set=data_set)
+    pairs = load_preferences(cfg.data, seed=cfg.seed)
+    data_set = as_choice_task(pairs, cfg.data)
+    empty = all(not row["prompt"].strip() for row in pairs["train"])
+    meta = {**RewardConfig.CLASSIFIER_META, "score_input": "text" if empty else "pair"}
+    return finetune.finetune(cfg, data_set=data_set, meta=meta)

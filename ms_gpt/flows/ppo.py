@@ -1,0 +1,334 @@
+"""``ms-gpt ppo``: the policy tuned against a reward model with PPO (the last step of the ChatGPT recipe).
+
+One step: ``--batch-size`` prompts are drawn (seeded by ``--seed`` and the step number, so a resumed run
+draws the same ones) and continued by sampling through the KV cache (:mod:`ms_gpt.rollouts`); the reward
+model scores each text; the per-token reward is ``-β (log π - log π_ref)`` plus that score at the last
+token (π_ref: the starting policy, frozen); generalised advantage estimation over the value head's
+estimates gives the advantages (whitened over the batch) and the returns; then ``--ppo-epochs`` passes of
+the clipped policy loss plus ``--vf-coef`` x the clipped value loss, one compiled step each; the adaptive
+controller moves β toward ``--kl-target`` nats per response. Formulas: :mod:`ms_gpt.ppo`.
+
+The output folder is a language-model checkpoint (``ms-gpt generate``/``chat`` use it as they would the
+policy: the tokenizer, ``sft.json`` and the prompt style are carried over) plus ``value_head.ckpt``,
+``metrics.json`` (``steps``: one record per step), ``ppo.png`` and ``ppo.json``. Checkpoints are the
+training state's commit protocol (:func:`ms_gpt.checkpoint.save_train_state`); ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import mindspore
+import numpy as np
+from mindspore import Tensor
+
+from ms_gpt import atomic, checkpoint, interrupt, recipes, rollouts
+from ms_gpt import ppo as rl
+from ms_gpt.data import tasks
+from ms_gpt.data.prompts import load_prompts
+from ms_gpt.flows import common
+from ms_gpt.flows.configs import RUN_ONLY, PPOConfig
+from ms_gpt.flows.generate import newline_trained, prompt_ids, suppressed_ids
+from ms_gpt.model import ValueHead, count_parameters
+from ms_gpt.optim import AdamW
+
+CKPT_EVERY = 10
+SAMPLES_SHOWN = 4
+
+
+@dataclasses.dataclass
+class Prompts:
+    texts: list  # the prompts as text
+    ids: list  # and as the policy's input token ids
+    length: int  # P: the longest, which every prompt is left-padded to
+
+
+def encode_prompts(texts, tok, chat: bool, newline, max_new_tokens: int, n_positions: int, source: str,
+                   drop_long: bool) -> Prompts:
+    """The prompts as the policy's input; one that leaves no room for ``max_new_tokens`` in the context is
+    an error naming it (``drop_long``: a built-in set, whose long ones are left out instead)."""
+    room = n_positions - max_new_tokens
+    if room < 2:
+        raise ValueError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the policy's context "
+                         f"(n_positions={n_positions}); lower it")
+    kept_texts, kept_ids = [], []
+    for n, text in enumerate(texts, 1):
+        ids = prompt_ids(tok, text, chat, newline)
+        if len(ids) > room:
+            if drop_long:
+                continue
+            raise ValueError(f"{source}: prompt {n} ({text[:40]!r}) is {len(ids)} tokens; with --max-new-tokens "
+                             f"{max_new_tokens} the policy's context (n_positions={n_positions}) leaves room for "
+                             f"{room}: shorten the prompt or lower --max-new-tokens")
+        kept_texts.append(text)
+        kept_ids.append(ids)
+    if not kept_ids:
+        raise ValueError(f"{source}: no prompt fits the policy's context with --max-new-tokens {max_new_tokens} "
+                         f"(room for {room} tokens)")
+    return Prompts(kept_texts, kept_ids, max(len(i) for i in kept_ids))
+
+
+def score_input_of(choice: str, meta: dict) -> str:
+    """``pair`` or ``text``: ``choice``, or for ``auto`` what the reward model was trained on."""
+    if choice != "auto":
+        return choice
+    return meta.get("score_input", "pair")
+
+
+class RewardScorer:
+    """The reward model's score of (prompt, response) texts: ``<bos> prompt <sep> response <eos>`` (``pair``)
+    or ``<bos> <sep> prompt+response <eos>`` (``text``), right-padded to the length it was trained with, so
+    one compiled graph serves every batch."""
+
+    def __init__(self, model, tok, meta: dict, score_input: str, jit: bool):
+        self.model, self.tok, self.score_input = model, tok, score_input
+        trained = (meta.get("run_config") or {}).get("batching", {}).get("max_len")
+        self.max_len = min(trained or model.config.n_positions, model.config.n_positions)
+        self.joiner = " " if tok.kind == "whitespace" else ""
+
+        def run(ids):
+            return model(ids)[0]
+
+        self._run = mindspore.jit(run) if jit else run
+
+    def rows(self, prompts, responses) -> np.ndarray:
+        out = np.full((len(prompts), self.max_len), self.tok.pad_id, np.int32)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            if self.score_input == "text":
+                row = {"context": "", "choices": [self.joiner.join(s for s in (p, r) if s)]}
+            else:
+                row = {"context": p, "choices": [r]}
+            seq = tasks.transform(self.tok, "multiple-choice", row, self.max_len)[0]
+            out[i, :len(seq)] = seq
+        return out
+
+    def __call__(self, prompts, responses) -> np.ndarray:
+        return self._run(Tensor(self.rows(prompts, responses))).asnumpy()[:, 0].astype(np.float64)
+
+
+def ppo(cfg: PPOConfig) -> dict:
+    cfg.validate()
+    settings = common.setup(cfg)
+    # Every input is read before --out is touched: a bad one stops the run with the old folder intact.
+    policy_dir = Path(cfg.policy)
+    if not (policy_dir / checkpoint.TOKENIZER).is_dir():
+        raise FileNotFoundError(f"--policy {policy_dir}: not a folder written by ms-gpt pretrain or sft (no "
+                                f"{checkpoint.TOKENIZER}/)")
+    gpt, tok = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
+    ref, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
+    reward_model, reward_tok, meta = checkpoint.load_reward(cfg.reward)
+    for name, other in (("--policy", cfg.policy), ("--reward", cfg.reward)):
+        if Path(cfg.out).exists() and Path(other).exists() and Path(cfg.out).resolve() == Path(other).resolve():
+            raise ValueError(f"--out {cfg.out} is the {name} folder; choose another --out")
+    chat = (policy_dir / checkpoint.SFT).is_file()
+    newline = tok.token_id("\n") if newline_trained(policy_dir) and not chat else None
+    prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), tok, chat, newline, cfg.max_new_tokens,
+                             gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
+    scorer = RewardScorer(reward_model, reward_tok, meta, score_input_of(cfg.score_input, meta), settings.compiled)
+    with common.run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, init=cfg.policy,
+                           resumable=True) as out:
+        return _ppo(cfg, settings, out, gpt, ref, tok, prompts, scorer, chat, newline)
+
+
+def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, tok, prompts: Prompts, scorer: RewardScorer, chat: bool,
+         newline) -> dict:
+    lr = cfg.learning_rate or recipes.ppo_learning_rate(count_parameters(gpt))
+    run = dataclasses.replace(cfg, learning_rate=lr, kl_horizon=cfg.kl_horizon or 10 * cfg.batch_size,
+                              ckpt_every=cfg.ckpt_every or CKPT_EVERY, score_input=scorer.score_input)
+    common.record_run(out, run, free=RUN_ONLY + ("until",), resume=cfg.resume)
+    if not cfg.resume:
+        checkpoint.save_tokenizer(tok, out)
+        if chat:
+            shutil.copyfile(Path(cfg.policy) / checkpoint.SFT, out / checkpoint.SFT)
+        atomic.write_json(out / checkpoint.PPO, {
+            "policy": str(cfg.policy), "reward": str(cfg.reward), "prompts": str(cfg.prompts),
+            "boundaries": "newline" if newline is not None else "eos", "chat": chat,
+            "score_input": scorer.score_input, "prompt_len": prompts.length})
+    print(f"ms-gpt ppo: {len(prompts.ids)} prompts (up to {prompts.length} tokens), {run.batch_size} rollouts a "
+          f"step of up to {run.max_new_tokens} tokens, learning rate {lr:g}, β {run.init_kl_coef:g} -> KL target "
+          f"{run.kl_target}, reward input: {scorer.score_input}")
+    job = PPOTrainer(run, out, gpt, ref, tok, prompts, scorer, settings.compiled, newline)
+    if cfg.resume:
+        job.resume()
+    history = job.fit(cfg.until)
+    metrics = {"policy": str(cfg.policy), "reward_model": str(cfg.reward), "prompts": str(cfg.prompts),
+               "n_prompts": len(prompts.ids), "learning_rate": lr, "score_input": scorer.score_input,
+               "device": settings.target, "steps_done": job.step, "steps": history,
+               "reward": _first_last(history, "reward"), "kl": _first_last(history, "kl"),
+               "samples": job.samples}
+    checkpoint.write_metrics(out, metrics)
+    plot(history, out / checkpoint.PPO_PLOT)
+    return {k: v for k, v in metrics.items() if k != "steps"}
+
+
+def _first_last(history, key: str, n: int = 5) -> dict:
+    """The first step's value and the mean of the last ``n`` steps'."""
+    if not history:
+        return {}
+    return {"first": history[0][key], "last": float(np.mean([h[key] for h in history[-n:]]))}
+
+
+class PPOTrainer:
+    """The models, the optimizer and the compiled steps of one PPO run. ``scorer(prompts, responses)`` gives
+    one reward per text (a :class:`RewardScorer`, or any function of the texts: a test's toy reward)."""
+
+    def __init__(self, cfg: PPOConfig, out: Path, gpt, ref, tok, prompts: Prompts, scorer, jit: bool, newline):
+        self.cfg, self.out, self.gpt, self.ref, self.tok = cfg, out, gpt, ref, tok
+        self.prompts, self.scorer = prompts, scorer
+        self.joiner = " " if tok.kind == "whitespace" else ""
+        for model in (gpt, ref):
+            model.set_train(False)  # no dropout: the ratios PPO takes must compare the same distributions
+        ref.set_grad(False)
+        self.head = ValueHead(gpt.config.d_model)
+        self.optimizer = AdamW(gpt.trainable_params() + self.head.trainable_params(),
+                               np.full(cfg.steps * cfg.ppo_epochs, cfg.learning_rate, np.float32), weight_decay=0.0,
+                               betas=(0.9, 0.95), max_norm=cfg.grad_clip, bias_correction=True)
+        self.controller = rl.AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) \
+            if cfg.kl_target is not None else None
+        self.beta = cfg.init_kl_coef
+        self.stops = (tok.eos_id,) + ((newline,) if newline is not None else ())
+        self.bias_np = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
+        bias = Tensor(self.bias_np)
+        length, head = prompts.length, self.head
+        clip, value_clip, vf_coef = cfg.clip_range, cfg.value_clip, cfg.vf_coef
+
+        def policy_stats(ids):
+            return rollouts.token_stats(gpt, head, ids, length, bias)
+
+        def ref_logp(ids):
+            return rollouts.token_stats(ref, None, ids, length, bias)[0]
+
+        def objective(ids, mask, old_logp, old_values, advantages, returns):
+            logp, values, _ = rollouts.token_stats(gpt, head, ids, length, bias)
+            pg = rl.clipped_policy_loss(logp, old_logp, advantages, mask, clip)
+            vf = rl.clipped_value_loss(values, old_values, returns, mask, value_clip)
+            return pg + vf_coef * vf, pg, vf, logp
+
+        grad_fn = mindspore.value_and_grad(objective, None, self.optimizer.parameters, has_aux=True)
+        optimizer = self.optimizer
+
+        def train_step(*batch):
+            (loss, pg, vf, logp), grads = grad_fn(*batch)
+            norm = optimizer(grads)
+            return pg, vf, logp, norm
+
+        wrap = mindspore.jit if jit else (lambda f: f)
+        self._stats, self._ref, self._train = wrap(policy_stats), wrap(ref_logp), wrap(train_step)
+        self.step, self.history, self.samples = 0, [], []
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {"step": self.step, "history": self.history, "beta": self.beta, "samples": self.samples,
+                "train_config": {"steps": self.cfg.steps}}
+
+    def save(self, **extra) -> None:
+        checkpoint.save_train_state(self.out, self.gpt, self.optimizer, {**self.state(), **extra}, kind="lm",
+                                    extra={checkpoint.VALUE_HEAD: self.head})
+
+    def resume(self) -> None:
+        state = checkpoint.load_train_state(self.out, self.gpt, self.optimizer,
+                                            extra={checkpoint.VALUE_HEAD: self.head})
+        self.step, self.history = state["step"], state["history"]
+        self.beta, self.samples = state["beta"], state.get("samples", [])
+        if self.controller is not None:
+            self.controller.beta = self.beta
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, until: int | None) -> list:
+        until = self.cfg.steps if until is None else min(until, self.cfg.steps)
+        bar = None
+        if self.cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=until, initial=self.step, desc="ppo", unit="step")
+        try:
+            with interrupt.StopRequests() as stop:
+                while self.step < until:
+                    record = self.one_step(stop)
+                    self.history.append(record)
+                    self.step += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.2f}",
+                                        beta=f"{record['beta']:.3f}")
+                    if stop.signum is not None:
+                        import signal
+
+                        self.save(interrupted=signal.Signals(stop.signum).name)
+                        raise interrupt.Interrupted(stop.signum, self.step, self.out)
+                    if self.step % self.cfg.ckpt_every == 0 or self.step == until:
+                        self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def rollout(self, step: int):
+        cfg, prompts = self.cfg, self.prompts
+        rng = np.random.default_rng([cfg.seed, step])
+        n = len(prompts.ids)
+        pick = rng.choice(n, size=cfg.batch_size, replace=n < cfg.batch_size)
+        roll = rollouts.sample(self.gpt, [prompts.ids[i] for i in pick], prompts.length, cfg.max_new_tokens,
+                               self.tok.pad_id, self.stops, self.bias_np, rng)
+        texts = [self.tok.decode([t for t in r if t not in self.stops]) for r in roll.responses]
+        return roll, [prompts.texts[i] for i in pick], texts
+
+    def one_step(self, stop) -> dict:
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        roll, prompt_texts, responses = self.rollout(self.step)
+        ids = Tensor(roll.ids)
+        logp, values, entropy = (x.asnumpy().astype(np.float64) for x in self._stats(ids))
+        ref_logp = self._ref(ids).asnumpy().astype(np.float64)
+        scores = self.scorer(prompt_texts, responses)
+        mask = roll.mask.astype(np.float64)
+        beta = self.beta
+        rewards = rl.shaped_rewards(scores, logp, ref_logp, mask, beta)
+        advantages, returns = rl.gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
+        advantages = rl.whiten(advantages, mask)
+        f32 = lambda a: Tensor(np.asarray(a, np.float32))  # noqa: E731
+        batch = (ids, f32(mask), f32(logp), f32(values * mask), f32(advantages), f32(returns))
+        updates = []
+        for _ in range(cfg.ppo_epochs):
+            pg, vf, new_logp, norm = self._train(*batch)
+            stop.rearm()  # the compiled step installed MindSpore's SIGINT handler again
+            updates.append({"policy_loss": float(pg.asnumpy()), "value_loss": float(vf.asnumpy()),
+                            "grad_norm": float(np.asarray(norm.asnumpy()).reshape(-1)[0]),
+                            **rl.policy_stats(new_logp.asnumpy(), logp, mask, cfg.clip_range)})
+        kl = float(rl.sequence_kl(logp, ref_logp, mask).mean())
+        if self.controller is not None:
+            self.beta = self.controller.update(kl, cfg.batch_size)
+        self.samples = [self.joiner.join(s for s in (p, r) if s) for p, r in
+                        zip(prompt_texts[:SAMPLES_SHOWN], responses[:SAMPLES_SHOWN])]
+        n_tokens = mask.sum()
+        return {"step": self.step + 1, "reward": float(scores.mean()), "reward_std": float(scores.std()),
+                "kl": kl, "beta": beta, "objective": float(scores.mean() - beta * kl),
+                "entropy": float((entropy * mask).sum() / n_tokens),
+                "response_length": float(mask.sum(axis=1).mean()),
+                **{k: float(np.mean([u[k] for u in updates])) for k in updates[0]},
+                "seconds": time.perf_counter() - t0}
+
+
+def plot(history, path: Path) -> None:
+    """Reward, KL, entropy and β per step as one PNG, written atomically."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    steps = [h["step"] for h in history]
+    for ax, key, label in zip(axes, ("reward", "kl", "entropy", "beta"),
+                              ("mean reward", "KL to the reference (nats)", "entropy (nats/token)", "β")):
+        ax.plot(steps, [h[key] for h in history])
+        ax.set_xlabel("step")
+        ax.set_title(label, fontsize=9)
+    fig.tight_layout()
+    with atomic.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

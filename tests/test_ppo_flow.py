@@ -1,0 +1,174 @@
+"""``ms-gpt ppo``: rollouts through the KV cache agree with a full forward, PPO raises a toy reward, the
+command runs end to end (its folder generates, metrics.json has per-step records), resume repeats the
+uninterrupted run, and bad inputs give clear errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mindspore
+import numpy as np
+import pytest
+
+from ms_gpt import checkpoint, device
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_reward import write_pairs  # noqa: E402
+
+PROMPTS = "the cat\nthe dog\nmy sister\nthe farmer\na young girl\n"
+
+
+def run(venv_bin, *args, timeout=600):
+    return subprocess.run([str(venv_bin / "ms-gpt"), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, venv_bin):
+    """A tiny pretrained LM (demo-en, whitespace words), a reward model on easy pairs, a prompt file."""
+    root = tmp_path_factory.mktemp("ppo")
+    proc = run(venv_bin, "pretrain", "--corpus", "builtin:demo-en", "--out", root / "pre", "--steps", "30",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run(venv_bin, "reward", "--init", root / "pre", "--data", write_pairs(root / "pairs"), "--out", root / "rm",
+               "--epochs", "4", "--batch-size", "8", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (root / "prompts.txt").write_text(PROMPTS)
+    return root
+
+
+def test_rollout_log_probs_match_a_full_forward(models):
+    """Tokens sampled through the cache, scored again by one full forward: the log-probabilities the
+    sampler drew from equal token_stats' (left padding and the right <pad> after a stop included)."""
+    from ms_gpt import rollouts
+    from ms_gpt.flows.generate import suppressed_ids
+
+    device.setup("CPU", mode="pynative", seed=0)
+    gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)
+    prompts = [tok.encode(p, add_bos=True) for p in ("the cat", "a young girl", "the")]
+    bias = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
+    roll = rollouts.sample(gpt, prompts, 4, 10, tok.pad_id, (tok.eos_id,), bias, np.random.default_rng(3))
+    assert roll.ids.shape == (3, 14) and roll.mask.shape == (3, 10)
+    assert (roll.ids[1, :4] == prompts[1]).all() and (roll.ids[2, :2] == tok.pad_id).all()  # left padding
+    for row, resp in zip(roll.mask, roll.responses):
+        n = int(row.sum())
+        assert row[:n].all() and not row[n:].any() and len(resp) == n
+        assert resp[-1] == tok.eos_id or n == 10
+    logp, values, entropy = rollouts.token_stats(gpt, None, mindspore.Tensor(roll.ids), 4, mindspore.Tensor(bias))
+    assert values is None and entropy.shape == (3, 10)
+    # the reference: each sequence on its own, no padding, one token at a time through the recomputing path
+    for i, (p, resp) in enumerate(zip(prompts, roll.responses)):
+        seq = np.array([p + resp], np.int32)
+        logits = gpt(mindspore.Tensor(seq)).asnumpy()[0].astype(np.float64) + bias
+        lp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - \
+            logits.max(-1, keepdims=True)
+        expected = [lp[len(p) - 1 + t, tok_id] for t, tok_id in enumerate(resp)]
+        assert np.allclose(logp.asnumpy()[i, :len(resp)], expected, atol=1e-4)
+
+
+def toy_trainer(models, out, steps, seed=0):
+    from ms_gpt.flows import ppo as flow
+    from ms_gpt.flows.configs import PPOConfig
+
+    device.setup("CPU", mode="jit", seed=seed)
+    gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)
+    ref, _ = checkpoint.load_for_tuning(models / "pre", need_sep=False)
+    prompts = flow.encode_prompts(PROMPTS.split("\n")[:-1], tok, False, None, 12, gpt.config.n_positions, "toy",
+                                  False)
+
+    def share_of_the(prompt_texts, responses):  # reward: how often "the" appears in the response
+        return np.array([r.split().count("the") / max(len(r.split()), 1) for r in responses]) * 4
+
+    cfg = PPOConfig(policy="toy", reward="toy", prompts="toy", out=str(out), steps=steps, batch_size=16,
+                    max_new_tokens=12, learning_rate=1e-4, kl_horizon=160, ckpt_every=1000, progress=False, seed=seed)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return flow.PPOTrainer(cfg, Path(out), gpt, ref, tok, prompts, share_of_the, True, None)
+
+
+def test_ppo_raises_a_toy_reward(models, tmp_path):
+    history = toy_trainer(models, tmp_path / "toy", steps=40).fit(None)
+    first = np.mean([h["reward"] for h in history[:5]])
+    last = np.mean([h["reward"] for h in history[-5:]])
+    assert last > first + 0.4, (first, last)  # measured: 0.28 -> 1.28 (the share of "the" from 7 % to 32 %)
+    assert history[-1]["kl"] > 0.5  # it moved away from the reference to get there ...
+    assert history[-1]["entropy"] < history[0]["entropy"]  # ... and became surer
+    assert all(np.isfinite([h[k] for h in history for k in ("policy_loss", "value_loss", "approx_kl")]))
+
+
+def test_ppo_command_end_to_end_then_resume_repeats_the_run(models, tmp_path, venv_bin):
+    base = ["ppo", "--policy", models / "pre", "--reward", models / "rm", "--prompts", models / "prompts.txt",
+            "--steps", "4", "--batch-size", "8", "--max-new-tokens", "10", "--no-progress"]
+    whole = tmp_path / "whole"
+    proc = run(venv_bin, *base, "--out", whole)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["steps_done"] == 4 and summary["score_input"] == "pair" and summary["learning_rate"] == 1e-4
+    m = json.loads((whole / "metrics.json").read_text())
+    assert [s["step"] for s in m["steps"]] == [1, 2, 3, 4]
+    for key in ("reward", "kl", "entropy", "clip_fraction", "approx_kl", "value_loss", "beta"):
+        assert all(np.isfinite(s[key]) for s in m["steps"]), key
+    assert (whole / "ppo.png").stat().st_size > 1000 and (whole / "value_head.ckpt").is_file()
+    # the folder is a language model: generate loads it
+    gen = run(venv_bin, "generate", "--ckpt", whole, "--prompt", "the cat", "--strategy", "greedy")
+    assert gen.returncode == 0 and gen.stdout.strip().splitlines()[-1].startswith("the cat"), gen.stderr[-2000:]
+    # stopped at step 2, then resumed: the same steps and weights as the uninterrupted run
+    part = tmp_path / "part"
+    proc = run(venv_bin, *base, "--out", part, "--until", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = run(venv_bin, *base, "--out", part)
+    assert again.returncode == 2 and "an unfinished run (stopped at step 2 of 4)" in again.stderr
+    proc = run(venv_bin, *base, "--out", part, "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads((part / "metrics.json").read_text())["steps"]
+    for a, b in zip(m["steps"], resumed):
+        for key in ("reward", "kl", "beta", "value_loss", "policy_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (a["step"], key)
+    w1, w2 = checkpoint.read_weights(whole / "model.ckpt"), checkpoint.read_weights(part / "model.ckpt")
+    assert all(np.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+    # other settings on resume are refused, naming the field
+    proc = run(venv_bin, *base[:-1], "--out", part, "--resume", "--batch-size", "4")
+    assert proc.returncode == 2 and "batch_size" in proc.stderr
+
+
+def test_ppo_bad_inputs_are_named(models, tmp_path, venv_bin):
+    base = ["ppo", "--policy", models / "pre", "--reward", models / "rm", "--steps", "1", "--no-progress"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    proc = run(venv_bin, *base, "--prompts", empty, "--out", tmp_path / "o1")
+    assert proc.returncode == 2 and "no prompts (the file is empty or blank)" in proc.stderr
+    long = tmp_path / "long.txt"
+    long.write_text("the cat\n" + " ".join(["the dog"] * 40) + "\n")
+    proc = run(venv_bin, *base, "--prompts", long, "--out", tmp_path / "o2")
+    assert proc.returncode == 2 and "prompt 2 ('the dog the dog" in proc.stderr and "leaves room for" in proc.stderr
+    proc = run(venv_bin, *base, "--prompts", models / "prompts.txt", "--out", tmp_path / "o3", "--max-new-tokens",
+               "64")
+    assert proc.returncode == 2 and "leaves no room for a prompt" in proc.stderr
+    proc = run(venv_bin, *base[:3], "--reward", models / "pre", "--steps", "1", "--prompts", models / "prompts.txt",
+               "--out", tmp_path / "o4")
+    assert proc.returncode == 2 and "is not a reward model" in proc.stderr
+    proc = run(venv_bin, *base, "--prompts", tmp_path / "missing.txt", "--out", tmp_path / "o5")
+    assert proc.returncode == 2 and "prompt file" in proc.stderr and "not found" in proc.stderr
+    proc = run(venv_bin, *base, "--prompts", "builtin:nope", "--out", tmp_path / "o6")
+    assert proc.returncode == 2 and "builtin:reviews-zh-prompts" in proc.stderr
+    proc = run(venv_bin, *base, "--prompts", models / "prompts.txt", "--out", tmp_path / "o7", "--gamma", "1.5")
+    assert proc.returncode == 2 and "gamma must be in [0, 1], got 1.5" in proc.stderr
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 8))  # nothing written for a bad input
+
+
+def test_builtin_prompts_come_from_the_train_split():
+    from ms_gpt.data.prompts import REVIEW_PROMPT_CHARS, load_prompts
+    from ms_gpt.data.tasks import reviews_zh_splits
+
+    prompts = load_prompts("builtin:reviews-zh-prompts")
+    assert len(prompts) > 1000 and all(len(p) == REVIEW_PROMPT_CHARS for p in prompts)
+    train = {r["text"].strip()[:REVIEW_PROMPT_CHARS] for r in reviews_zh_splits(0)["train"]}
+    assert set(prompts) <= train and len(set(prompts)) == len(prompts)
+
+
+def test_the_reward_model_records_what_it_reads(models):
+    from ms_gpt.flows.ppo import score_input_of
+
+    meta = checkpoint.load_reward(models / "rm")[2]
+    assert meta["score_input"] == "pair"  # the easy pairs have prompts
+    assert score_input_of("auto", meta) == "pair" and score_input_of("text", meta) == "text"
+    assert score_input_of("auto", {"role": "reward-model"}) == "pair"  # older reward models
