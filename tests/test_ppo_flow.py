@@ -172,3 +172,22 @@ def test_the_reward_model_records_what_it_reads(models):
     assert meta["score_input"] == "pair"  # the easy pairs have prompts
     assert score_input_of("auto", meta) == "pair" and score_input_of("text", meta) == "text"
     assert score_input_of("auto", {"role": "reward-model"}) == "pair"  # older reward models
+
+
+def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
+    """scripts/ppo_demo.py at tiny sizes: every stage runs and the report has its before/after figures."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "ppo_demo.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 0.5 <= summary["judge"]["test_accuracy"] <= 1.0  # measured: 0.857 (char 1-3 grams, all train reviews)
+    report = json.loads((tmp_path / "ppo_demo.json").read_text())
+    (seed_run,) = report["runs"]
+    for when in ("before", "after"):
+        figures = seed_run[when]
+        assert 0.0 <= figures["positive_share"] <= 1.0 and np.isfinite(figures["reward"])
+        assert figures["ref_ppl"] > 1.0 and len(figures["samples"]) == 6
+    assert abs(seed_run["before"]["kl"]) < 1e-3  # the starting policy is the reference
+    assert set(seed_run["met"]) == {"positive_after", "kl", "ppl"} and report["all_met"] in (True, False)
+    assert "| seed | judged positive before → after" in (tmp_path / "ppo_demo.md").read_text()
