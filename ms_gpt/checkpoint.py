@@ -300,11 +300,13 @@ def _publish(directory: Path) -> None:
     one after a kill, moves what is left)."""
     commit = directory / COMMIT
     for name in COMMIT_ORDER:
+        if not (commit / name).exists():
+            continue  # already moved, or not part of this checkpoint (value_head.ckpt is PPO's only)
         atomic.fault_point(f"publish {name}")
         try:
             os.replace(commit / name, directory / name)
         except FileNotFoundError:
-            pass  # already moved
+            pass  # moved meanwhile by another caller
     atomic.fsync_dir(directory)
     atomic.fault_point("remove .commit")
     shutil.rmtree(commit, ignore_errors=True)

@@ -108,7 +108,7 @@ def test_a_reward_model_learns_an_easy_preference(pretrained, tmp_path, venv_bin
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert m["role"] == "reward-model" and m["task"] == "multiple-choice" and m["lm_weight"] == 0.0
+    assert m["role"] == "reward-model" and m["task"] == "multiple-choice" and m["lm_weight"] == 0.5
     assert m["accuracy"] >= 0.9 and m["test_margin"]["positive_share"] == m["accuracy"]
     assert m["test_margin"]["mean"] > 0
     model, tok, meta = checkpoint.load_reward(out)  # the run folder (its best/) or best/ itself
