@@ -125,6 +125,14 @@ def test_ppo_command_end_to_end_then_resume_repeats_the_run(models, tmp_path, ve
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (a["step"], key)
     w1, w2 = checkpoint.read_weights(whole / "model.ckpt"), checkpoint.read_weights(part / "model.ckpt")
     assert all(np.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+    # the value head is part of the checkpoint: a changed value_head.ckpt is named, not resumed
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(whole, tampered)
+    shutil.copyfile(models / "pre" / "model.ckpt", tampered / "value_head.ckpt")
+    proc = run(venv_bin, *base, "--out", tampered, "--resume")
+    assert proc.returncode == 2 and "value_head.ckpt is not the file train_state.json (step 4)" in proc.stderr
     # other settings on resume are refused, naming the field
     proc = run(venv_bin, *base[:-1], "--out", part, "--resume", "--batch-size", "4")
     assert proc.returncode == 2 and "batch_size" in proc.stderr
