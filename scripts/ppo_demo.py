@@ -93,7 +93,7 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
     import numpy as np
 
     from ms_gpt import checkpoint, rollouts
-    from ms_gpt.flows.generate import suppressed_ids
+    from ms_gpt.flows.generate import join_text, suppressed_ids
 
     gpt, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False)
     bias = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
@@ -104,7 +104,7 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
     ref_logp = rollouts.token_stats(ref, None, ids, prompts.length, b)[0].asnumpy().astype(np.float64)
     mask = roll.mask.astype(np.float64)
     responses = [tok.decode([t for t in r if t not in stops]) for r in roll.responses]
-    texts = [p + r for p, r in zip(prompts.texts, responses)]
+    texts = [join_text(tok, p, r) for p, r in zip(prompts.texts, responses)]
     return {"positive_share": judge.positive_share(texts),
             "reward": float(scorer(prompts.texts, responses).mean()),
             "kl": float((((logp - ref_logp) * mask).sum(1)).mean()),

@@ -39,6 +39,12 @@ def open_checkpoint(ckpt: Path):
     return checkpoint.load_init(ckpt)
 
 
+def join_text(tok, *parts: str) -> str:
+    """Texts decoded apart as one text: with a space between them for a whitespace (word) tokenizer, directly
+    otherwise; empty parts left out."""
+    return (" " if tok.kind == "whitespace" else "").join(p for p in parts if p)
+
+
 def suppressed_ids(tok) -> tuple:
     """Tokens a text never contains: <pad>, <bos>, <unk>, <sep> (those the tokenizer has)."""
     return tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
@@ -65,8 +71,7 @@ class Writer:
             new = new[:-1]
         if self.chat:
             return tok.decode(new)
-        joiner = " " if tok.kind == "whitespace" else ""
-        return joiner.join(s for s in (tok.decode(ids).lstrip("\n"), tok.decode(new)) if s)
+        return join_text(tok, tok.decode(ids).lstrip("\n"), tok.decode(new))
 
 
 def generate_text(cfg: GenerateConfig) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from ms_gpt.data import tasks
 from ms_gpt.data.prompts import load_prompts
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import RUN_ONLY, PPOConfig
-from ms_gpt.flows.generate import newline_trained, prompt_ids, suppressed_ids
+from ms_gpt.flows.generate import join_text, newline_trained, prompt_ids, suppressed_ids
 from ms_gpt.model import ValueHead, count_parameters
 from ms_gpt.optim import AdamW
 
@@ -87,7 +88,6 @@ class RewardScorer:
         self.model, self.tok, self.score_input = model, tok, score_input
         trained = (meta.get("run_config") or {}).get("batching", {}).get("max_len")
         self.max_len = min(trained or model.config.n_positions, model.config.n_positions)
-        self.joiner = " " if tok.kind == "whitespace" else ""
 
         def run(ids):
             return model(ids)[0]
@@ -98,7 +98,7 @@ class RewardScorer:
         out = np.full((len(prompts), self.max_len), self.tok.pad_id, np.int32)
         for i, (p, r) in enumerate(zip(prompts, responses)):
             if self.score_input == "text":
-                row = {"context": "", "choices": [self.joiner.join(s for s in (p, r) if s)]}
+                row = {"context": "", "choices": [join_text(self.tok, p, r)]}
             else:
                 row = {"context": p, "choices": [r]}
             seq = tasks.transform(self.tok, "multiple-choice", row, self.max_len)[0]
@@ -128,8 +128,8 @@ def ppo(cfg: PPOConfig) -> dict:
     prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), tok, chat, newline, cfg.max_new_tokens,
                              gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
     scorer = RewardScorer(reward_model, reward_tok, meta, score_input_of(cfg.score_input, meta), settings.compiled)
-    with common.run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, init=cfg.policy,
-                           resumable=True) as out:
+    # (--out is neither input: checked above, naming the flag; run_folder's own check knows only --init)
+    with common.run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, resumable=True) as out:
         return _ppo(cfg, settings, out, gpt, ref, tok, prompts, scorer, chat, newline)
 
 
@@ -178,7 +178,6 @@ class PPOTrainer:
     def __init__(self, cfg: PPOConfig, out: Path, gpt, ref, tok, prompts: Prompts, scorer, jit: bool, newline):
         self.cfg, self.out, self.gpt, self.ref, self.tok = cfg, out, gpt, ref, tok
         self.prompts, self.scorer = prompts, scorer
-        self.joiner = " " if tok.kind == "whitespace" else ""
         for model in (gpt, ref):
             model.set_train(False)  # no dropout: the ratios PPO takes must compare the same distributions
         ref.set_grad(False)
@@ -255,8 +254,6 @@ class PPOTrainer:
                         bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.2f}",
                                         beta=f"{record['beta']:.3f}")
                     if stop.signum is not None:
-                        import signal
-
                         self.save(interrupted=signal.Signals(stop.signum).name)
                         raise interrupt.Interrupted(stop.signum, self.step, self.out)
                     if self.step % self.cfg.ckpt_every == 0 or self.step == until:
@@ -285,12 +282,13 @@ class PPOTrainer:
         ref_logp = self._ref(ids).asnumpy().astype(np.float64)
         scores = self.scorer(prompt_texts, responses)
         mask = roll.mask.astype(np.float64)
+        values = values * mask  # 0 after each response's end
         beta = self.beta
         rewards = rl.shaped_rewards(scores, logp, ref_logp, mask, beta)
-        advantages, returns = rl.gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
+        advantages, returns = rl.gae(rewards, values, mask, cfg.gamma, cfg.lam)
         advantages = rl.whiten(advantages, mask)
         f32 = lambda a: Tensor(np.asarray(a, np.float32))  # noqa: E731
-        batch = (ids, f32(mask), f32(logp), f32(values * mask), f32(advantages), f32(returns))
+        batch = (ids, f32(mask), f32(logp), f32(values), f32(advantages), f32(returns))
         updates = []
         for _ in range(cfg.ppo_epochs):
             pg, vf, new_logp, norm = self._train(*batch)
@@ -301,8 +299,8 @@ class PPOTrainer:
         kl = float(rl.sequence_kl(logp, ref_logp, mask).mean())
         if self.controller is not None:
             self.beta = self.controller.update(kl, cfg.batch_size)
-        self.samples = [self.joiner.join(s for s in (p, r) if s) for p, r in
-                        zip(prompt_texts[:SAMPLES_SHOWN], responses[:SAMPLES_SHOWN])]
+        self.samples = [join_text(self.tok, p, r) for p, r in zip(prompt_texts[:SAMPLES_SHOWN],
+                                                                   responses[:SAMPLES_SHOWN])]
         n_tokens = mask.sum()
         return {"step": self.step + 1, "reward": float(scores.mean()), "reward_std": float(scores.std()),
                 "kl": kl, "beta": beta, "objective": float(scores.mean() - beta * kl),
