@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: set up .venv (seconds when the lock is unchanged), prove the
-# Ascend pins install on aarch64 (pip --dry-run against PyPI), then run pytest.
+# Ascend pins install on aarch64 (pip --dry-run against PyPI), install podman where it can (for the
+# container check), then run pytest.
 #   bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,5 +14,14 @@ echo "== Ascend pins: installability on manylinux aarch64 (cp310, cp311; + the i
   || { cat .venv/ascend-image-pins.json; exit 1; }
 .venv/bin/python scripts/check_ascend_pins.py > .venv/ascend-pins.json || { cat .venv/ascend-pins.json; exit 1; }
 .venv/bin/python -c "import json; r=json.load(open('.venv/ascend-pins.json')); print('   ok:', ', '.join('cp%s %d pins, %s' % (x['python'].replace('.', ''), x['packages'], x['mindspore_file']) for x in r['results']))"
+# A container engine for tests/test_containers.py's end-to-end check (scripts/container_check.sh): podman
+# from Debian's packages when neither podman nor a Docker daemon is here (root with apt-get only; about
+# 10 s). MS_GPT_CONTAINERS=0 skips the install (the check is then skipped, with its reason).
+if [ "${MS_GPT_CONTAINERS:-1}" = 1 ] && ! command -v podman >/dev/null 2>&1 && ! docker info >/dev/null 2>&1 \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== podman, debootstrap, runc (apt-get) for the container check"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap runc; } > .venv/apt-podman.log 2>&1 \
+    || echo "   could not install podman (see .venv/apt-podman.log): the container check will be skipped"
+fi
 echo "== pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

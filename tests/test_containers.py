@@ -1,8 +1,12 @@
 """Container images and the tutorial notebook: the notebook runs headless in tiny mode, the Dockerfiles
-lint clean and install exactly the repository's pinned files, and the launcher's commands carry each
-target's device flags. (No Docker engine here: the images are not built.)"""
+lint clean and install exactly the repository's pinned files (the CPU image offline, from the
+wheelhouse), the launcher's commands carry each target's device flags and each engine's, and - where a
+container engine is usable (scripts/test.sh installs podman on Debian as root) - scripts/container_check.sh
+builds the CPU image on a debootstrap base and runs the notebook and JupyterLab inside it."""
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +103,7 @@ def test_dockerfile_installs_exactly_the_pinned_files(target, lock):
     # The same installer as CI's setup: pip 26.3, setuptools from the lock first, then ms_gpt without deps.
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     assert '"pip==26.3"' in text and '"pip==26.3"' in setup
-    assert re.search(r"pip install --no-deps --no-build-isolation \.", text)
+    assert re.search(r"pip install (--no-index )?--no-deps --no-build-isolation \.", text)
     # Every pinned file it installs is a real, fully pinned file of this repository.
     for f in (lock, "docker/requirements-notebook.txt"):
         lines = [l for l in (ROOT / f).read_text().splitlines() if l.strip() and not l.startswith("#")]
@@ -113,9 +117,28 @@ def test_dockerfile_installs_exactly_the_pinned_files(target, lock):
     assert any(word == "CMD" and '"jupyter", "lab"' in args for word, args in ins)
 
 
+def test_cpu_image_installs_offline_from_the_wheelhouse():
+    """Every pip install in the CPU image reads only the wheelhouse, which is bind-mounted for that one step
+    (never COPYed into a layer), kept out of git and inside the build context."""
+    ins = instructions(dockerfile("cpu"))
+    pip_steps = [step for w, a in ins if w == "RUN" for step in a.split("&&") if "pip install" in step]
+    assert len(pip_steps) == 5 and all("--no-index" in step for step in pip_steps), pip_steps
+    mounted = [a for w, a in ins if w == "RUN" and "--find-links /wheels" in a]
+    assert len(mounted) == 1 and mounted[0].startswith("--mount=type=bind,source=docker/wheelhouse,target=/wheels ")
+    assert not any(w in ("COPY", "ADD") and "wheelhouse" in a for w, a in ins)
+    assert "docker/wheelhouse/" in (ROOT / ".gitignore").read_text().splitlines()
+    ignored = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert not any(p in ("docker", "docker/", "docker/wheelhouse", "docker/wheelhouse/") for p in ignored)
+    # A base that already holds the apt packages (the debootstrap one) skips apt-get (no network in the build).
+    apt = next(a for w, a in ins if w == "RUN" and "apt-get" in a)
+    assert apt.startswith("if dpkg -s libgomp1 g++ >/dev/null 2>&1; then")
+
+
 def test_dockerfiles_pin_their_bases_and_python_3_11():
     cpu, gpu, ascend = (instructions(dockerfile(t)) for t in TARGETS)
-    assert ("FROM", "python:3.11.14-slim-bookworm") in cpu  # an exact tag, never :latest or :3.11
+    # An exact tag by default, never :latest or :3.11; another base only when asked (build_local_base.sh's).
+    assert ("ARG", "BASE_IMAGE=python:3.11.14-slim-bookworm") in cpu and ("FROM", "${BASE_IMAGE}") in cpu
+    assert cpu.index(("ARG", "BASE_IMAGE=python:3.11.14-slim-bookworm")) == 0
     assert ("FROM", "nvidia/cuda:11.6.2-cudnn8-runtime-ubuntu20.04") in gpu  # the wheel's CUDA 11.6 + cuDNN 8
     assert any(w == "RUN" and "uv python install 3.11.14" in a and "uv venv --seed --python 3.11.14" in a
                for w, a in gpu)
@@ -159,12 +182,16 @@ def launch(*args):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_launcher_dry_run_prints_the_exact_commands(target):
-    proc = launch("--target", target, "--dry-run", "--token", "t0k", "--port", "9999", "--devices", "0,3")
+    proc = launch("--engine", "docker", "--target", target, "--dry-run", "--token", "t0k", "--port", "9999",
+                  "--devices", "0,3")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert f"docker build -f docker/Dockerfile.{target} -t ms-gpt:{target} ." in lines
+    # The CPU image builds offline: its wheelhouse is filled first.
+    assert ("bash scripts/fill_wheelhouse.sh" in lines) == (target == "cpu")
     run = next(l for l in lines if l.startswith("docker run "))
     assert "-p 127.0.0.1:9999:8888" in run and "-e JUPYTER_TOKEN=t0k" in run
+    assert f"--name ms-gpt-{target}-9999" in run and " -it " not in run  # no TTY here: no -it
     assert f"-v {ROOT}:/home/msgpt/work/ms_gpt" in run and run.endswith(f" ms-gpt:{target}")
     assert "http://127.0.0.1:9999/lab?token=t0k" in proc.stdout
     ascend_flags = ["--device /dev/davinci0", "--device /dev/davinci3", "--device /dev/davinci_manager",
@@ -177,6 +204,44 @@ def test_launcher_dry_run_prints_the_exact_commands(target):
         assert "--gpus all" in run and "davinci" not in run
     else:
         assert "--gpus" not in run and "davinci" not in run
+
+
+def engine_prefix(facts: str) -> list[str]:
+    """scripts/container_engine.sh's podman prefix for a host with these facts (cgroup fs, systemd, nofile, runc)."""
+    proc = subprocess.run(["bash", "-c", f'source scripts/container_engine.sh; podman_flags {facts}; printf "%s\\n" "${{ENGINE[@]}}"'],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CONTAINERS_CONF": ""})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_podman_gets_the_flags_its_host_needs():
+    conf = f"CONTAINERS_CONF={ROOT}/docker/podman/containers.conf"
+    # This project's machines: cgroups v1/hybrid, no systemd, a 20000 open-files hard limit, runc installed.
+    assert engine_prefix("tmpfs 0 20000 1") == ["env", conf, "podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+    # A usual modern host: cgroups v2 with systemd and a high limit: plain podman.
+    assert engine_prefix("cgroup2fs 1 1048576 1") == ["podman"]
+    assert engine_prefix("cgroup2fs 1 unlimited 0") == ["podman"]
+    assert engine_prefix("tmpfs 1 1048576 0") == ["podman"]  # crun is all there is: leave the runtime alone
+    assert "default_ulimits = []" in (ROOT / "docker" / "podman" / "containers.conf").read_text()
+
+
+def test_launcher_with_podman_and_a_local_base():
+    proc = launch("--engine", "podman", "--target", "cpu", "--dry-run", "--token", "t", "--port", "8890",
+                  "--base-image", "localhost/ms-gpt-base:bookworm-py3.11")
+    assert proc.returncode == 0, proc.stderr
+    build = next(l for l in proc.stdout.splitlines() if " build --" in l)
+    run = next(l for l in proc.stdout.splitlines() if " run --rm " in l)
+    for line in (build, run):
+        assert re.match(r"(env CONTAINERS_CONF=\S+ )?podman ", line), line
+    assert build.endswith("build --format docker --build-arg BASE_IMAGE=localhost/ms-gpt-base:bookworm-py3.11 "
+                          "-f docker/Dockerfile.cpu -t ms-gpt:cpu .")  # docker format keeps the HEALTHCHECK
+    assert "-p 127.0.0.1:8890:8888" in run and "--name ms-gpt-cpu-8890" in run and run.endswith(" ms-gpt:cpu")
+    gpu = launch("--engine", "podman", "--target", "gpu", "--dry-run").stdout
+    assert "--device nvidia.com/gpu=all" in gpu and "--gpus" not in gpu  # podman: the CDI device, no --gpus
+    proc = launch("--engine", "podman", "--target", "gpu", "--dry-run", "--base-image", "x")
+    assert proc.returncode == 2 and "--base-image applies to --target cpu only" in proc.stderr
+    proc = launch("--engine", "lxc", "--target", "cpu", "--dry-run")
+    assert proc.returncode == 2 and "unknown engine 'lxc' (accepted: auto, docker, podman)" in proc.stderr
 
 
 def test_launcher_local_mode_and_bad_arguments():
@@ -194,6 +259,87 @@ def test_launcher_local_mode_and_bad_arguments():
                           (["--target", "cpu", "--bogus"], "unknown option '--bogus'")):
         proc = launch(*args, "--dry-run")
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
-    proc = launch("--target", "cpu", "--dry-run")
+    proc = launch("--engine", "docker", "--target", "cpu", "--dry-run")
     token = re.search(r"token=([0-9a-f]+)", proc.stdout).group(1)
     assert len(token) == 32  # a fresh random token when none is given
+
+
+# ------------------------------------------------------------------------------- wheelhouse, base, check
+def test_wheelhouse_check_names_what_does_not_match(tmp_path):
+    """--check compares file names with the pins: one per pinned name and version, nothing more."""
+    pins = {"pip": "26.3"}
+    for lock in ("docker/requirements-x86_64.txt", "docker/requirements-notebook.txt"):
+        for line in (ROOT / lock).read_text().splitlines():
+            if line.strip() and not line.startswith("#") and 'python_version < "3.11"' not in line:
+                name, version = line.split(";")[0].strip().split("==")
+                pins[name] = version
+    for name, version in pins.items():
+        suffix = ".tar.gz" if name in ("jieba", "snownlp") else "-py3-none-any.whl"
+        (tmp_path / f"{name.replace('-', '_')}-{version}{suffix}").touch()
+    check = ["bash", str(ROOT / "scripts" / "fill_wheelhouse.sh"), "--check", "--dir", str(tmp_path)]
+    proc = subprocess.run(check, capture_output=True, text=True)
+    assert proc.returncode == 0 and "holds exactly the pins" in proc.stdout, proc.stderr
+    next(tmp_path.glob("numpy-*")).unlink()
+    (tmp_path / "torch-2.13.0-cp311-cp311-linux_x86_64.whl").touch()
+    (tmp_path / "soupsieve-2.10-py3-none-any.whl").rename(tmp_path / "soupsieve-4.1.2-py3-none-any.whl")
+    proc = subprocess.run(check, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "missing ['numpy']" in proc.stderr and "('soupsieve', '4.1.2', '2.10')" in proc.stderr
+    assert "not pinned ['torch']" in proc.stderr
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("fill_wheelhouse.sh", ["--python", "/nonexistent/python"], "python '/nonexistent/python' not found"),
+    ("fill_wheelhouse.sh", ["--bogus"], "unknown option '--bogus' (accepted: --python, --dir, --check)"),
+    ("build_local_base.sh", ["--engine", "lxc"], "unknown engine 'lxc' (accepted: auto, docker, podman)"),
+    ("build_local_base.sh", ["--mirror", "ftp.debian.org"], "--mirror must be an http(s):// or file:// URL"),
+    ("container_check.sh", ["--engine", "rkt"], "unknown engine 'rkt' (accepted: auto, docker, podman)"),
+    ("container_check.sh", ["--json"], "--json needs a file name"),
+])
+def test_container_scripts_refuse_bad_arguments(script, args, message):
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / script), *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_wheelhouse_needs_the_images_python(tmp_path):
+    other = sorted(Path.home().glob(".pyenv/versions/3.1[02]*/bin/python"))
+    if not other:
+        pytest.skip("no Python other than 3.11 on this machine")
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "fill_wheelhouse.sh"), "--python", str(other[0]),
+                           "--dir", str(tmp_path / "wh")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "the image needs wheels for 'CPython 3.11 linux x86_64'" in proc.stderr
+    assert not (tmp_path / "wh").exists()
+
+
+def engine_usable() -> str | None:
+    """Why the container check cannot run here, or None when it can."""
+    if shutil.which("podman"):
+        return None if subprocess.run(["bash", "-c", "source scripts/container_engine.sh && engine_select podman "
+                                       "&& \"${ENGINE[@]}\" info"], cwd=ROOT, capture_output=True).returncode == 0 \
+            else "podman is installed but 'podman info' fails"
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        return None
+    return "no container engine (podman, or a Docker daemon); scripts/test.sh installs podman on Debian as root"
+
+
+def test_container_check_end_to_end(tmp_path):
+    """Base, wheelhouse, offline build, doctor, the notebook inside (same figures as on the host), Jupyter
+    with and without its token, the health check; everything stopped at the end."""
+    reason = engine_usable()
+    if reason:
+        pytest.skip(reason)
+    if not shutil.which("debootstrap"):
+        pytest.skip("debootstrap is not installed (the local base needs it)")
+    report = tmp_path / "check.json"
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "container_check.sh"), "--no-install", "--json", str(report)],
+                          capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    r = json.loads(report.read_text())
+    assert r["ok"] is True and r["image_mb"] > 1000 and r["notebook_seconds_in_container"] > 0
+    assert set(r["seconds"]) == {"engine", "base", "wheelhouse", "build", "doctor", "notebook", "jupyter"}
+    assert "the same figures inside and outside the container" in proc.stdout
+    assert re.search(r"with the token 200, without 403, with a wrong one 403", proc.stdout)
+    assert "healthy" in proc.stdout
+    names = subprocess.run(["bash", "-c", "source scripts/container_engine.sh && engine_select auto && "
+                            "\"${ENGINE[@]}\" ps -a --format '{{.Names}}'"], cwd=ROOT, capture_output=True, text=True)
+    assert "ms-gpt-check-" not in names.stdout  # nothing left running
