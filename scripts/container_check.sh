@@ -65,21 +65,11 @@ step() {  # close the previous step's timer, open the next
 }
 
 step engine
-if ! engine_select "$WANT"; then
-  if [ "$INSTALL" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "   no engine: apt-get install podman debootstrap runc"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap runc; } \
-      > "$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log" >&2; fail "apt-get could not install podman"; }
-    engine_select podman || fail "podman still not usable after installing it"
-  else
-    fail "no container engine (Docker daemon or podman); install podman (apt-get install -y podman runc debootstrap)"
-  fi
-fi
-if [ -z "$BASE_IMAGE" ] && ! command -v debootstrap >/dev/null 2>&1; then
-  if [ "$INSTALL" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap > "$WORK/apt.log" 2>&1 \
-      || { tail -20 "$WORK/apt.log" >&2; fail "apt-get could not install debootstrap"; }
-  fi
+if ! engine_select "$WANT" || { [ -z "$BASE_IMAGE" ] && ! command -v debootstrap >/dev/null 2>&1; }; then
+  [ "$INSTALL" = 1 ] || fail "no container engine (Docker daemon or podman) or no debootstrap; install them (apt-get install -y podman runc debootstrap)"
+  echo "   apt-get install podman debootstrap runc"
+  install_podman "$WORK/apt.log" || { tail -20 "$WORK/apt.log" >&2 2>/dev/null; fail "could not install podman, debootstrap and runc (needs root and apt-get; or give --base-image)"; }
+  engine_select "$WANT" || fail "no usable engine after installing podman"
 fi
 "${ENGINE[@]}" info >/dev/null 2>&1 || fail "'${ENGINE[*]} info' failed"
 echo "   engine: ${ENGINE[*]}"
@@ -97,14 +87,12 @@ step wheelhouse
 bash scripts/fill_wheelhouse.sh || fail "fill_wheelhouse.sh failed"
 
 step build
-BUILD=("${ENGINE[@]}" build --network=none)
-[ "$ENGINE_NAME" = podman ] && BUILD+=(--format docker)
+BUILD=("${ENGINE[@]}" build --network=none "${ENGINE_BUILD_FLAGS[@]}")
 "${BUILD[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" -f docker/Dockerfile.cpu -t "$IMAGE" . > "$WORK/build.log" 2>&1 \
   || { tail -30 "$WORK/build.log" >&2; fail "the image build failed (its log's end above)"; }
 SIZE_MB=$(( $("${ENGINE[@]}" image inspect --format '{{ .Size }}' "$IMAGE") / 1000000 ))
 echo "   $IMAGE: $SIZE_MB MB"
-RUN=("${ENGINE[@]}" run --rm --network=none)
-[ "$ENGINE_NAME" = podman ] && [ ! -d /run/systemd/system ] && RUN+=(--health-interval disable)
+RUN=("${ENGINE[@]}" run --rm --network=none "${ENGINE_RUN_FLAGS[@]}")
 
 step doctor
 "${RUN[@]}" "$IMAGE" ms-gpt doctor --json > "$WORK/doctor.json" 2> "$WORK/doctor.err" \

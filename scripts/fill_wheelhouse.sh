@@ -40,7 +40,8 @@ verify() {
 import re, sys
 from pathlib import Path
 from pip._vendor.packaging.markers import Marker
-folder, pins = Path(sys.argv[1]), {"pip": "26.3"}
+folder = Path(sys.argv[1])
+pins = dict([sys.argv[2].split("==")])  # pip's own pin
 norm = lambda s: re.sub(r"[-_.]+", "-", s).lower()
 for lock in sys.argv[3:]:
     for line in Path(lock).read_text().splitlines():

@@ -106,17 +106,10 @@ if [ "$DRY" = 0 ]; then
     podman) "${ENGINE[@]}" info >/dev/null 2>&1 || die "'podman info' failed: check the podman install, or use --local or --dry-run" ;;
   esac
 fi
-BUILD=("${ENGINE[@]}" build)
-RUN_FLAGS=()
+BUILD=("${ENGINE[@]}" build "${ENGINE_BUILD_FLAGS[@]}")
 if [ "$ENGINE_NAME" = podman ] && [ "$TARGET" = gpu ]; then
   # podman has no --gpus: the NVIDIA toolkit's CDI name instead (`nvidia-ctk cdi generate` on the host).
   FLAGS=(--device nvidia.com/gpu=all)
-fi
-if [ "$ENGINE_NAME" = podman ]; then
-  BUILD+=(--format docker)  # keeps HEALTHCHECK (podman's default OCI format drops it)
-  # podman runs health checks from systemd timers: without systemd, keep the check but no timer
-  # (`podman healthcheck run NAME` still runs it).
-  [ -d /run/systemd/system ] || RUN_FLAGS+=(--health-interval disable)
 fi
 if [ -n "$BASE_IMAGE" ]; then BUILD+=(--build-arg "BASE_IMAGE=$BASE_IMAGE"); fi
 BUILD+=(-f "$DOCKERFILE" -t "$IMAGE" .)
@@ -135,5 +128,5 @@ elif [ "$REBUILD" = 1 ] || ! "${ENGINE[@]}" image inspect "$IMAGE" >/dev/null 2>
   build
 fi
 echo "launch_notebook.sh: $TARGET container '$NAME' ($ENGINE_NAME), Jupyter at $URL (notebook: notebooks/ms_gpt_tutorial.ipynb)"
-run "${ENGINE[@]}" run --rm "${TTY[@]}" --name "$NAME" "${RUN_FLAGS[@]}" -p "127.0.0.1:$PORT:8888" -e "JUPYTER_TOKEN=$TOKEN" \
+run "${ENGINE[@]}" run --rm "${TTY[@]}" --name "$NAME" "${ENGINE_RUN_FLAGS[@]}" -p "127.0.0.1:$PORT:8888" -e "JUPYTER_TOKEN=$TOKEN" \
   -v "$REPO:/home/msgpt/work/ms_gpt" "${FLAGS[@]}" "$IMAGE"

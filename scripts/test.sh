@@ -17,11 +17,11 @@ echo "== Ascend pins: installability on manylinux aarch64 (cp310, cp311; + the i
 # A container engine for tests/test_containers.py's end-to-end check (scripts/container_check.sh): podman
 # from Debian's packages when neither podman nor a Docker daemon is here (root with apt-get only; about
 # 10 s). MS_GPT_CONTAINERS=0 skips the install (the check is then skipped, with its reason).
-if [ "${MS_GPT_CONTAINERS:-1}" = 1 ] && ! command -v podman >/dev/null 2>&1 && ! docker info >/dev/null 2>&1 \
-   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+source scripts/container_engine.sh
+if [ "${MS_GPT_CONTAINERS:-1}" = 1 ] && ! command -v podman >/dev/null 2>&1 && ! docker_usable; then
   echo "== podman, debootstrap, runc (apt-get) for the container check"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman debootstrap runc; } > .venv/apt-podman.log 2>&1 \
-    || echo "   could not install podman (see .venv/apt-podman.log): the container check will be skipped"
+  install_podman .venv/apt-podman.log \
+    || echo "   podman not installed (not root with apt-get, or see .venv/apt-podman.log): the container check will be skipped"
 fi
 echo "== pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

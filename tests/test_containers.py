@@ -223,6 +223,13 @@ def test_podman_gets_the_flags_its_host_needs():
     assert engine_prefix("cgroup2fs 1 unlimited 0") == ["podman"]
     assert engine_prefix("tmpfs 1 1048576 0") == ["podman"]  # crun is all there is: leave the runtime alone
     assert "default_ulimits = []" in (ROOT / "docker" / "podman" / "containers.conf").read_text()
+    # What podman's build and run add: Docker's image format (keeps HEALTHCHECK); no health timer without systemd.
+    flags = lambda facts: subprocess.run(  # noqa: E731
+        ["bash", "-c", f'source scripts/container_engine.sh; podman_flags {facts}; '
+                       'echo "${ENGINE_BUILD_FLAGS[*]}|${ENGINE_RUN_FLAGS[*]}"'],
+        cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert flags("tmpfs 0 20000 1") == "--format docker|--health-interval disable"
+    assert flags("cgroup2fs 1 1048576 1") == "--format docker|"
 
 
 def test_launcher_with_podman_and_a_local_base():
