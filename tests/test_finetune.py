@@ -587,6 +587,18 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
                                                                                acc["b_random_init_finetuned"]))
     runs = summary["runs"]
     assert [r["seed"] for r in runs] == [0, 1] and runs[0]["b"]["reinit"] is True and runs[0]["a"]["reinit"] is False
+    # the script's recipe, the same for (a) and (b): GPT-1's λ 0.5, the head on the mean of the states,
+    # fine-tuning at 3e-4 (below the pretraining rate), everything in GRAPH_MODE
+    settings = summary["settings"]
+    assert (settings["lm_weight"], settings["pool"], settings["learning_rate"], settings["mode"]) == (0.5, "mean", 3e-4,
+                                                                                                      "graph")
+    for r in runs:
+        for arm in ("a", "b"):
+            assert r[arm]["lm_weight"] == 0.5
+            folder = out / (f"a_pretrained_seed{r['seed']}" if arm == "a" else f"b_scratch_seed{r['seed']}")
+            run_config = json.loads((folder / "run_config.json").read_text())
+            assert run_config["train"]["learning_rate"] == pytest.approx(3e-4) and run_config["pool"] == "mean"
+            assert run_config["mode"] == "graph"
     assert runs[0]["a"]["unk_share"]["test"] < 0.05  # characters: the reviews are readable
     assert summary["pretrain"]["tokenizer"] == "char"
     # the pretraining text is the review *training* texts (unlabelled) plus People's Daily; never valid/test
