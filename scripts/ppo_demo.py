@@ -118,9 +118,15 @@ def main() -> int:
     p.add_argument("--out", default="runs/ppo-demo")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--preset", default="small")
-    p.add_argument("--pretrain-steps", type=int, default=1000)
+    p.add_argument("--pretrain-steps", type=int, default=2000)
     p.add_argument("--reward-epochs", type=int, default=2)
-    p.add_argument("--reward-max-len", type=int, default=64)
+    p.add_argument("--reward-max-len", type=int, default=128,
+                   help="characters the reward model reads (default: 128; 64 cut 37 %% of the reviews and scored 0.874 against 0.892 on the same trunk)")
+    p.add_argument("--reward-learning-rate", type=float, default=3e-4,
+                   help="the reward model's peak learning rate (default: 3e-4, below the 1e-3 of pretraining)")
+    p.add_argument("--mode", choices=("graph", "jit"), default="graph",
+                   help="how pretraining and the reward model run (graph: MindSpore's GRAPH_MODE, faster on CPU); "
+                        "PPO runs its compiled steps as ms-gpt ppo does by default")
     p.add_argument("--reward-train-limit", type=int, default=None)
     p.add_argument("--ppo-steps", type=int, default=100)
     p.add_argument("--kl-target", type=float, default=4.0,
@@ -136,6 +142,7 @@ def main() -> int:
     if args.quick:
         args.preset, args.pretrain_steps, args.reward_epochs, args.reward_train_limit = "tiny", 40, 1, 256
         args.ppo_steps, args.new_tokens, args.eval_prompts, args.seeds = 3, 12, 16, args.seeds[:1]
+        args.reward_max_len = 64  # the tiny preset's position table
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -148,12 +155,14 @@ def main() -> int:
                       encoding="utf-8")
     pre = out / "pretrained"
     results = {"pretrain": run(ms_gpt + ["pretrain", "--corpus", corpus, "--out", pre, "--preset", args.preset,
-                                         "--tokenizer", "char", "--steps", args.pretrain_steps, "--no-progress",
+                                         "--tokenizer", "char", "--steps", args.pretrain_steps, "--mode", args.mode,
+                                         "--no-progress",
                                          "--overwrite"], out / "pretrain.log", pre if args.reuse else None)}
     rm = out / "reward"
     limit = ["--train-limit", args.reward_train_limit] if args.reward_train_limit else []
     results["reward"] = run(ms_gpt + ["reward", "--init", pre, "--data", "builtin:reviews-zh-pairs", "--out", rm,
                                       "--max-len", args.reward_max_len, "--epochs", args.reward_epochs, *limit,
+                                      "--learning-rate", args.reward_learning_rate, "--mode", args.mode,
                                       "--no-progress", "--overwrite"], out / "reward.log", rm if args.reuse else None)
     judge = Judge()
 
