@@ -82,6 +82,11 @@ def write_split(splits: dict, folder: Path, train_limit: int | None) -> None:
             encoding="utf-8")
 
 
+def float_or_auto(text: str) -> float | None:
+    """A number, or ``auto`` (None: ms-gpt finetune's default by model size)."""
+    return None if text == "auto" else float(text)
+
+
 def mean_std(values) -> dict:
     import numpy as np
 
@@ -108,10 +113,10 @@ def main() -> int:
     p.add_argument("--pretrain-batch-size", type=int, default=16)
     p.add_argument("--epochs", type=int, default=2, help="at most (early stopping may end sooner) (default: 2)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=3e-4,
-                   help="fine-tuning peak learning rate (default: 3e-4, below the 1e-3 the model was pretrained at, so fine-tuning keeps more of what pretraining learned; 0 = ms-gpt finetune's default by model size)")
-    p.add_argument("--lm-weight", type=float, default=0.5,
-                   help="λ of the auxiliary LM loss, GPT-1's 0.5 (default: 0.5; -1 = ms-gpt finetune's default by model size)")
+    p.add_argument("--learning-rate", type=float_or_auto, default=3e-4,
+                   help="fine-tuning peak learning rate (default: 3e-4, below the 1e-3 the model was pretrained at, so fine-tuning keeps more of what pretraining learned; auto = ms-gpt finetune's default by model size)")
+    p.add_argument("--lm-weight", type=float_or_auto, default=0.5,
+                   help="λ of the auxiliary LM loss, GPT-1's 0.5 (default: 0.5; auto = ms-gpt finetune's default by model size)")
     p.add_argument("--pool", choices=("last", "mean"), default="mean",
                    help="what the head reads: the mean of the real tokens' states (default) or the last token's")
     p.add_argument("--mode", choices=("graph", "jit"), default="graph",
@@ -122,6 +127,10 @@ def main() -> int:
                         "padding than one padded length per batch); off: padded_batch")
     p.add_argument("--train-limit", type=int, default=None, help="first N training rows for all three")
     args = p.parse_args()
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        p.error(f"--learning-rate must be > 0 or auto, got {args.learning_rate}")
+    if args.lm_weight is not None and not args.lm_weight >= 0:
+        p.error(f"--lm-weight must be >= 0 or auto, got {args.lm_weight}")
 
     from ms_gpt import atomic
     from ms_gpt.data.corpus import peoples_daily
@@ -153,9 +162,9 @@ def main() -> int:
           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--pool", args.pool,
           "--max-len", str(args.max_len), "--mode", args.mode, "--no-progress", "--overwrite", *dev]
     shapes_env = {"MS_GPT_STATIC_SHAPES": "1" if args.static_shapes == "on" else "0"}
-    if args.learning_rate > 0:
+    if args.learning_rate is not None:
         ft += ["--learning-rate", str(args.learning_rate)]
-    if args.lm_weight >= 0:
+    if args.lm_weight is not None:
         ft += ["--lm-weight", str(args.lm_weight)]
     per_seed = []
     c = tfidf_baseline(splits, args.train_limit, args.split_seed)

@@ -139,6 +139,8 @@ def main() -> int:
                                                         "(tune PPO's settings without retraining them)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (the test suite's check that it runs)")
     args = p.parse_args()
+    if not args.reward_learning_rate > 0:
+        p.error(f"--reward-learning-rate must be > 0, got {args.reward_learning_rate}")
     if args.quick:
         args.preset, args.pretrain_steps, args.reward_epochs, args.reward_train_limit = "tiny", 40, 1, 256
         args.ppo_steps, args.new_tokens, args.eval_prompts, args.seeds = 3, 12, 16, args.seeds[:1]
@@ -156,8 +158,7 @@ def main() -> int:
     pre = out / "pretrained"
     results = {"pretrain": run(ms_gpt + ["pretrain", "--corpus", corpus, "--out", pre, "--preset", args.preset,
                                          "--tokenizer", "char", "--steps", args.pretrain_steps, "--mode", args.mode,
-                                         "--no-progress",
-                                         "--overwrite"], out / "pretrain.log", pre if args.reuse else None)}
+                                         "--no-progress", "--overwrite"], out / "pretrain.log", pre if args.reuse else None)}
     rm = out / "reward"
     limit = ["--train-limit", args.reward_train_limit] if args.reward_train_limit else []
     results["reward"] = run(ms_gpt + ["reward", "--init", pre, "--data", "builtin:reviews-zh-pairs", "--out", rm,

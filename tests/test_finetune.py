@@ -608,3 +608,15 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
     table = (out / "compare.md").read_text()
     assert table.count("\n") == 5 and "TF-IDF" in table and "± " in table
     assert json.loads((out / "compare.json").read_text()) == summary
+
+
+@pytest.mark.parametrize("flag, value, message", [("--lm-weight", "-0.5", "--lm-weight must be >= 0 or auto, got -0.5"),
+                                                   ("--learning-rate", "0", "--learning-rate must be > 0 or auto, got 0.0")])
+def test_compare_script_refuses_bad_recipe_values_before_any_work(tmp_path, venv_bin, root, flag, value, message):
+    import subprocess
+
+    out = tmp_path / "cmp"
+    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
+                           flag, value], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not out.exists()
