@@ -35,6 +35,20 @@ def shaped_rewards(score, logp, ref_logp, mask, beta: float) -> np.ndarray:
     return rewards
 
 
+def transform_scores(scores, kind: str, offset: float = 0.0) -> np.ndarray:
+    """The reward-model scores PPO maximises. ``raw``: the scores themselves. ``logsigmoid``: ``log σ(score -
+    offset)``: a pairwise reward model reads ``r_a - r_b`` as the logit of a beating b, so this is the
+    log-probability that the response beats one scored ``offset``. It is bounded above by 0: past a clear win
+    more score earns (almost) nothing, and the KL penalty, not the score, decides how far the policy moves;
+    with β = 1 the KL-penalised optimum is the reference reweighted by that probability."""
+    scores = np.asarray(scores, np.float64)
+    if kind == "raw":
+        return scores
+    if kind == "logsigmoid":
+        return -np.logaddexp(0.0, -(scores - offset))
+    raise ValueError(f"score transform must be raw or logsigmoid, got {kind!r}")
+
+
 def sequence_kl(logp, ref_logp, mask) -> np.ndarray:
     """[b] the sampled estimate of KL(π || π_ref) of each response: the sum of ``logp - ref_logp``."""
     return ((np.asarray(logp, np.float64) - np.asarray(ref_logp, np.float64)) * np.asarray(mask)).sum(axis=1)

@@ -8,7 +8,7 @@ get their own values (measured in tests/test_finetune.py and the README's "Fine-
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 GPT1_SIZE = 50_000_000  # parameters from which a model counts as GPT-1-size
 MAX_LEN_CAP = 512  # the longest default fine-tuning length (GPT-1's context)
@@ -27,15 +27,24 @@ class FinetuneRecipe:
 
 
 GPT1_RECIPE = FinetuneRecipe("gpt1", learning_rate=6.25e-5, lm_weight=0.5, epochs=3, warmup_fraction=0.002)
-# Small models: a 10x-20x larger step, no auxiliary LM term, more passes (early stopping ends them).
-SMALL_RECIPE = FinetuneRecipe("small", learning_rate=1e-3, lm_weight=0.0, epochs=10, warmup_fraction=0.05)
+# Small models: a 10x-20x larger step, more passes (early stopping ends them), and GPT-1's auxiliary LM term
+# only from LM_TERM_FROM parameters. Measured: a 0.05M-parameter `tiny` model pretrained 30 steps, on 300 easy
+# English rows, reaches 1.0 test accuracy at λ 0 and stays at 0.43 (one class) at λ 0.2 or 0.5, the LM term
+# swamping the task loss; the 1.4-1.5M-parameter `small` character model on builtin:reviews-zh gains about
+# 2 points from λ 0.5 (0.822 ± 0.008 over 3 seeds against 0.80 at λ 0), and its reward model 3.6 points
+# (README, "Fine-tuning defaults").
+SMALL_RECIPE = FinetuneRecipe("small", learning_rate=1e-3, lm_weight=0.5, epochs=10, warmup_fraction=0.05)
+LM_TERM_FROM = 1_000_000  # parameters from which a small model keeps the auxiliary LM term (λ 0.5)
 
 
 def finetune_recipe(n_params: int) -> FinetuneRecipe:
-    """GPT-1's recipe for a model of at least :data:`GPT1_SIZE` parameters, the small-model one below."""
+    """GPT-1's recipe for a model of at least :data:`GPT1_SIZE` parameters, the small-model one below (λ 0
+    under :data:`LM_TERM_FROM` parameters)."""
     if not isinstance(n_params, int) or n_params <= 0:
         raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
-    return GPT1_RECIPE if n_params >= GPT1_SIZE else SMALL_RECIPE
+    if n_params >= GPT1_SIZE:
+        return GPT1_RECIPE
+    return SMALL_RECIPE if n_params >= LM_TERM_FROM else replace(SMALL_RECIPE, lm_weight=0.0)
 
 
 def default_max_len(n_positions: int) -> int:

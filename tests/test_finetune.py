@@ -358,6 +358,24 @@ def test_finetune_rejects_bad_settings(pretrained, tmp_path):
         finetune(finetune_cfg(pretrained, data, tmp_path / "o", patience=-1))
     with pytest.raises(ValueError, match=r"max_unk must be in \[0, 1\), got 1.5"):
         finetune(finetune_cfg(pretrained, data, tmp_path / "o", max_unk=1.5))
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        finetune(finetune_cfg(pretrained, data, tmp_path / "o", dropout=1.0))
+
+
+def test_dropout_while_tuning_is_the_checkpoints_unless_given(pretrained, tmp_path):
+    """--dropout sets the trunk's dropout for the tuning run (the pretrained tiny model has none): the
+    first training loss changes, the kept model's config carries it; left out, the checkpoint's 0 is used."""
+    from ms_gpt.flows.finetune import finetune
+
+    data = write_splits(tmp_path / "data", classification_row, sizes=(("train", 32), ("valid", 8), ("test", 8)))
+    base = dict(task="classification", epochs=1, batch_size=8, learning_rate=3e-3, max_len=24, lm_weight=0.5)
+    runs = {name: finetune(finetune_cfg(pretrained, data, tmp_path / name, **base, **kw))
+            for name, kw in (("own", {}), ("zero", {"dropout": 0.0}), ("half", {"dropout": 0.5}))}
+    assert [runs[n]["defaults"]["dropout"] for n in ("own", "zero", "half")] == [0.0, 0.0, 0.5]
+    assert runs["own"]["train_loss"]["first"] == pytest.approx(runs["zero"]["train_loss"]["first"], abs=1e-6)
+    assert abs(runs["half"]["train_loss"]["first"] - runs["zero"]["train_loss"]["first"]) > 1e-3
+    kept = json.loads((tmp_path / "half" / "best" / "gpt_config.json").read_text())
+    assert (kept["embd_dropout"], kept["attn_dropout"], kept["resid_dropout"]) == (0.5, 0.5, 0.5)
 
 
 # --------------------------------------------------------------------------- defaults by model size
@@ -378,8 +396,11 @@ NEW_WORDS = {True: ["loves", "adores"], False: ["hates", "despises"]}  # not in 
 def test_recipe_and_length_follow_the_model_size():
     from ms_gpt import recipes
 
-    small, big = recipes.finetune_recipe(1_000_000), recipes.finetune_recipe(116_534_784)
-    assert (small.size, small.learning_rate, small.lm_weight, small.epochs) == ("small", 1e-3, 0.0, 10)
+    tiny, small, big = (recipes.finetune_recipe(n) for n in (50_000, 1_371_520, 116_534_784))
+    assert (tiny.size, tiny.learning_rate, tiny.lm_weight, tiny.epochs) == ("small", 1e-3, 0.0, 10)
+    assert (small.size, small.learning_rate, small.lm_weight, small.epochs) == ("small", 1e-3, 0.5, 10)
+    assert recipes.finetune_recipe(recipes.LM_TERM_FROM - 1).lm_weight == 0.0
+    assert recipes.finetune_recipe(recipes.LM_TERM_FROM).lm_weight == 0.5
     assert (big.size, big.learning_rate, big.lm_weight, big.epochs, big.warmup_fraction) == \
         ("gpt1", 6.25e-5, 0.5, 3, 0.002)  # GPT-1's recipe for openai-gpt's 116.5M parameters
     assert recipes.finetune_recipe(recipes.GPT1_SIZE).size == "gpt1"

@@ -61,6 +61,37 @@ def test_the_adaptive_controller_moves_beta_toward_the_target():
         ppo.AdaptiveKLController(init_beta=0.0)
 
 
+def test_the_logsigmoid_score_is_the_log_probability_of_beating_the_offset():
+    scores = np.array([-1000.0, -3.0, 0.5, 2.0, 40.0, 1000.0])
+    assert (ppo.transform_scores(scores, "raw") == scores).all()
+    out = ppo.transform_scores(scores, "logsigmoid", offset=0.5)
+    expected = [np.log(1.0 / (1.0 + np.exp(-(s - 0.5)))) for s in scores[1:4]]  # where the naive form is exact
+    assert np.allclose(out[1:4], expected, rtol=1e-12, atol=0)
+    assert -1e-16 < out[4] < 0  # exp(-39.5): below float64's step at 1, kept rather than rounded to 0
+    assert out[2] == pytest.approx(np.log(0.5))  # as good as the offset: even odds
+    assert out[0] == pytest.approx(-1000.5) and out[-1] == 0.0 and (out <= 0).all()  # finite, bounded above
+    # saturation: +1 score is worth ~0.95 nats below the offset, ~0 far above it
+    below = ppo.transform_scores([-3.0, -2.0], "logsigmoid")
+    above = ppo.transform_scores([8.0, 9.0], "logsigmoid")
+    assert below[1] - below[0] > 0.9 and above[1] - above[0] < 3e-4
+    with pytest.raises(ValueError, match="raw or logsigmoid, got 'sigmoid'"):
+        ppo.transform_scores(scores, "sigmoid")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"score_transform": "sigmoid"}, "score_transform must be one of raw, logsigmoid, got 'sigmoid'"),
+    ({"score_transform": "logsigmoid", "score_offset": float("inf")}, "score_offset must be a finite number, got inf"),
+    ({"score_offset": 1.5}, r"score_offset \(1.5\) is the centre of --score-transform logsigmoid; with "
+                            "--score-transform raw it would be ignored")])
+def test_the_score_settings_are_checked(settings, message):
+    from ms_gpt.flows.configs import PPOConfig
+
+    cfg = PPOConfig(policy="p", reward="r", prompts="x", out="o", **settings)
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
+    PPOConfig(policy="p", reward="r", prompts="x", out="o", score_transform="logsigmoid", score_offset=1.5).validate()
+
+
 def test_whiten_over_the_real_entries():
     rng, mask, _ = batch(1)
     x = rng.normal(3.0, 2.0, mask.shape)

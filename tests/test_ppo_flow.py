@@ -66,7 +66,11 @@ def test_rollout_log_probs_match_a_full_forward(models):
         assert np.allclose(logp.asnumpy()[i, :len(resp)], expected, atol=1e-4)
 
 
-def toy_trainer(models, out, steps, seed=0):
+def share_of_the(texts):  # the toy reward: how often "the" appears in a response (x 4)
+    return np.array([r.split().count("the") / max(len(r.split()), 1) for r in texts]) * 4
+
+
+def toy_trainer(models, out, steps, seed=0, **settings):
     from ms_gpt.flows import ppo as flow
     from ms_gpt.flows.configs import PPOConfig
 
@@ -76,13 +80,12 @@ def toy_trainer(models, out, steps, seed=0):
     prompts = flow.encode_prompts(PROMPTS.split("\n")[:-1], tok, False, None, 12, gpt.config.n_positions, "toy",
                                   False)
 
-    def share_of_the(prompt_texts, responses):  # reward: how often "the" appears in the response
-        return np.array([r.split().count("the") / max(len(r.split()), 1) for r in responses]) * 4
-
     cfg = PPOConfig(policy="toy", reward="toy", prompts="toy", out=str(out), steps=steps, batch_size=16,
-                    max_new_tokens=12, learning_rate=1e-4, kl_horizon=160, ckpt_every=1000, progress=False, seed=seed)
+                    max_new_tokens=12, learning_rate=1e-4, kl_horizon=160, ckpt_every=1000, progress=False, seed=seed,
+                    **settings)
     Path(out).mkdir(parents=True, exist_ok=True)
-    return flow.PPOTrainer(cfg, Path(out), gpt, ref, tok, prompts, share_of_the, True, None)
+    return flow.PPOTrainer(cfg, Path(out), gpt, ref, tok, prompts, lambda _, responses: share_of_the(responses), True,
+                           None)
 
 
 def test_ppo_raises_a_toy_reward(models, tmp_path):
@@ -93,6 +96,29 @@ def test_ppo_raises_a_toy_reward(models, tmp_path):
     assert history[-1]["kl"] > 0.5  # it moved away from the reference to get there ...
     assert history[-1]["entropy"] < history[0]["entropy"]  # ... and became surer
     assert all(np.isfinite([h[k] for h in history for k in ("policy_loss", "value_loss", "approx_kl")]))
+
+
+def test_logsigmoid_centres_on_the_starting_policys_mean_score_and_resume_keeps_it(models, tmp_path):
+    job = toy_trainer(models, tmp_path / "ls", steps=20, score_transform="logsigmoid")
+    # the offset: the toy reward's mean over 4 batches the untrained policy continues (apart from step 0's)
+    expected = np.mean(np.concatenate([share_of_the(job.rollout(n, stream=1)[2]) for n in range(4)]))
+    assert not np.allclose(share_of_the(job.rollout(0, stream=1)[2]), share_of_the(job.rollout(0)[2]))
+    history = job.fit(10)
+    assert job.score_offset == pytest.approx(expected, abs=1e-12) and 0.1 < expected < 0.6
+    for h in history:  # the steps maximise log σ(reward - offset): always below 0
+        assert -np.log1p(np.exp(-(0 - expected))) - 1e-9 <= h["score"] < 0  # reward >= 0 here
+    resumed = toy_trainer(models, tmp_path / "ls", steps=20, score_transform="logsigmoid")
+    resumed.calibrate = lambda: pytest.fail("a resumed run measured the offset again")
+    resumed.resume()
+    assert resumed.score_offset == job.score_offset
+    more = resumed.fit(None)
+    first = np.mean([h["reward"] for h in more[:5]])
+    last = np.mean([h["reward"] for h in more[-5:]])
+    assert last > first + 0.2, (first, last)  # the bounded score still raises it: measured 0.28 -> 0.52
+    fixed = toy_trainer(models, tmp_path / "fixed", steps=1, score_transform="logsigmoid", score_offset=2.0)
+    fixed.calibrate = lambda: pytest.fail("--score-offset given, but measured")
+    fixed.fit(None)
+    assert fixed.score_offset == 2.0
 
 
 def test_ppo_command_end_to_end_then_resume_repeats_the_run(models, tmp_path, venv_bin):
@@ -160,7 +186,9 @@ def test_ppo_bad_inputs_are_named(models, tmp_path, venv_bin):
     assert proc.returncode == 2 and "builtin:reviews-zh-prompts" in proc.stderr
     proc = run(venv_bin, *base, "--prompts", models / "prompts.txt", "--out", tmp_path / "o7", "--gamma", "1.5")
     assert proc.returncode == 2 and "gamma must be in [0, 1], got 1.5" in proc.stderr
-    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 8))  # nothing written for a bad input
+    proc = run(venv_bin, *base, "--prompts", models / "prompts.txt", "--out", tmp_path / "o8", "--score-offset", "nan")
+    assert proc.returncode == 2 and "score_offset must be a finite number, got nan" in proc.stderr
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 9))  # nothing written for a bad input
 
 
 def test_builtin_prompts_come_from_the_train_split():
@@ -199,3 +227,21 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert abs(seed_run["before"]["kl"]) < 1e-3  # the starting policy is the reference
     assert set(seed_run["met"]) == {"positive_after", "kl", "ppl"} and report["all_met"] in (True, False)
     assert "| seed | judged positive before → after" in (tmp_path / "ppo_demo.md").read_text()
+    # the demo's recipe reaches the commands: the reward model's dropout, PPO's β and KL target
+    reward_config = json.loads((tmp_path / "reward" / "run_config.json").read_text())
+    assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 64
+    ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
+    assert (ppo_config["init_kl_coef"], ppo_config["kl_target"]) == (0.3, 6.0)
+    assert ppo_config["score_transform"] == "raw" and ppo_config["score_offset"] is None
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--reward-dropout", "1.5", "--reward-dropout must be in [0, 1), got 1.5"),
+    ("--init-kl-coef", "0", "--init-kl-coef and --kl-target must be > 0, got 0.0 and 6.0"),
+    ("--reward-learning-rate", "-1", "--reward-learning-rate must be > 0, got -1.0")])
+def test_the_ppo_demo_refuses_bad_settings_before_any_work(tmp_path, flag, value, message):
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "ppo_demo.py"), "--out", str(tmp_path / "o"), flag,
+                           value], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -130,3 +130,23 @@ def test_a_reward_model_learns_an_easy_preference(pretrained, tmp_path, venv_bin
     gen = subprocess.run([str(venv_bin / "ms-gpt"), "generate", "--ckpt", str(out / "best"), "--prompt", "the"],
                          capture_output=True, text=True, timeout=300)
     assert gen.returncode == 2 and "a fine-tuned classifier" in gen.stderr
+
+
+def test_a_mean_pooled_reward_model_with_dropout_learns_and_records_what_it_reads(pretrained, tmp_path, venv_bin):
+    """--pool mean: the head reads the average of the real tokens' states (padding ignored), recorded in the
+    head's classifier.json so ms-gpt ppo scores the same way; --dropout sets the trunk's dropout while training."""
+    data = write_pairs(tmp_path / "pairs")
+    out = tmp_path / "rm"
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "reward", "--init", str(pretrained), "--data", str(data),
+                           "--out", str(out), "--epochs", "4", "--batch-size", "8", "--pool", "mean",
+                           "--dropout", "0.1", "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["accuracy"] >= 0.9 and m["defaults"]["dropout"] == 0.1
+    model, tok, meta = checkpoint.load_reward(out)
+    assert model.pool == "mean" and meta["pool"] == "mean" and "average" in meta["score"]
+    assert json.loads((out / "best" / "gpt_config.json").read_text())["resid_dropout"] == 0.1
+    e = tok.encode
+    row = [tok.bos_id] + e("the cat") + [tok.sep_id] + e("likes the green hat .") + [tok.eos_id]
+    score = lambda pads: model(mindspore.Tensor(np.array([row + [tok.pad_id] * pads], np.int32)))[0].asnumpy()[0, 0]  # noqa: E731
+    np.testing.assert_allclose(score(6), score(2), atol=1e-5)  # the padding does not enter the mean

@@ -8,6 +8,7 @@ Pure Python: ``ms-gpt --help`` imports this without MindSpore.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ms_gpt.checks import check_buckets, require_fractions, require_positive_ints
@@ -89,8 +90,12 @@ class FinetuneConfig(RunConfig):
     epochs: int | None = opt(None, "passes over the training split (at most: early stopping may end sooner)",
                              positive=True, none="by model size: 3 for GPT-1-size models, 10 for small ones")
     lm_weight: float | None = opt(None, "λ of the auxiliary LM loss (0 turns it off)",
-                                  none="by model size: 0.5 (GPT-1) for GPT-1-size models, 0 for small ones")
+                                  none="by model size: 0.5 (GPT-1) from 1M parameters, 0 below (the LM term "
+                                       "swamps a tiny model's task loss)")
     classifier_dropout: float = opt(0.1, "dropout before the task head")
+    dropout: float | None = opt(None, "dropout of the trunk's embeddings, attention and residual branches while "
+                                      "tuning", none="the checkpoint's own (0 after ms-gpt pretrain's short runs, "
+                                                     "0.1 for openai-gpt)")
     warmup_fraction: float | None = opt(None, "share of the steps for linear warmup",
                                         none="by model size: 0.002 (GPT-1), 0.05 for small models")
     patience: int = opt(3, "stop after this many epochs that lower neither the validation loss nor raise the "
@@ -129,8 +134,9 @@ class FinetuneConfig(RunConfig):
         if not isinstance(self.patience, int) or self.patience < 0:
             raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
         require_fractions(classifier_dropout=self.classifier_dropout, max_unk=self.max_unk)
-        if self.warmup_fraction is not None:
-            require_fractions(warmup_fraction=self.warmup_fraction)
+        for name in ("warmup_fraction", "dropout"):
+            if getattr(self, name) is not None:
+                require_fractions(**{name: getattr(self, name)})
 
 
 @dataclass
@@ -145,9 +151,13 @@ class RewardConfig(FinetuneConfig):
     # builtin:reviews-zh-pairs, --max-len 64, 2 epochs: test pairwise accuracy 0.838 at λ 0, 0.874 at 0.5).
     lm_weight: float | None = opt(0.5, "λ of the auxiliary LM loss over the responses' tokens (0 turns it off)")
 
-    DERIVED = FinetuneConfig.DERIVED + ("task", "reinit", "pool")
-    CLASSIFIER_META = {"role": "reward-model", "input": "<bos> prompt <sep> response <eos>",
-                       "score": "the head's output at the last token"}
+    pool: str = opt("last", "what the head reads: last = the last token (the usual reward model), mean = the "
+                            "average of the real tokens' states", choices=("last", "mean"))
+
+    DERIVED = FinetuneConfig.DERIVED + ("task", "reinit")
+    CLASSIFIER_META = {"role": "reward-model", "input": "<bos> prompt <sep> response <eos>"}
+    SCORES = {"last": "the head's output at the last token",
+              "mean": "the head's output on the average of the tokens' states"}
     ZERO_HEAD = True  # the head starts at 0: every response scores alike, the loss starts at ln 2
 
 
@@ -188,6 +198,7 @@ class SFTConfig(RunConfig):
 
 
 SCORE_INPUTS = ("auto", "pair", "text")
+SCORE_TRANSFORMS = ("raw", "logsigmoid")
 
 
 @dataclass
@@ -222,6 +233,13 @@ class PPOConfig(RunConfig):
                                    "<sep> response <eos>); text = prompt and response as one text (a reward model "
                                    "trained on pairs with empty prompts, such as builtin:reviews-zh-pairs)",
                            choices=SCORE_INPUTS, none="auto: what the reward model was trained on")
+    score_transform: str = opt("raw", "what PPO maximises of the reward model's score s: raw = s; logsigmoid = "
+                                      "log σ(s - offset), the log-probability of beating a response scored "
+                                      "--score-offset (bounded: past a clear win, more score earns nothing)",
+                               choices=SCORE_TRANSFORMS)
+    score_offset: float | None = opt(None, "the score that logsigmoid centres on",
+                                     none="the mean score of the starting policy's responses to 4 x --batch-size "
+                                          "prompts, measured before the first step")
     ckpt_every: int | None = opt(None, "save a resumable checkpoint every N steps", positive=True,
                                  none="every 10 steps and at the end")
     until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
@@ -260,6 +278,14 @@ class PPOConfig(RunConfig):
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if self.score_input not in SCORE_INPUTS:
             raise ValueError(f"score_input must be one of {', '.join(SCORE_INPUTS)}, got {self.score_input!r}")
+        if self.score_transform not in SCORE_TRANSFORMS:
+            raise ValueError(f"score_transform must be one of {', '.join(SCORE_TRANSFORMS)}, got "
+                             f"{self.score_transform!r}")
+        if self.score_offset is not None and not math.isfinite(self.score_offset):
+            raise ValueError(f"score_offset must be a finite number, got {self.score_offset!r}")
+        if self.score_offset is not None and self.score_transform != "logsigmoid":
+            raise ValueError(f"score_offset ({self.score_offset}) is the centre of --score-transform logsigmoid; "
+                             f"with --score-transform {self.score_transform} it would be ignored")
 
 
 @dataclass

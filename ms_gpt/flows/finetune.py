@@ -114,8 +114,12 @@ def mean_cross_entropy(logits, labels) -> float:
 
 
 def build_classifier(gpt, task: str, num_labels: int, cfg: FinetuneConfig, seed: int):
-    """GPTForSequenceClassification on ``gpt``'s architecture, with its weights unless ``cfg.reinit``."""
-    clf = GPTForSequenceClassification(gpt.config, num_labels, dropout_seed=seed, task=task,
+    """GPTForSequenceClassification on ``gpt``'s architecture, with its weights unless ``cfg.reinit`` (the
+    trunk's dropout set to ``cfg.dropout`` when given)."""
+    config = gpt.config
+    if cfg.dropout is not None:
+        config = config.replace(embd_dropout=cfg.dropout, attn_dropout=cfg.dropout, resid_dropout=cfg.dropout)
+    clf = GPTForSequenceClassification(config, num_labels, dropout_seed=seed, task=task,
                                        classifier_dropout=cfg.classifier_dropout, with_lm=cfg.lm_weight > 0,
                                        pool=cfg.pool)
     if not cfg.reinit:
@@ -151,6 +155,7 @@ def resolve_defaults(cfg: FinetuneConfig, gpt) -> tuple[FinetuneConfig, dict]:
     chosen = {"parameters": n_params, "size": recipe.size, "learning_rate": train.learning_rate,
               "lm_weight": resolved.lm_weight, "epochs": resolved.epochs, "warmup_fraction": resolved.warmup_fraction,
               "max_len": max_len, "patience": cfg.patience,
+              "dropout": gpt.config.resid_dropout if cfg.dropout is None else cfg.dropout,
               "by_size": sorted(n for n, v in (("learning_rate", cfg.train.learning_rate), ("lm_weight", cfg.lm_weight),
                                                ("epochs", cfg.epochs), ("warmup_fraction", cfg.warmup_fraction),
                                                ("max_len", cfg.batching.max_len)) if v is None)}

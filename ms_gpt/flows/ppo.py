@@ -156,6 +156,7 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, tok, prompts: Prompts, s
     history = job.fit(cfg.until)
     metrics = {"policy": str(cfg.policy), "reward_model": str(cfg.reward), "prompts": str(cfg.prompts),
                "n_prompts": len(prompts.ids), "learning_rate": lr, "score_input": scorer.score_input,
+               "score_transform": cfg.score_transform, "score_offset": job.score_offset,
                "device": settings.target, "steps_done": job.step, "steps": history,
                "reward": _first_last(history, "reward"), "kl": _first_last(history, "kl"),
                "samples": job.samples}
@@ -217,11 +218,12 @@ class PPOTrainer:
         wrap = mindspore.jit if jit else (lambda f: f)
         self._stats, self._ref, self._train = wrap(policy_stats), wrap(ref_logp), wrap(train_step)
         self.step, self.history, self.samples = 0, [], []
+        self.score_offset = cfg.score_offset  # measured before the first step when logsigmoid needs it
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
         return {"step": self.step, "history": self.history, "beta": self.beta, "samples": self.samples,
-                "train_config": {"steps": self.cfg.steps}}
+                "score_offset": self.score_offset, "train_config": {"steps": self.cfg.steps}}
 
     def save(self, **extra) -> None:
         checkpoint.save_train_state(self.out, self.gpt, self.optimizer, {**self.state(), **extra}, kind="lm",
@@ -232,12 +234,15 @@ class PPOTrainer:
                                             extra={checkpoint.VALUE_HEAD: self.head})
         self.step, self.history = state["step"], state["history"]
         self.beta, self.samples = state["beta"], state.get("samples", [])
+        self.score_offset = state.get("score_offset", self.score_offset)
         if self.controller is not None:
             self.controller.beta = self.beta
 
     # ------------------------------------------------------------------ loop
     def fit(self, until: int | None) -> list:
         until = self.cfg.steps if until is None else min(until, self.cfg.steps)
+        if self.cfg.score_transform == "logsigmoid" and self.score_offset is None:
+            self.score_offset = self.calibrate()
         bar = None
         if self.cfg.progress:
             from tqdm import tqdm
@@ -263,9 +268,22 @@ class PPOTrainer:
                 bar.close()
         return self.history
 
-    def rollout(self, step: int):
+    def calibrate(self, batches: int = 4) -> float:
+        """The mean reward-model score of the starting policy's responses to ``batches`` x --batch-size
+        prompts (drawn apart from the steps' own): the centre of the logsigmoid transform, so a response
+        earns about log 1/2 for being as good as the reference's typical one."""
+        scores = []
+        for n in range(batches):
+            roll, prompt_texts, responses = self.rollout(n, stream=1)
+            scores.append(self.scorer(prompt_texts, responses))
+        offset = float(np.concatenate(scores).mean())
+        print(f"ms-gpt ppo: score offset {offset:.4f} (the starting policy's mean score over "
+              f"{batches * self.cfg.batch_size} responses)")
+        return offset
+
+    def rollout(self, step: int, stream: int | None = None):
         cfg, prompts = self.cfg, self.prompts
-        rng = np.random.default_rng([cfg.seed, step])
+        rng = np.random.default_rng([cfg.seed, step] + ([] if stream is None else [stream]))
         n = len(prompts.ids)
         pick = rng.choice(n, size=cfg.batch_size, replace=n < cfg.batch_size)
         roll = rollouts.sample(self.gpt, [prompts.ids[i] for i in pick], prompts.length, cfg.max_new_tokens,
@@ -284,7 +302,8 @@ class PPOTrainer:
         mask = roll.mask.astype(np.float64)
         values = values * mask  # 0 after each response's end
         beta = self.beta
-        rewards = rl.shaped_rewards(scores, logp, ref_logp, mask, beta)
+        shaped = rl.transform_scores(scores, cfg.score_transform, self.score_offset or 0.0)
+        rewards = rl.shaped_rewards(shaped, logp, ref_logp, mask, beta)
         advantages, returns = rl.gae(rewards, values, mask, cfg.gamma, cfg.lam)
         advantages = rl.whiten(advantages, mask)
         f32 = lambda a: Tensor(np.asarray(a, np.float32))  # noqa: E731
@@ -303,7 +322,7 @@ class PPOTrainer:
                                                                    responses[:SAMPLES_SHOWN])]
         n_tokens = mask.sum()
         return {"step": self.step + 1, "reward": float(scores.mean()), "reward_std": float(scores.std()),
-                "kl": kl, "beta": beta, "objective": float(scores.mean() - beta * kl),
+                "score": float(shaped.mean()), "kl": kl, "beta": beta, "objective": float(shaped.mean() - beta * kl),
                 "entropy": float((entropy * mask).sum() / n_tokens),
                 "response_length": float(mask.sum(axis=1).mean()),
                 **{k: float(np.mean([u[k] for u in updates])) for k in updates[0]},

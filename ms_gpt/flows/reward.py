@@ -1,6 +1,7 @@
 """``ms-gpt reward``: a reward model from preference pairs (the third step of the ChatGPT recipe).
 
-The trunk of ``--init`` plus a scalar head read at the last token of ``<bos> prompt <sep> response <eos>``,
+The trunk of ``--init`` plus a scalar head read at the last token of ``<bos> prompt <sep> response <eos>``
+(``--pool mean``: on the average of the tokens' states),
 trained on ``-log σ(r(chosen) - r(rejected))``: fine-tuning's two-choice head with the chosen response as
 the gold choice, which is the same loss (:mod:`ms_gpt.data.preferences`). Early stopping, the best
 checkpoint (``OUT/best``, loaded by :func:`ms_gpt.checkpoint.load_reward`), the ``<unk>`` guard and the
@@ -23,5 +24,6 @@ def reward(cfg: RewardConfig) -> dict:
     pairs = load_preferences(cfg.data, seed=cfg.seed)
     data_set = as_choice_task(pairs, cfg.data)
     empty = all(not row["prompt"].strip() for row in pairs["train"])
-    meta = {**RewardConfig.CLASSIFIER_META, "score_input": "text" if empty else "pair"}
+    meta = {**RewardConfig.CLASSIFIER_META, "score": RewardConfig.SCORES[cfg.pool],
+            "score_input": "text" if empty else "pair"}
     return finetune.finetune(cfg, data_set=data_set, meta=meta)
