@@ -49,6 +49,19 @@ def transform_scores(scores, kind: str, offset: float = 0.0) -> np.ndarray:
     raise ValueError(f"score transform must be raw or logsigmoid, got {kind!r}")
 
 
+def leave_one_out(scores, group_size: int) -> np.ndarray:
+    """[b] each score minus the mean of the other ``group_size - 1`` scores of its group (consecutive rows
+    ``group_size`` at a time: the responses to one prompt); ``group_size`` 1 returns the scores unchanged."""
+    scores = np.asarray(scores, np.float64)
+    if group_size == 1:
+        return scores
+    if group_size < 1 or scores.shape[0] % group_size:
+        raise ValueError(f"{scores.shape[0]} scores do not split into groups of {group_size}")
+    groups = scores.reshape(-1, group_size)
+    others = (groups.sum(axis=1, keepdims=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(-1)
+
+
 def sequence_kl(logp, ref_logp, mask) -> np.ndarray:
     """[b] the sampled estimate of KL(π || π_ref) of each response: the sum of ``logp - ref_logp``."""
     return ((np.asarray(logp, np.float64) - np.asarray(ref_logp, np.float64)) * np.asarray(mask)).sum(axis=1)
@@ -99,6 +112,28 @@ def clipped_value_loss(values, old_values, returns, mask, clip: float = 0.2):
     v_clip = old_values + ops.clamp(values - old_values, -clip, clip)
     worst = ops.maximum((values - returns) ** 2, (v_clip - returns) ** 2)
     return 0.5 * (worst * mask).sum() / ops.maximum(mask.sum(), 1.0)
+
+
+def position_kl(logp_all, ref_logp_all):
+    """[b, T] the exact KL(π(·|s_t) || π_ref(·|s_t)) at each position, summed over the vocabulary (MindSpore
+    tensors [b, T, vocab] of log-probabilities; differentiable in ``logp_all``)."""
+    return (ops.exp(logp_all) * (logp_all - ref_logp_all)).sum(-1)
+
+
+def kl_loss(logp_all, ref_logp_all, mask):
+    """The KL penalty as a loss term (``ms-gpt ppo --kl-penalty loss``): the mean over real tokens of
+    :func:`position_kl`. Its gradient pulls every visited position's whole distribution toward the
+    reference's, where the penalty in the reward (:func:`shaped_rewards`) reaches the policy only through
+    the sampled tokens' log-ratios, a noisy signal."""
+    return (position_kl(logp_all, ref_logp_all) * mask).sum() / ops.maximum(mask.sum(), 1.0)
+
+
+def masked_std(x, mask) -> float:
+    """The standard deviation of ``x`` over the entries where ``mask`` is 1 (NumPy)."""
+    x, mask = np.asarray(x, np.float64), np.asarray(mask, np.float64)
+    n = max(mask.sum(), 1.0)
+    mean = (x * mask).sum() / n
+    return float(np.sqrt((((x - mean) * mask) ** 2).sum() / n))
 
 
 def policy_stats(logp, old_logp, mask, clip: float = 0.2) -> dict:

@@ -94,11 +94,11 @@ def sample(gpt, prompts, prompt_len: int, new_tokens: int, pad_id: int, stop_ids
     return Rollout(np.concatenate([ids, response], axis=1), mask, prompt_len)
 
 
-def token_stats(gpt, head, ids, prompt_len: int, bias):
-    """The numbers a rollout needs from one full forward (a graph function of MindSpore tensors):
-    ``logp`` [b, T] of each response token, ``values`` [b, T] (None without a ``head``) and the
-    policy's ``entropy`` [b, T] at each response position, all read at the positions that predict
-    the response tokens (``prompt_len - 1`` .. ``L - 2``)."""
+def response_log_probs(gpt, ids, prompt_len: int, bias):
+    """One full forward (a graph function of MindSpore tensors): the states ``h`` [b, T, d] at the positions
+    that predict the response tokens (``prompt_len - 1`` .. ``L - 2``), the log-probabilities there of
+    every token, ``logp_all`` [b, T, vocab] (``bias`` added to the logits first), and of the response's own,
+    ``logp`` [b, T]."""
     hidden, _ = gpt.decoder(ids)  # [b, L, d]
     length = ids.shape[1]
     h = hidden[:, prompt_len - 1:length - 1]  # [b, T, d]: the states that predict response token t
@@ -106,7 +106,18 @@ def token_stats(gpt, head, ids, prompt_len: int, bias):
     logp_all = ops.log_softmax(logits, -1)
     targets = ids[:, prompt_len:]  # [b, T]
     onehot = ops.one_hot(targets, logits.shape[-1], ops.ones((), mindspore.float32), ops.zeros((), mindspore.float32))
-    logp = (logp_all * onehot).sum(-1)
+    return h, logp_all, (logp_all * onehot).sum(-1)
+
+
+def token_stats(gpt, head, ids, prompt_len: int, bias, detach_values: bool = False):
+    """The numbers a rollout needs from one full forward (a graph function of MindSpore tensors):
+    ``logp`` [b, T] of each response token, ``values`` [b, T] (None without a ``head``) and the
+    policy's ``entropy`` [b, T] at each response position, all read at the positions that predict
+    the response tokens (``prompt_len - 1`` .. ``L - 2``). ``detach_values``: the head reads the states
+    without a gradient back into the trunk."""
+    h, logp_all, logp = response_log_probs(gpt, ids, prompt_len, bias)
     entropy = -(ops.exp(logp_all) * logp_all).sum(-1)
-    values = head(h) if head is not None else None
+    values = None
+    if head is not None:
+        values = head(ops.stop_gradient(h) if detach_values else h)
     return logp, values, entropy

@@ -4,7 +4,7 @@ gradients."""
 import mindspore
 import numpy as np
 import pytest
-from mindspore import Tensor
+from mindspore import Tensor, ops
 
 from ms_gpt import ppo
 
@@ -81,6 +81,10 @@ def test_the_logsigmoid_score_is_the_log_probability_of_beating_the_offset():
 @pytest.mark.parametrize("settings, message", [
     ({"score_transform": "sigmoid"}, "score_transform must be one of raw, logsigmoid, got 'sigmoid'"),
     ({"score_transform": "logsigmoid", "score_offset": float("inf")}, "score_offset must be a finite number, got inf"),
+    ({"group_size": 3}, r"batch_size \(16\) must be a multiple of group_size \(3\)"),
+    ({"group_size": 0}, "group_size must be a positive integer"),
+    ({"kl_penalty": "both"}, "kl_penalty must be one of reward, loss, got 'both'"),
+    ({"value_trunk": "frozen"}, "value_trunk must be one of shared, detached, got 'frozen'"),
     ({"score_offset": 1.5}, r"score_offset \(1.5\) is the centre of --score-transform logsigmoid; with "
                             "--score-transform raw it would be ignored")])
 def test_the_score_settings_are_checked(settings, message):
@@ -138,3 +142,61 @@ def test_policy_stats():
     assert stats["clip_fraction"] == pytest.approx(0.5)
     r = np.array([1.0, 1.1, 1.3, 0.7])
     assert stats["approx_kl"] == pytest.approx(np.mean((r - 1) - np.log(r))) and stats["approx_kl"] > 0
+
+
+def test_the_exact_kl_term_equals_numpy_and_pulls_toward_the_reference():
+    rng = np.random.default_rng(3)
+    logits, ref_logits = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3, 5))
+    logits[..., 4] = ref_logits[..., 4] = -1e9  # a banned token: probability 0 in both, no contribution
+    log_softmax = lambda z: z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - \
+        z.max(-1, keepdims=True)  # noqa: E731
+    p, q = log_softmax(logits), log_softmax(ref_logits)
+    expected = (np.exp(p) * (p - q)).sum(-1)  # [2, 3]
+    assert (expected > 0).all()
+    got = ppo.position_kl(Tensor(p, mindspore.float32), Tensor(q, mindspore.float32)).asnumpy()
+    assert np.allclose(got, expected, atol=1e-5)
+    mask = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
+    loss = ppo.kl_loss(Tensor(p, mindspore.float32), Tensor(q, mindspore.float32), Tensor(mask))
+    assert float(loss.asnumpy()) == pytest.approx((expected * mask).sum() / 3, abs=1e-5)
+    # its gradient moves the logits toward the reference's: one small step lowers the KL
+    grad = mindspore.grad(lambda z: ppo.kl_loss(ops.log_softmax(z, -1), Tensor(q, mindspore.float32),
+                                                Tensor(mask)))(Tensor(logits, mindspore.float32)).asnumpy()
+    stepped = log_softmax(logits - 0.5 * grad)
+    assert ((np.exp(stepped) * (stepped - q)).sum(-1) * mask).sum() < (expected * mask).sum()
+    assert np.allclose(grad[1, 1:], 0) and np.allclose(grad[0, 2], 0)  # padded positions get no gradient
+    assert ppo.masked_std([[1.0, 3.0, 100.0]], [[1, 1, 0]]) == pytest.approx(1.0)
+
+
+def test_the_frontier_reweights_reference_samples_by_exp_reward_over_beta():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ppo_frontier", Path(__file__).parent.parent / "scripts" /
+                                                  "ppo_frontier.py")
+    frontier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frontier)
+    rewards = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    positive = np.array([[1, 0, 0, 0], [1, 0, 0, 0]], float)
+    flat = frontier.tilt(np.zeros((2, 4)), positive, 1.0)  # equal rewards: the reference itself
+    assert flat["kl"] == pytest.approx(0.0, abs=1e-12) and flat["positive_share"] == pytest.approx(0.25)
+    one = frontier.tilt(rewards, positive, 1.0)
+    w = np.exp([1.0, 0, 0, 0]) / (np.e + 3)  # prompt 2's weights; prompt 1 stays uniform
+    assert one["positive_share"] == pytest.approx((0.25 + w[0]) / 2)
+    assert one["kl"] == pytest.approx((w * np.log(4 * w)).sum() / 2)
+    sharp = frontier.tilt(rewards, positive, 1e-3)  # β -> 0: all weight on the best sample, KL -> log K
+    assert sharp["positive_share"] == pytest.approx(0.625) and sharp["kl"] == pytest.approx(np.log(4) / 2)
+    curve = [frontier.tilt(rewards, positive, b) for b in (4.0, 1.0, 0.25)]
+    assert frontier.kl_to_reach(curve, 0.55) == pytest.approx(curve[2]["kl"])
+    assert frontier.kl_to_reach(curve, 0.99) is None
+
+
+def test_leave_one_out_compares_each_response_with_the_others_to_its_prompt():
+    scores = np.array([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
+    got = ppo.leave_one_out(scores, 3)
+    expected = [1 - 4, 2 - 3.5, 6 - 1.5, 0 - 1.5, 0 - 1.5, 3 - 0]
+    assert np.allclose(got, expected)
+    assert np.allclose(got.reshape(2, 3).sum(axis=1), 0)  # each prompt's group sums to 0
+    assert np.allclose(ppo.leave_one_out(scores + 10.0, 3), got)  # a prompt-wide shift cancels
+    assert np.array_equal(ppo.leave_one_out(scores, 1), scores)
+    with pytest.raises(ValueError, match="6 scores do not split into groups of 4"):
+        ppo.leave_one_out(scores, 4)

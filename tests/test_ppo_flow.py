@@ -10,7 +10,7 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import checkpoint, device
+from ms_gpt import checkpoint, device, rollouts
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_reward import write_pairs  # noqa: E402
@@ -66,6 +66,28 @@ def test_rollout_log_probs_match_a_full_forward(models):
         assert np.allclose(logp.asnumpy()[i, :len(resp)], expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("detached", [False, True])
+def test_the_value_loss_reaches_the_trunk_only_when_shared(models, detached):
+    from ms_gpt.model.value import ValueHead
+
+    device.setup("CPU", mode="jit", seed=0)
+    gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)
+    head = ValueHead(gpt.config.d_model)
+    head.weight.set_data(mindspore.Tensor(np.full((gpt.config.d_model, 1), 0.1, np.float32)))  # (it starts at 0)
+    ids = mindspore.Tensor(np.random.default_rng(0).integers(5, gpt.config.vocab_size, (2, 10)), mindspore.int32)
+    bias = mindspore.Tensor(np.zeros(gpt.config.vocab_size, np.float32))
+
+    def value_sum(ids):
+        return rollouts.token_stats(gpt, head, ids, 4, bias, detached)[1].sum()
+
+    trunk, own = gpt.trainable_params(), head.trainable_params()
+    grads = mindspore.value_and_grad(value_sum, None, trunk + own)(ids)[1]
+    trunk_norm = sum(float(np.abs(g.asnumpy()).sum()) for g in grads[:len(trunk)])
+    head_norm = sum(float(np.abs(g.asnumpy()).sum()) for g in grads[len(trunk):])
+    assert head_norm > 0  # the head learns either way
+    assert (trunk_norm == 0) == detached, trunk_norm
+
+
 def share_of_the(texts):  # the toy reward: how often "the" appears in a response (x 4)
     return np.array([r.split().count("the") / max(len(r.split()), 1) for r in texts]) * 4
 
@@ -119,6 +141,42 @@ def test_logsigmoid_centres_on_the_starting_policys_mean_score_and_resume_keeps_
     fixed.calibrate = lambda: pytest.fail("--score-offset given, but measured")
     fixed.fit(None)
     assert fixed.score_offset == 2.0
+
+
+def test_the_kl_loss_pulls_a_drifted_policy_back_to_the_reference(models, tmp_path):
+    """--kl-penalty loss with a reward that says nothing (always 0): only the KL term moves the policy, and a
+    policy pushed away from the reference returns toward it."""
+    job = toy_trainer(models, tmp_path / "back", steps=20, kl_penalty="loss", kl_target=None, init_kl_coef=1.0)
+    job.scorer = lambda _, responses: np.zeros(len(responses))
+    rng = np.random.default_rng(0)
+    for p in job.gpt.trainable_params():  # the drift: noise on every weight of the policy (not the reference)
+        if p.ndim == 2:
+            p.set_data(mindspore.Tensor(p.asnumpy() + rng.normal(0, 0.15, p.shape).astype(np.float32)))
+    history = job.fit(None)
+    assert history[0]["kl"] > 3.0, history[0]["kl"]
+    # measured: 8.99 -> 5.46 (the mean of the last 5 steps); with --kl-penalty reward 8.99 -> 7.42
+    assert np.mean([h["kl"] for h in history[-5:]]) < 0.7 * history[0]["kl"], [h["kl"] for h in history]
+    assert all(h["kl_coef"] == 1.0 for h in history)  # equal scores: β itself
+
+
+@pytest.mark.parametrize("group_size", [1, 4])
+def test_groups_of_responses_to_one_prompt_are_scored_against_each_other(models, tmp_path, monkeypatch, group_size):
+    """--group-size 4: 4 prompts a step, each continued 4 times, each response's score taken relative to the
+    mean of the other 3. A reward that depends on the prompt alone then says nothing (0 for every response);
+    one response a prompt keeps the scores as they are."""
+    from ms_gpt.flows import ppo as flow
+
+    job = toy_trainer(models, tmp_path / "g", steps=1, group_size=group_size)
+    texts = job.rollout(0)[1]
+    assert len(texts) == 16 and all(len(set(texts[i:i + group_size])) == 1 for i in range(0, 16, group_size))
+    assert len(set(texts)) >= 2  # the groups' prompts are drawn (from 5), not one repeated
+    job.scorer = lambda prompts, _: np.array([float(len(p)) for p in prompts])
+    seen = []
+    real = flow.rl.shaped_rewards
+    monkeypatch.setattr(flow.rl, "shaped_rewards", lambda score, *rest: seen.append(score) or real(score, *rest))
+    job.fit(None)
+    expected = 0.0 if group_size == 4 else np.array([float(len(p)) for p in texts])
+    assert np.array_equal(seen[0], np.broadcast_to(expected, (16,)))
 
 
 def test_ppo_command_end_to_end_then_resume_repeats_the_run(models, tmp_path, venv_bin):
@@ -233,6 +291,19 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
     assert (ppo_config["init_kl_coef"], ppo_config["kl_target"]) == (0.3, 6.0)
     assert ppo_config["score_transform"] == "raw" and ppo_config["score_offset"] is None
+    # the KL-regularised optimum of the same reward model, estimated from reference samples
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "ppo_frontier.py"), "--demo", str(tmp_path),
+                           "--samples", "3", "--eval-prompts", "8", "--new-tokens", "8"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frontier = json.loads((tmp_path / "frontier.json").read_text())
+    assert frontier["prompts"] == 8 and frontier["samples"] == 3
+    curve = frontier["reward_model"]
+    assert [c["beta"] for c in curve] == sorted((c["beta"] for c in curve), reverse=True)
+    for c in curve:  # the estimate lies in [0, log K]; the reward under π* grows as β falls
+        assert -1e-9 <= c["kl"] <= np.log(3) + 1e-9 and 0 <= c["positive_share"] <= 1
+    assert curve[-1]["reward"] >= curve[0]["reward"] - 1e-9
+    assert 0 <= frontier["reference"]["positive_share"] <= 1 and frontier["reference"]["response_chars"] > 0
 
 
 @pytest.mark.parametrize("flag, value, message", [

@@ -199,6 +199,8 @@ class SFTConfig(RunConfig):
 
 SCORE_INPUTS = ("auto", "pair", "text")
 SCORE_TRANSFORMS = ("raw", "logsigmoid")
+VALUE_TRUNKS = ("shared", "detached")
+KL_PENALTIES = ("reward", "loss")
 
 
 @dataclass
@@ -213,6 +215,10 @@ class PPOConfig(RunConfig):
     steps: int = opt(60, "PPO steps (each: one batch of rollouts, then --ppo-epochs passes over it)", positive=True)
     batch_size: int = opt(16, "rollouts (prompts continued) per step", positive=True)
     max_new_tokens: int = opt(32, "the longest response (a response ends earlier at <eos>)", positive=True)
+    group_size: int = opt(1, "responses sampled per prompt: --batch-size / G prompts a step, each continued G "
+                             "times; with G > 1 each response's score is taken relative to the mean of the "
+                             "other G - 1 responses to its prompt (a leave-one-out baseline, as RLOO), so the "
+                             "advantages compare responses, not prompts", positive=True)
     ppo_epochs: int = opt(4, "optimisation passes over each batch of rollouts", positive=True)
     learning_rate: float | None = opt(None, "Adam's learning rate (constant)",
                                       none="by model size: 1e-5 for GPT-1-size models (50M parameters and up), "
@@ -220,6 +226,12 @@ class PPOConfig(RunConfig):
     init_kl_coef: float = opt(0.1, "β at the start: the weight of the per-token KL penalty to the reference")
     kl_target: float | None = opt(6.0, "the KL (nats per response) the adaptive controller steers β toward",
                                   none="none: β stays fixed")
+    kl_penalty: str = opt("reward", "where β's KL penalty enters: reward = -β (log π - log π_ref) of each sampled "
+                                    "token in the per-token reward (Ziegler et al.); loss = β x the exact "
+                                    "per-position KL over the vocabulary as a loss term beside the clipped "
+                                    "objective (scaled by 1/std of the advantages, which whitening divides "
+                                    "the score's part by), the reward then the score alone",
+                          choices=KL_PENALTIES)
     kl_horizon: int | None = opt(None, "rollouts over which β may change by 20 % at most (Ziegler et al.: 10000)",
                                  positive=True, none="10 steps' rollouts (10 x --batch-size): a short run's β "
                                                      "can still move")
@@ -228,6 +240,10 @@ class PPOConfig(RunConfig):
     clip_range: float = opt(0.2, "ε of PPO's clipped ratio")
     value_clip: float = opt(0.2, "how far the value estimates may move from the rollout's per update")
     vf_coef: float = opt(0.1, "weight of the value loss beside the policy loss")
+    value_trunk: str = opt("shared", "what the value loss trains: shared = the value head and, through its input, "
+                                     "the policy's trunk (one network, as Ziegler et al.); detached = the head "
+                                     "alone (the trunk's states reach it without a gradient, so only the policy "
+                                     "loss moves the policy)", choices=VALUE_TRUNKS)
     grad_clip: float = opt(1.0, "clip gradients to this global norm")
     score_input: str = opt("auto", "what the reward model reads: pair = the prompt and the response (<bos> prompt "
                                    "<sep> response <eos>); text = prompt and response as one text (a reward model "
@@ -259,6 +275,10 @@ class PPOConfig(RunConfig):
                 require_positive_ints(**{name: getattr(self, name)})
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (advantages are whitened over the batch), got {self.batch_size}")
+        require_positive_ints(group_size=self.group_size)
+        if self.batch_size % self.group_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size}): "
+                             f"each step continues batch_size / group_size prompts group_size times")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         for name in ("init_kl_coef", "vf_coef"):
@@ -278,6 +298,10 @@ class PPOConfig(RunConfig):
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if self.score_input not in SCORE_INPUTS:
             raise ValueError(f"score_input must be one of {', '.join(SCORE_INPUTS)}, got {self.score_input!r}")
+        if self.kl_penalty not in KL_PENALTIES:
+            raise ValueError(f"kl_penalty must be one of {', '.join(KL_PENALTIES)}, got {self.kl_penalty!r}")
+        if self.value_trunk not in VALUE_TRUNKS:
+            raise ValueError(f"value_trunk must be one of {', '.join(VALUE_TRUNKS)}, got {self.value_trunk!r}")
         if self.score_transform not in SCORE_TRANSFORMS:
             raise ValueError(f"score_transform must be one of {', '.join(SCORE_TRANSFORMS)}, got "
                              f"{self.score_transform!r}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import mindspore
 import numpy as np
-from mindspore import Tensor
+from mindspore import Tensor, ops
 
 from ms_gpt import atomic, checkpoint, interrupt, recipes, rollouts
 from ms_gpt import ppo as rl
@@ -194,18 +194,25 @@ class PPOTrainer:
         bias = Tensor(self.bias_np)
         length, head = prompts.length, self.head
         clip, value_clip, vf_coef = cfg.clip_range, cfg.value_clip, cfg.vf_coef
+        detach, in_loss = cfg.value_trunk == "detached", cfg.kl_penalty == "loss"
 
         def policy_stats(ids):
             return rollouts.token_stats(gpt, head, ids, length, bias)
 
         def ref_logp(ids):
-            return rollouts.token_stats(ref, None, ids, length, bias)[0]
+            _, logp_all, logp = rollouts.response_log_probs(ref, ids, length, bias)
+            return (logp, logp_all) if in_loss else logp
 
-        def objective(ids, mask, old_logp, old_values, advantages, returns):
-            logp, values, _ = rollouts.token_stats(gpt, head, ids, length, bias)
+        def objective(ids, mask, old_logp, old_values, advantages, returns, *kl_inputs):
+            h, logp_all, logp = rollouts.response_log_probs(gpt, ids, length, bias)
+            values = head(ops.stop_gradient(h) if detach else h)
             pg = rl.clipped_policy_loss(logp, old_logp, advantages, mask, clip)
             vf = rl.clipped_value_loss(values, old_values, returns, mask, value_clip)
-            return pg + vf_coef * vf, pg, vf, logp
+            loss = pg + vf_coef * vf
+            if in_loss:  # kl_inputs: the reference's log-probabilities [b, T, vocab] and β / std(advantages)
+                ref_logp_all, kl_coef = kl_inputs
+                loss = loss + kl_coef * rl.kl_loss(logp_all, ref_logp_all, mask)
+            return loss, pg, vf, logp
 
         grad_fn = mindspore.value_and_grad(objective, None, self.optimizer.parameters, has_aux=True)
         optimizer = self.optimizer
@@ -285,7 +292,8 @@ class PPOTrainer:
         cfg, prompts = self.cfg, self.prompts
         rng = np.random.default_rng([cfg.seed, step] + ([] if stream is None else [stream]))
         n = len(prompts.ids)
-        pick = rng.choice(n, size=cfg.batch_size, replace=n < cfg.batch_size)
+        k = cfg.batch_size // cfg.group_size  # prompts this step, each continued group_size times
+        pick = np.repeat(rng.choice(n, size=k, replace=n < k), cfg.group_size)
         roll = rollouts.sample(self.gpt, [prompts.ids[i] for i in pick], prompts.length, cfg.max_new_tokens,
                                self.tok.pad_id, self.stops, self.bias_np, rng)
         texts = [self.tok.decode([t for t in r if t not in self.stops]) for r in roll.responses]
@@ -297,17 +305,27 @@ class PPOTrainer:
         roll, prompt_texts, responses = self.rollout(self.step)
         ids = Tensor(roll.ids)
         logp, values, entropy = (x.asnumpy().astype(np.float64) for x in self._stats(ids))
-        ref_logp = self._ref(ids).asnumpy().astype(np.float64)
+        ref_out = self._ref(ids)
+        ref_logp_all = ref_out[1] if cfg.kl_penalty == "loss" else None
+        ref_logp = (ref_out[0] if ref_logp_all is not None else ref_out).asnumpy().astype(np.float64)
         scores = self.scorer(prompt_texts, responses)
         mask = roll.mask.astype(np.float64)
         values = values * mask  # 0 after each response's end
         beta = self.beta
         shaped = rl.transform_scores(scores, cfg.score_transform, self.score_offset or 0.0)
-        rewards = rl.shaped_rewards(shaped, logp, ref_logp, mask, beta)
+        # the KL penalty: in the per-token reward, or (kl_penalty loss) a loss term, the reward the score alone
+        relative = rl.leave_one_out(shaped, cfg.group_size)  # (the scores themselves when group_size is 1)
+        rewards = rl.shaped_rewards(relative, logp, ref_logp, mask, beta if ref_logp_all is None else 0.0)
         advantages, returns = rl.gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        # whitening divides the score's part of the objective by the advantages' std: the KL term alike
+        # (equal scores carry no signal to balance: then β alone)
+        sigma = rl.masked_std(advantages, mask)
+        kl_coef = (beta / sigma if sigma > 1e-6 else beta) if ref_logp_all is not None else 0.0
         advantages = rl.whiten(advantages, mask)
         f32 = lambda a: Tensor(np.asarray(a, np.float32))  # noqa: E731
         batch = (ids, f32(mask), f32(logp), f32(values), f32(advantages), f32(returns))
+        if ref_logp_all is not None:
+            batch += (ref_logp_all, f32(kl_coef))
         updates = []
         for _ in range(cfg.ppo_epochs):
             pg, vf, new_logp, norm = self._train(*batch)
@@ -322,7 +340,8 @@ class PPOTrainer:
                                                                    responses[:SAMPLES_SHOWN])]
         n_tokens = mask.sum()
         return {"step": self.step + 1, "reward": float(scores.mean()), "reward_std": float(scores.std()),
-                "score": float(shaped.mean()), "kl": kl, "beta": beta, "objective": float(shaped.mean() - beta * kl),
+                "score": float(shaped.mean()), "kl": kl, "beta": beta, "kl_coef": kl_coef,
+                "objective": float(shaped.mean() - beta * kl),
                 "entropy": float((entropy * mask).sum() / n_tokens),
                 "response_length": float(mask.sum(axis=1).mean()),
                 **{k: float(np.mean([u[k] for u in updates])) for k in updates[0]},

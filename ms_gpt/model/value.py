@@ -1,5 +1,6 @@
 """PPO's value head: a scalar estimate of the return from each position, read by one linear layer from
-the GPT's last hidden states (the head shares the policy's trunk, as in Ziegler et al. 2019 and trl).
+the GPT's last hidden states (the head shares the policy's trunk, as in Ziegler et al. 2019 and trl; with
+``ms-gpt ppo --value-trunk detached`` it reads them without a gradient into the trunk).
 
 It is a cell of its own, not a child of the GPT: the GPT's weight names stay those of any ms_gpt language
 model (a PPO run folder generates like any checkpoint), and the head is saved beside it as
