@@ -83,14 +83,25 @@ def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95) -> tuple[n
     return adv, (adv + values) * mask
 
 
+def _masked_moments(x, mask) -> tuple[float, float]:
+    """The mean and variance of ``x`` over the entries where ``mask`` is 1 (0, 0 when there are none)."""
+    n = max(mask.sum(), 1.0)
+    mean = (x * mask).sum() / n
+    return mean, (((x - mean) * mask) ** 2).sum() / n
+
+
+def masked_std(x, mask) -> float:
+    """The standard deviation of ``x`` over the entries where ``mask`` is 1 (NumPy)."""
+    return float(np.sqrt(_masked_moments(np.asarray(x, np.float64), np.asarray(mask, np.float64))[1]))
+
+
 def whiten(x, mask, shift_mean: bool = True) -> np.ndarray:
     """``x`` scaled to unit variance (and zero mean, unless ``shift_mean`` is False) over the masked entries."""
     x, mask = np.asarray(x, np.float64), np.asarray(mask, np.float64)
     n = mask.sum()
     if n < 2:
         raise ValueError(f"whitening needs at least 2 real entries, got {int(n)}")
-    mean = (x * mask).sum() / n
-    var = (((x - mean) * mask) ** 2).sum() / n
+    mean, var = _masked_moments(x, mask)
     out = (x - mean) / np.sqrt(var + 1e-8)
     if not shift_mean:
         out = out + mean
@@ -126,14 +137,6 @@ def kl_loss(logp_all, ref_logp_all, mask):
     reference's, where the penalty in the reward (:func:`shaped_rewards`) reaches the policy only through
     the sampled tokens' log-ratios, a noisy signal."""
     return (position_kl(logp_all, ref_logp_all) * mask).sum() / ops.maximum(mask.sum(), 1.0)
-
-
-def masked_std(x, mask) -> float:
-    """The standard deviation of ``x`` over the entries where ``mask`` is 1 (NumPy)."""
-    x, mask = np.asarray(x, np.float64), np.asarray(mask, np.float64)
-    n = max(mask.sum(), 1.0)
-    mean = (x * mask).sum() / n
-    return float(np.sqrt((((x - mean) * mask) ** 2).sum() / n))
 
 
 def policy_stats(logp, old_logp, mask, clip: float = 0.2) -> dict:

@@ -86,6 +86,32 @@ class Judge:
         return float(self.clf.predict(self.vec.transform(texts)).mean())
 
 
+def held_out_setup(pre: Path, rm: Path, n_prompts: int, new_tokens: int):
+    """The device, the reference ``pre`` (the pretrained model), the reward model ``rm``'s scorer, and the
+    held-out prompts every evaluation continues (``n_prompts`` of builtin:reviews-zh-prompts, drawn with a
+    fixed seed, encoded as ms-gpt ppo prompts them) with the stop tokens: ``(ref, tok, scorer, prompts,
+    stops)``."""
+    import numpy as np
+
+    from ms_gpt import checkpoint, device
+    from ms_gpt.data.prompts import load_prompts
+    from ms_gpt.flows import ppo as flow
+    from ms_gpt.flows.generate import newline_trained
+
+    device.setup("CPU" if not os.environ.get("MS_GPT_DEVICE") else None, mode="jit", seed=0)
+    ref, tok = checkpoint.load_for_tuning(pre, need_sep=False)
+    ref.set_train(False)
+    reward_model, reward_tok, meta = checkpoint.load_reward(rm)
+    scorer = flow.RewardScorer(reward_model, reward_tok, meta, flow.score_input_of("auto", meta), jit=True)
+    all_prompts = load_prompts("builtin:reviews-zh-prompts")
+    rng = np.random.default_rng(12345)
+    chosen = [all_prompts[i] for i in rng.choice(len(all_prompts), n_prompts, replace=False)]
+    newline = tok.token_id("\n") if newline_trained(pre) else None  # as ms-gpt ppo prompts it
+    stops = (tok.eos_id,) + ((newline,) if newline is not None else ())
+    prompts = flow.encode_prompts(chosen, tok, False, newline, new_tokens, ref.config.n_positions, "eval", False)
+    return ref, tok, scorer, prompts, stops
+
+
 def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_tokens: int, stops) -> dict:
     """Continue ``prompts`` with the policy in ``policy_dir``; the judged positive share, mean reward, KL to
     ``ref`` and ``ref``'s perplexity of the responses, and a few samples."""
@@ -179,25 +205,7 @@ def main() -> int:
                                       "--dropout", args.reward_dropout,
                                       "--no-progress", "--overwrite"], out / "reward.log", rm if args.reuse else None)
     judge = Judge()
-
-    import numpy as np
-
-    from ms_gpt import checkpoint, device
-    from ms_gpt.data.prompts import load_prompts
-    from ms_gpt.flows import ppo as flow
-    from ms_gpt.flows.generate import newline_trained
-
-    device.setup("CPU" if not os.environ.get("MS_GPT_DEVICE") else None, mode="jit", seed=0)
-    ref, tok = checkpoint.load_for_tuning(pre, need_sep=False)
-    ref.set_train(False)
-    reward_model, reward_tok, meta = checkpoint.load_reward(rm)
-    scorer = flow.RewardScorer(reward_model, reward_tok, meta, flow.score_input_of("auto", meta), jit=True)
-    all_prompts = load_prompts("builtin:reviews-zh-prompts")
-    rng = np.random.default_rng(12345)
-    chosen = [all_prompts[i] for i in rng.choice(len(all_prompts), args.eval_prompts, replace=False)]
-    newline = tok.token_id("\n") if newline_trained(pre) else None  # as ms-gpt ppo prompts it
-    stops = (tok.eos_id,) + ((newline,) if newline is not None else ())
-    prompts = flow.encode_prompts(chosen, tok, False, newline, args.new_tokens, ref.config.n_positions, "eval", False)
+    ref, tok, scorer, prompts, stops = held_out_setup(pre, rm, args.eval_prompts, args.new_tokens)
     runs = []
     for seed in args.seeds:
         policy = out / f"ppo_seed{seed}"

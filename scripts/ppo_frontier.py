@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -70,26 +69,14 @@ def main() -> int:
         if not (folder / "metrics.json").is_file():
             p.error(f"{folder}: no finished run (metrics.json); run scripts/ppo_demo.py --out {demo} first")
 
-    from ppo_demo import Judge
+    from ppo_demo import Judge, held_out_setup
 
-    from ms_gpt import checkpoint, device, rollouts
-    from ms_gpt.data.prompts import load_prompts
-    from ms_gpt.flows import ppo as flow
-    from ms_gpt.flows.generate import join_text, newline_trained, suppressed_ids
+    from ms_gpt import rollouts
+    from ms_gpt.flows.generate import join_text, suppressed_ids
 
     t0 = time.perf_counter()
-    device.setup("CPU" if not os.environ.get("MS_GPT_DEVICE") else None, mode="jit", seed=0)
-    ref, tok = checkpoint.load_for_tuning(pre, need_sep=False)
-    ref.set_train(False)
-    reward_model, reward_tok, meta = checkpoint.load_reward(rm)
-    scorer = flow.RewardScorer(reward_model, reward_tok, meta, flow.score_input_of("auto", meta), jit=True)
+    ref, tok, scorer, prompts, stops = held_out_setup(pre, rm, args.eval_prompts, args.new_tokens)
     judge = Judge()
-    all_prompts = load_prompts("builtin:reviews-zh-prompts")
-    rng = np.random.default_rng(12345)  # the demo's held-out prompts
-    chosen = [all_prompts[i] for i in rng.choice(len(all_prompts), args.eval_prompts, replace=False)]
-    newline = tok.token_id("\n") if newline_trained(pre) else None
-    stops = (tok.eos_id,) + ((newline,) if newline is not None else ())
-    prompts = flow.encode_prompts(chosen, tok, False, newline, args.new_tokens, ref.config.n_positions, "eval", False)
     bias = rollouts.logit_bias(ref.config.vocab_size, suppressed_ids(tok))
     n = len(prompts.ids)
     rewards, positive, log_odds, lengths = (np.zeros((n, args.samples)) for _ in range(4))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ms_gpt.checks import check_buckets, require_fractions, require_positive_ints
+from ms_gpt.checks import check_buckets, require_choices, require_fractions, require_positive_ints
 from ms_gpt.config import FINETUNE_TASKS as TASKS
 from ms_gpt.config import PRESETS, DataConfig, GenerationConfig, TrainConfig, opt
 from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
@@ -269,13 +269,12 @@ class PPOConfig(RunConfig):
 
     def validate(self) -> None:
         require_positive_ints(steps=self.steps, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                              ppo_epochs=self.ppo_epochs)
+                              ppo_epochs=self.ppo_epochs, group_size=self.group_size)
         for name in ("kl_horizon", "ckpt_every", "until"):
             if getattr(self, name) is not None:
                 require_positive_ints(**{name: getattr(self, name)})
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (advantages are whitened over the batch), got {self.batch_size}")
-        require_positive_ints(group_size=self.group_size)
         if self.batch_size % self.group_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size}): "
                              f"each step continues batch_size / group_size prompts group_size times")
@@ -296,15 +295,9 @@ class PPOConfig(RunConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        if self.score_input not in SCORE_INPUTS:
-            raise ValueError(f"score_input must be one of {', '.join(SCORE_INPUTS)}, got {self.score_input!r}")
-        if self.kl_penalty not in KL_PENALTIES:
-            raise ValueError(f"kl_penalty must be one of {', '.join(KL_PENALTIES)}, got {self.kl_penalty!r}")
-        if self.value_trunk not in VALUE_TRUNKS:
-            raise ValueError(f"value_trunk must be one of {', '.join(VALUE_TRUNKS)}, got {self.value_trunk!r}")
-        if self.score_transform not in SCORE_TRANSFORMS:
-            raise ValueError(f"score_transform must be one of {', '.join(SCORE_TRANSFORMS)}, got "
-                             f"{self.score_transform!r}")
+        require_choices(score_input=(self.score_input, SCORE_INPUTS), kl_penalty=(self.kl_penalty, KL_PENALTIES),
+                        value_trunk=(self.value_trunk, VALUE_TRUNKS),
+                        score_transform=(self.score_transform, SCORE_TRANSFORMS))
         if self.score_offset is not None and not math.isfinite(self.score_offset):
             raise ValueError(f"score_offset must be a finite number, got {self.score_offset!r}")
         if self.score_offset is not None and self.score_transform != "logsigmoid":

@@ -305,9 +305,9 @@ class PPOTrainer:
         roll, prompt_texts, responses = self.rollout(self.step)
         ids = Tensor(roll.ids)
         logp, values, entropy = (x.asnumpy().astype(np.float64) for x in self._stats(ids))
-        ref_out = self._ref(ids)
-        ref_logp_all = ref_out[1] if cfg.kl_penalty == "loss" else None
-        ref_logp = (ref_out[0] if ref_logp_all is not None else ref_out).asnumpy().astype(np.float64)
+        in_loss = cfg.kl_penalty == "loss"
+        ref_logp, ref_logp_all = self._ref(ids) if in_loss else (self._ref(ids), None)
+        ref_logp = ref_logp.asnumpy().astype(np.float64)
         scores = self.scorer(prompt_texts, responses)
         mask = roll.mask.astype(np.float64)
         values = values * mask  # 0 after each response's end
@@ -315,16 +315,16 @@ class PPOTrainer:
         shaped = rl.transform_scores(scores, cfg.score_transform, self.score_offset or 0.0)
         # the KL penalty: in the per-token reward, or (kl_penalty loss) a loss term, the reward the score alone
         relative = rl.leave_one_out(shaped, cfg.group_size)  # (the scores themselves when group_size is 1)
-        rewards = rl.shaped_rewards(relative, logp, ref_logp, mask, beta if ref_logp_all is None else 0.0)
+        rewards = rl.shaped_rewards(relative, logp, ref_logp, mask, 0.0 if in_loss else beta)
         advantages, returns = rl.gae(rewards, values, mask, cfg.gamma, cfg.lam)
         # whitening divides the score's part of the objective by the advantages' std: the KL term alike
         # (equal scores carry no signal to balance: then β alone)
         sigma = rl.masked_std(advantages, mask)
-        kl_coef = (beta / sigma if sigma > 1e-6 else beta) if ref_logp_all is not None else 0.0
+        kl_coef = (beta / sigma if sigma > 1e-6 else beta) if in_loss else 0.0
         advantages = rl.whiten(advantages, mask)
         f32 = lambda a: Tensor(np.asarray(a, np.float32))  # noqa: E731
         batch = (ids, f32(mask), f32(logp), f32(values), f32(advantages), f32(returns))
-        if ref_logp_all is not None:
+        if in_loss:
             batch += (ref_logp_all, f32(kl_coef))
         updates = []
         for _ in range(cfg.ppo_epochs):
