@@ -139,6 +139,15 @@ def kl_loss(logp_all, ref_logp_all, mask):
     return (position_kl(logp_all, ref_logp_all) * mask).sum() / ops.maximum(mask.sum(), 1.0)
 
 
+def mean_entropy(logp_all, mask):
+    """The policy's mean entropy over real tokens, ``-sum_v π log π`` at each position (MindSpore tensors
+    ``logp_all`` [b, T, vocab], ``mask`` [b, T]; differentiable): ``ms-gpt ppo --entropy-coef`` subtracts it,
+    times the coefficient, from the loss, so an update that only sharpens the policy's distributions costs
+    something."""
+    entropy = -(ops.exp(logp_all) * logp_all).sum(-1)
+    return (entropy * mask).sum() / ops.maximum(mask.sum(), 1.0)
+
+
 def policy_stats(logp, old_logp, mask, clip: float = 0.2) -> dict:
     """NumPy diagnostics of an update: the share of real tokens whose ratio left [1-ε, 1+ε] (clip fraction)
     and the approximate KL(π_old || π) = mean of ((ratio - 1) - log ratio) (a non-negative estimator)."""

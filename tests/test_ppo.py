@@ -85,6 +85,7 @@ def test_the_logsigmoid_score_is_the_log_probability_of_beating_the_offset():
     ({"group_size": 0}, "group_size must be a positive integer"),
     ({"kl_penalty": "both"}, "kl_penalty must be one of reward, loss, got 'both'"),
     ({"value_trunk": "frozen"}, "value_trunk must be one of shared, detached, got 'frozen'"),
+    ({"entropy_coef": -0.01}, "entropy_coef must be >= 0, got -0.01"),
     ({"score_offset": 1.5}, r"score_offset \(1.5\) is the centre of --score-transform logsigmoid; with "
                             "--score-transform raw it would be ignored")])
 def test_the_score_settings_are_checked(settings, message):
@@ -165,6 +166,26 @@ def test_the_exact_kl_term_equals_numpy_and_pulls_toward_the_reference():
     assert ((np.exp(stepped) * (stepped - q)).sum(-1) * mask).sum() < (expected * mask).sum()
     assert np.allclose(grad[1, 1:], 0) and np.allclose(grad[0, 2], 0)  # padded positions get no gradient
     assert ppo.masked_std([[1.0, 3.0, 100.0]], [[1, 1, 0]]) == pytest.approx(1.0)
+
+
+def test_the_entropy_bonus_equals_numpy_and_its_step_raises_the_entropy():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(2, 3, 6)) * 2.0
+    logits[..., 5] = -1e9  # a banned token: no share of the entropy
+    mask = np.array([[1, 1, 1], [1, 1, 0]], np.float32)
+    p = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - \
+        logits.max(-1, keepdims=True)
+    entropy = -(np.exp(p) * p).sum(-1)  # [2, 3]
+    got = float(ppo.mean_entropy(Tensor(p, mindspore.float32), Tensor(mask)).asnumpy())
+    assert got == pytest.approx((entropy * mask).sum() / 5, abs=1e-5)
+    # the loss subtracts it: a step down the loss's gradient spreads the distributions
+    grad = mindspore.grad(lambda z: -ppo.mean_entropy(ops.log_softmax(z, -1), Tensor(mask)))(
+        Tensor(logits, mindspore.float32)).asnumpy()
+    stepped = logits - 0.5 * grad
+    q = stepped - np.log(np.exp(stepped - stepped.max(-1, keepdims=True)).sum(-1, keepdims=True)) - \
+        stepped.max(-1, keepdims=True)
+    assert ((-(np.exp(q) * q).sum(-1)) * mask).sum() > (entropy * mask).sum()
+    assert np.allclose(grad[1, 2], 0)  # a padded position gets no gradient
 
 
 def test_the_frontier_reweights_reference_samples_by_exp_reward_over_beta():

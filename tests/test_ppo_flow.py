@@ -120,6 +120,13 @@ def test_ppo_raises_a_toy_reward(models, tmp_path):
     assert all(np.isfinite([h[k] for h in history for k in ("policy_loss", "value_loss", "approx_kl")]))
 
 
+def test_the_entropy_bonus_reaches_the_policy(models, tmp_path):
+    """--entropy-coef enters the compiled step's loss: with a weight that outweighs the toy reward the policy's
+    entropy rises, where without it the same steps lower it (the toy test above)."""
+    history = toy_trainer(models, tmp_path / "ent", steps=8, entropy_coef=1.0).fit(None)
+    assert history[-1]["entropy"] > history[0]["entropy"] + 0.05, [h["entropy"] for h in history]
+
+
 def test_logsigmoid_centres_on_the_starting_policys_mean_score_and_resume_keeps_it(models, tmp_path):
     job = toy_trainer(models, tmp_path / "ls", steps=20, score_transform="logsigmoid")
     # the offset: the toy reward's mean over 4 batches the untrained policy continues (apart from step 0's)

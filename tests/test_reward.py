@@ -45,6 +45,33 @@ def test_the_two_choice_loss_is_the_pairwise_loss_and_starts_near_ln2():
     assert start == pytest.approx(math.log(2), abs=1e-6)
 
 
+def test_the_all_pairs_loss_compares_every_chosen_with_every_rejected_response():
+    from ms_gpt.data.batching import IGNORE
+    from ms_gpt.flows.finetune import all_pairs_loss
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(5, 2))
+    labels = np.array([0, 1, 0, IGNORE, 0])  # row 1's chosen is choice 1; row 3 is padding
+    real = [0, 1, 2, 4]
+    chosen = {i: logits[i, labels[i]] for i in real}
+    rejected = {i: logits[i, 1 - labels[i]] for i in real}
+    reference = np.mean([np.log1p(np.exp(-(chosen[i] - rejected[j]))) for i in real for j in real])  # 16 terms
+    got = float(all_pairs_loss(mindspore.Tensor(logits, mindspore.float32), mindspore.Tensor(labels)).asnumpy())
+    assert got == pytest.approx(reference, abs=1e-6)
+    # with one real row it is that row's own pairwise loss
+    one = np.array([0, IGNORE, IGNORE, IGNORE, IGNORE])
+    got = float(all_pairs_loss(mindspore.Tensor(logits, mindspore.float32), mindspore.Tensor(one)).asnumpy())
+    assert got == pytest.approx(np.log1p(np.exp(-(logits[0, 0] - logits[0, 1]))), abs=1e-6)
+
+
+def test_the_pairing_setting_is_checked():
+    from ms_gpt.flows.configs import RewardConfig
+
+    with pytest.raises(ValueError, match="pairs must be one of given, all, got 'every'"):
+        RewardConfig(init="x", data="y", out="z", pairs="every").validate()
+    RewardConfig(init="x", data="y", out="z", pairs="all").validate()
+
+
 def test_review_pairs_come_from_their_own_split():
     pairs, splits = reviews_zh_pairs(0), reviews_zh_splits(0)
     for name in ("train", "valid", "test"):
@@ -150,3 +177,25 @@ def test_a_mean_pooled_reward_model_with_dropout_learns_and_records_what_it_read
     row = [tok.bos_id] + e("the cat") + [tok.sep_id] + e("likes the green hat .") + [tok.eos_id]
     score = lambda pads: model(mindspore.Tensor(np.array([row + [tok.pad_id] * pads], np.int32)))[0].asnumpy()[0, 0]  # noqa: E731
     np.testing.assert_allclose(score(6), score(2), atol=1e-5)  # the padding does not enter the mean
+
+
+def test_all_pairs_needs_one_prompt_and_learns_when_the_prompts_agree(pretrained, tmp_path, venv_bin):
+    """--pairs all compares responses across pairs: refused when the pairs' prompts differ (the comparison
+    would mean nothing), and with one shared (empty) prompt it learns the preference."""
+    cmd = lambda data, out: [str(venv_bin / "ms-gpt"), "reward", "--init", str(pretrained), "--data", str(data),  # noqa: E731
+                             "--out", str(out), "--epochs", "4", "--batch-size", "8", "--pairs", "all",
+                             "--no-progress"]
+    proc = subprocess.run(cmd(write_pairs(tmp_path / "prompts"), tmp_path / "no"), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "every training pair needs the same prompt" in proc.stderr
+    assert "8 different prompts" in proc.stderr and "use --pairs given" in proc.stderr
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        rows = [json.loads(line) | {"prompt": ""} for line in
+                (tmp_path / "prompts" / f"{split}.jsonl").read_text().splitlines()]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.run(cmd(folder, tmp_path / "rm"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["accuracy"] >= 0.9 and m["pairs"] == "all"

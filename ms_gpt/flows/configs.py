@@ -139,6 +139,9 @@ class FinetuneConfig(RunConfig):
                 require_fractions(**{name: getattr(self, name)})
 
 
+PAIRINGS = ("given", "all")
+
+
 @dataclass
 class RewardConfig(FinetuneConfig):
     """A reward model: fine-tuning's multiple-choice head with two choices, the chosen response first (see
@@ -153,8 +156,18 @@ class RewardConfig(FinetuneConfig):
 
     pool: str = opt("last", "what the head reads: last = the last token (the usual reward model), mean = the "
                             "average of the real tokens' states", choices=("last", "mean"))
+    pairs: str = opt("given", "which comparisons train the head: given = each chosen response against its own "
+                              "rejected one; all = every chosen response of a batch against every rejected one "
+                              "(b x b comparisons from b pairs; only where a preference does not depend on "
+                              "the pairing: every pair has the same prompt and the chosen are better than "
+                              "any rejected one, as builtin:reviews-zh-pairs' positive and negative reviews)",
+                     choices=PAIRINGS)
 
     DERIVED = FinetuneConfig.DERIVED + ("task", "reinit")
+
+    def validate(self) -> None:
+        super().validate()
+        require_choices(pairs=(self.pairs, PAIRINGS))
     CLASSIFIER_META = {"role": "reward-model", "input": "<bos> prompt <sep> response <eos>"}
     SCORES = {"last": "the head's output at the last token",
               "mean": "the head's output on the average of the tokens' states"}
@@ -240,6 +253,8 @@ class PPOConfig(RunConfig):
     clip_range: float = opt(0.2, "ε of PPO's clipped ratio")
     value_clip: float = opt(0.2, "how far the value estimates may move from the rollout's per update")
     vf_coef: float = opt(0.1, "weight of the value loss beside the policy loss")
+    entropy_coef: float = opt(0.0, "weight of an entropy bonus: this times the policy's mean entropy per token is "
+                                   "subtracted from the loss (0: none)")
     value_trunk: str = opt("shared", "what the value loss trains: shared = the value head and, through its input, "
                                      "the policy's trunk (one network, as Ziegler et al.); detached = the head "
                                      "alone (the trunk's states reach it without a gradient, so only the policy "
@@ -280,7 +295,7 @@ class PPOConfig(RunConfig):
                              f"each step continues batch_size / group_size prompts group_size times")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        for name in ("init_kl_coef", "vf_coef"):
+        for name in ("init_kl_coef", "vf_coef", "entropy_coef"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("clip_range", "value_clip", "grad_clip"):

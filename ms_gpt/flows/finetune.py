@@ -34,11 +34,29 @@ from ms_gpt.training import Trainer, lm_loss
 BEST = checkpoint.BEST
 
 
-def make_objective(lm_weight: float):
-    """L3 = CE(head) + λ·LM over (input_ids, lm_labels, labels) batches."""
+def all_pairs_loss(logits, labels):
+    """The pairwise loss over every (chosen, rejected) combination of a batch of two-choice rows: the mean of
+    -log σ(r(chosen of row i) - r(rejected of row j)) over all i, j whose labels are not ``IGNORE``
+    (``logits`` [b, 2], ``labels`` [b], the gold choice of each row: 0 or 1)."""
+    logits = logits.astype(mindspore.float32)
+    valid = (labels != IGNORE).astype(mindspore.float32)  # [b]
+    first = (labels == 0).astype(mindspore.float32)
+    chosen = first * logits[:, 0] + (1.0 - first) * logits[:, 1]  # [b]
+    rejected = first * logits[:, 1] + (1.0 - first) * logits[:, 0]
+    margin = chosen[:, None] - rejected[None, :]  # [b, b]: row i's chosen against row j's rejected
+    weight = valid[:, None] * valid[None, :]
+    return (ops.softplus(-margin) * weight).sum() / ops.maximum(weight.sum(), 1.0)
+
+
+def make_objective(lm_weight: float, all_pairs: bool = False):
+    """L3 = CE(head) + λ·LM over (input_ids, lm_labels, labels) batches; ``all_pairs``: the head's part is
+    :func:`all_pairs_loss` (a reward model's ``--pairs all``)."""
     def finetune_objective(model, ids, lm_labels, labels):
         logits, lm_logits = model(ids)
-        loss = ops.cross_entropy(logits.astype(mindspore.float32), labels, ignore_index=IGNORE)
+        if all_pairs:
+            loss = all_pairs_loss(logits, labels)
+        else:
+            loss = ops.cross_entropy(logits.astype(mindspore.float32), labels, ignore_index=IGNORE)
         if lm_weight > 0:
             loss = loss + lm_weight * lm_loss(lm_logits, lm_labels, model.gpt.fused_loss)
         return loss
@@ -238,7 +256,8 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extr
     out.mkdir(parents=True, exist_ok=True)
     record = common.record_run(out, run)
     clf = build_classifier(gpt, cfg.task, data_set.num_labels, cfg, cfg.seed)
-    trainer = Trainer(clf, train_cfg, out, jit=settings.compiled, objective=make_objective(cfg.lm_weight))
+    all_pairs = getattr(cfg, "pairs", "given") == "all"  # a reward model's --pairs all
+    trainer = Trainer(clf, train_cfg, out, jit=settings.compiled, objective=make_objective(cfg.lm_weight, all_pairs))
     predict = Predictor(clf, jit=settings.compiled)
     names = [str(c) for c in data_set.classes] or [f"choice {i}" for i in range(data_set.num_labels)]
     meta = {"classes": data_set.classes, "init": str(cfg.init), "data": cfg.data, "run_config": record,
@@ -264,7 +283,7 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extr
     test_logits, test_gold = Predictor(best_clf, jit=settings.compiled).logits(eval_ds["test"])
     test = classification_report(test_logits.argmax(-1), test_gold, data_set.num_labels, names)
     metrics = {
-        "task": cfg.task, **({"role": meta["role"]} if "role" in meta else {}),
+        "task": cfg.task, **{k: meta[k] for k in ("role", "pairs") if k in meta},
         "data": cfg.data, "init": str(cfg.init), "reinit": cfg.reinit, "device": settings.target,
         "static_shapes": shapes.static, "shape_mode": shapes.mode, "train_shapes": trainer.input_shapes(),
         "train_examples": len(encoded["train"]), "valid_examples": len(encoded["valid"]),

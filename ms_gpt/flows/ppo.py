@@ -193,7 +193,7 @@ class PPOTrainer:
         self.bias_np = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
         bias = Tensor(self.bias_np)
         length, head = prompts.length, self.head
-        clip, value_clip, vf_coef = cfg.clip_range, cfg.value_clip, cfg.vf_coef
+        clip, value_clip, vf_coef, ent_coef = cfg.clip_range, cfg.value_clip, cfg.vf_coef, cfg.entropy_coef
         detach, in_loss = cfg.value_trunk == "detached", cfg.kl_penalty == "loss"
 
         def policy_stats(ids):
@@ -212,6 +212,8 @@ class PPOTrainer:
             if in_loss:  # kl_inputs: the reference's log-probabilities [b, T, vocab] and β / std(advantages)
                 ref_logp_all, kl_coef = kl_inputs
                 loss = loss + kl_coef * rl.kl_loss(logp_all, ref_logp_all, mask)
+            if ent_coef:
+                loss = loss - ent_coef * rl.mean_entropy(logp_all, mask)
             return loss, pg, vf, logp
 
         grad_fn = mindspore.value_and_grad(objective, None, self.optimizer.parameters, has_aux=True)

@@ -24,6 +24,13 @@ def reward(cfg: RewardConfig) -> dict:
     pairs = load_preferences(cfg.data, seed=cfg.seed)
     data_set = as_choice_task(pairs, cfg.data)
     empty = all(not row["prompt"].strip() for row in pairs["train"])
+    if cfg.pairs == "all":
+        prompts = {row["prompt"] for row in pairs["train"]}
+        if len(prompts) > 1:
+            shown = ", ".join(repr(p[:30]) for p in sorted(prompts)[:3])
+            raise ValueError(f"--pairs all compares responses across pairs, so every training pair needs the same "
+                             f"prompt; {cfg.data} has {len(prompts)} different prompts ({shown}, ...): "
+                             f"use --pairs given")
     meta = {**RewardConfig.CLASSIFIER_META, "score": RewardConfig.SCORES[cfg.pool],
-            "score_input": "text" if empty else "pair"}
+            "score_input": "text" if empty else "pair", "pairs": cfg.pairs}
     return finetune.finetune(cfg, data_set=data_set, meta=meta)
