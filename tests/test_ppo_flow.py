@@ -127,6 +127,25 @@ def test_the_entropy_bonus_reaches_the_policy(models, tmp_path):
     assert history[-1]["entropy"] > history[0]["entropy"] + 0.05, [h["entropy"] for h in history]
 
 
+def test_without_a_value_loss_the_group_baseline_alone_sets_the_advantages(models, tmp_path, monkeypatch):
+    """--vf-coef 0 --lam 1 with --group-size G (the demo's RLOO): the value head never moves from zero, so every
+    token of a response gets the same advantage, its whitened leave-one-out score."""
+    from ms_gpt import ppo as rl
+
+    seen = []
+    gae = rl.gae
+    monkeypatch.setattr(rl, "gae", lambda *a, **k: seen.append(gae(*a, **k)) or seen[-1])
+    job = toy_trainer(models, tmp_path / "rloo", steps=3, group_size=4, vf_coef=0.0, lam=1.0, kl_penalty="loss")
+    job.fit(None)
+    for param in job.head.get_parameters():
+        assert not param.asnumpy().any(), param.name
+    assert len(seen) == 3
+    for advantages, returns in seen:
+        real = returns != 0
+        per_row = [np.unique(np.round(row[m], 6)) for row, m in zip(advantages, real)]
+        assert all(len(u) <= 1 for u in per_row)  # one advantage per response: its relative score
+
+
 def test_logsigmoid_centres_on_the_starting_policys_mean_score_and_resume_keeps_it(models, tmp_path):
     job = toy_trainer(models, tmp_path / "ls", steps=20, score_transform="logsigmoid")
     # the offset: the toy reward's mean over 4 batches the untrained policy continues (apart from step 0's)
@@ -296,7 +315,10 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     reward_config = json.loads((tmp_path / "reward" / "run_config.json").read_text())
     assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 64
     ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
-    assert (ppo_config["init_kl_coef"], ppo_config["kl_target"]) == (0.3, 6.0)
+    assert (ppo_config["init_kl_coef"], ppo_config["kl_target"], ppo_config["kl_penalty"]) == (0.3, None, "loss")
+    assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["learning_rate"]) == (4, 1, 1e-4)
+    assert (ppo_config["lam"], ppo_config["vf_coef"]) == (1.0, 0.0)  # the leave-one-out baseline alone
+    assert reward_config["pairs"] == "all"
     assert ppo_config["score_transform"] == "raw" and ppo_config["score_offset"] is None
     # the KL-regularised optimum of the same reward model, estimated from reference samples
     proc = subprocess.run([sys.executable, str(root / "scripts" / "ppo_frontier.py"), "--demo", str(tmp_path),
@@ -315,7 +337,9 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--reward-dropout", "1.5", "--reward-dropout must be in [0, 1), got 1.5"),
-    ("--init-kl-coef", "0", "--init-kl-coef and --kl-target must be > 0, got 0.0 and 6.0"),
+    ("--init-kl-coef", "0", "--init-kl-coef and --ppo-learning-rate must be > 0, got 0.0 and 0.0001"),
+    ("--kl-target", "-1", "--kl-target: must be a number > 0 or none, got '-1'"),
+    ("--group-size", "3", "--group-size a divisor of ms-gpt ppo's 16 rollouts a step, got 1 and 3"),
     ("--reward-learning-rate", "-1", "--reward-learning-rate must be > 0, got -1.0")])
 def test_the_ppo_demo_refuses_bad_settings_before_any_work(tmp_path, flag, value, message):
     root = Path(__file__).resolve().parent.parent
