@@ -316,7 +316,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 64
     ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
     assert (ppo_config["init_kl_coef"], ppo_config["kl_target"], ppo_config["kl_penalty"]) == (0.3, None, "loss")
-    assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["learning_rate"]) == (4, 1, 1e-4)
+    assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["learning_rate"]) == (4, 1, 5e-5)
     assert (ppo_config["lam"], ppo_config["vf_coef"]) == (1.0, 0.0)  # the leave-one-out baseline alone
     assert reward_config["pairs"] == "all"
     assert ppo_config["score_transform"] == "raw" and ppo_config["score_offset"] is None
@@ -337,7 +337,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--reward-dropout", "1.5", "--reward-dropout must be in [0, 1), got 1.5"),
-    ("--init-kl-coef", "0", "--init-kl-coef and --ppo-learning-rate must be > 0, got 0.0 and 0.0001"),
+    ("--init-kl-coef", "0", "--init-kl-coef and --ppo-learning-rate must be > 0, got 0.0 and 5e-05"),
     ("--kl-target", "-1", "--kl-target: must be a number > 0 or none, got '-1'"),
     ("--group-size", "3", "--group-size a divisor of ms-gpt ppo's 16 rollouts a step, got 1 and 3"),
     ("--reward-learning-rate", "-1", "--reward-learning-rate must be > 0, got -1.0")])
