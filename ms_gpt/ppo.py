@@ -108,13 +108,19 @@ def whiten(x, mask, shift_mean: bool = True) -> np.ndarray:
     return out * mask
 
 
+def masked_mean(x, mask):
+    """The mean of ``x`` over the real tokens, where ``mask`` is 1 (MindSpore tensors [b, T]; 0 when there
+    are none): how every loss here averages over a rollout batch."""
+    return (x * mask).sum() / ops.maximum(mask.sum(), 1.0)
+
+
 def clipped_policy_loss(logp, old_logp, advantages, mask, clip: float = 0.2):
     """PPO-clip: the mean over real tokens of ``max(-A ratio, -A clip(ratio, 1-ε, 1+ε))``, ratio = π/π_old
     (MindSpore tensors [b, T]; differentiable in ``logp``)."""
     ratio = ops.exp(logp - old_logp)
     unclipped = -advantages * ratio
     clipped = -advantages * ops.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    return (ops.maximum(unclipped, clipped) * mask).sum() / ops.maximum(mask.sum(), 1.0)
+    return masked_mean(ops.maximum(unclipped, clipped), mask)
 
 
 def clipped_value_loss(values, old_values, returns, mask, clip: float = 0.2):
@@ -122,7 +128,7 @@ def clipped_value_loss(values, old_values, returns, mask, clip: float = 0.2):
     ``V_clip`` = ``old_values`` moved at most ``clip`` toward ``values``."""
     v_clip = old_values + ops.clamp(values - old_values, -clip, clip)
     worst = ops.maximum((values - returns) ** 2, (v_clip - returns) ** 2)
-    return 0.5 * (worst * mask).sum() / ops.maximum(mask.sum(), 1.0)
+    return 0.5 * masked_mean(worst, mask)
 
 
 def position_kl(logp_all, ref_logp_all):
@@ -131,21 +137,25 @@ def position_kl(logp_all, ref_logp_all):
     return (ops.exp(logp_all) * (logp_all - ref_logp_all)).sum(-1)
 
 
+def position_entropy(logp_all):
+    """[b, T] the entropy ``-sum_v π log π`` of the policy at each position (MindSpore tensors [b, T, vocab]
+    of log-probabilities; differentiable)."""
+    return -(ops.exp(logp_all) * logp_all).sum(-1)
+
+
 def kl_loss(logp_all, ref_logp_all, mask):
     """The KL penalty as a loss term (``ms-gpt ppo --kl-penalty loss``): the mean over real tokens of
     :func:`position_kl`. Its gradient pulls every visited position's whole distribution toward the
     reference's, where the penalty in the reward (:func:`shaped_rewards`) reaches the policy only through
     the sampled tokens' log-ratios, a noisy signal."""
-    return (position_kl(logp_all, ref_logp_all) * mask).sum() / ops.maximum(mask.sum(), 1.0)
+    return masked_mean(position_kl(logp_all, ref_logp_all), mask)
 
 
 def mean_entropy(logp_all, mask):
-    """The policy's mean entropy over real tokens, ``-sum_v π log π`` at each position (MindSpore tensors
-    ``logp_all`` [b, T, vocab], ``mask`` [b, T]; differentiable): ``ms-gpt ppo --entropy-coef`` subtracts it,
-    times the coefficient, from the loss, so an update that only sharpens the policy's distributions costs
-    something."""
-    entropy = -(ops.exp(logp_all) * logp_all).sum(-1)
-    return (entropy * mask).sum() / ops.maximum(mask.sum(), 1.0)
+    """The policy's mean :func:`position_entropy` over real tokens (``logp_all`` [b, T, vocab], ``mask``
+    [b, T]; differentiable): ``ms-gpt ppo --entropy-coef`` subtracts it, times the coefficient, from the loss,
+    so an update that only sharpens the policy's distributions costs something."""
+    return masked_mean(position_entropy(logp_all), mask)
 
 
 def policy_stats(logp, old_logp, mask, clip: float = 0.2) -> dict:

@@ -19,6 +19,7 @@ from mindspore import Tensor, ops
 
 from ms_gpt.generation import compiled_step
 from ms_gpt.model.cache import KVCache
+from ms_gpt.ppo import position_entropy
 
 BANNED = -1e9
 
@@ -116,7 +117,7 @@ def token_stats(gpt, head, ids, prompt_len: int, bias, detach_values: bool = Fal
     the response tokens (``prompt_len - 1`` .. ``L - 2``). ``detach_values``: the head reads the states
     without a gradient back into the trunk."""
     h, logp_all, logp = response_log_probs(gpt, ids, prompt_len, bias)
-    entropy = -(ops.exp(logp_all) * logp_all).sum(-1)
+    entropy = position_entropy(logp_all)
     values = None
     if head is not None:
         values = head(ops.stop_gradient(h) if detach_values else h)

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PPO_BATCH = 16  # ms-gpt ppo's --batch-size default, which the demo keeps
+PPO_BATCH = 16  # rollouts a step: ms-gpt ppo's --batch-size
 TARGETS = {"reward_accuracy": 0.90, "positive_after": 0.90, "kl_max": 6.0, "ppl_increase_max": 0.10}
 
 
@@ -156,7 +156,7 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
 
 
 def main() -> int:
-    from ms_gpt.flows.configs import SCORE_TRANSFORMS  # pure Python: no MindSpore before the arguments are read
+    from ms_gpt.flows.configs import KL_PENALTIES, PAIRINGS, SCORE_TRANSFORMS  # pure Python: no MindSpore before the arguments are read
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/ppo-demo")
@@ -171,7 +171,7 @@ def main() -> int:
     p.add_argument("--reward-dropout", type=float, default=0.1,
                    help="the trunk's dropout while the reward model trains (default: 0.1; the pretrained model has "
                         "none: +0.2 to +0.4 points of test pairwise accuracy on matched runs, within the noise)")
-    p.add_argument("--reward-pairs", choices=("given", "all"), default="all",
+    p.add_argument("--reward-pairs", choices=PAIRINGS, default="all",
                    help="ms-gpt reward's --pairs (default: all: the reviews' pairs are a positive and a negative "
                         "review to the empty prompt, so every positive review of a batch is compared with every "
                         "negative one; 0.904 test pairwise accuracy against 0.887 with the given pairs, same trunk)")
@@ -185,7 +185,7 @@ def main() -> int:
                    help="ms-gpt ppo's --kl-target: a number, or none for a fixed β (default: none)")
     p.add_argument("--init-kl-coef", type=float, default=0.3,
                    help="ms-gpt ppo's --init-kl-coef, β (default: 0.3, kept fixed)")
-    p.add_argument("--kl-penalty", choices=("reward", "loss"), default="loss",
+    p.add_argument("--kl-penalty", choices=KL_PENALTIES, default="loss",
                    help="ms-gpt ppo's --kl-penalty (default: loss, the exact per-position KL as a loss term)")
     p.add_argument("--group-size", type=int, default=4,
                    help="ms-gpt ppo's --group-size (default: 4 responses a prompt, each scored against the others)")
@@ -250,7 +250,8 @@ def main() -> int:
     for seed in args.seeds:
         policy = out / f"ppo_seed{seed}"
         fit = run(ms_gpt + ["ppo", "--policy", pre, "--reward", rm, "--prompts", "builtin:reviews-zh-prompts",
-                            "--out", policy, "--steps", args.ppo_steps, "--max-new-tokens", args.new_tokens,
+                            "--out", policy, "--steps", args.ppo_steps, "--batch-size", PPO_BATCH,
+                            "--max-new-tokens", args.new_tokens,
                             "--seed", seed, "--kl-target", "none" if args.kl_target is None else args.kl_target,
                             "--init-kl-coef", args.init_kl_coef, "--kl-penalty", args.kl_penalty,
                             "--group-size", args.group_size, "--ppo-epochs", args.ppo_epochs,
