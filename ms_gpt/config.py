@@ -145,6 +145,9 @@ def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, 
 SCHEDULES = ("cosine", "linear", "constant")
 STRATEGIES = ("greedy", "beam", "sample")
 FINETUNE_TASKS = ("classification", "entailment", "similarity", "multiple-choice")
+# What a fine-tuned head reads: the last real token's state (GPT-1's extract token), the mean of the real
+# tokens' states, or their element-wise maximum.
+POOLS = ("last", "mean", "max")
 
 
 @dataclass

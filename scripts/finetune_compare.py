@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ms_gpt.config import POOLS  # noqa: E402  (pure Python: no MindSpore import)
+
 
 def run(cmd: list[str], log: Path, env: dict | None = None) -> dict:
     print("+ " + "".join(f"{k}={v} " for k, v in (env or {}).items()) + " ".join(cmd), file=sys.stderr, flush=True)
@@ -117,8 +119,9 @@ def main() -> int:
                    help="fine-tuning peak learning rate (default: 3e-4, below the 1e-3 the model was pretrained at, so fine-tuning keeps more of what pretraining learned; auto = ms-gpt finetune's default by model size)")
     p.add_argument("--lm-weight", type=float_or_auto, default=0.5,
                    help="λ of the auxiliary LM loss, GPT-1's 0.5 (default: 0.5; auto = ms-gpt finetune's default by model size)")
-    p.add_argument("--pool", choices=("last", "mean"), default="mean",
-                   help="what the head reads: the mean of the real tokens' states (default) or the last token's")
+    p.add_argument("--pool", choices=POOLS, default="mean",
+                   help="what the head reads: the mean of the real tokens' states (default), their element-wise "
+                        "maximum, or the last token's")
     p.add_argument("--mode", choices=("graph", "jit"), default="graph",
                    help="how pretrain and finetune run: graph (MindSpore's GRAPH_MODE, about 1.3x faster on CPU; default) or jit")
     p.add_argument("--max-len", type=int, default=128)

@@ -582,8 +582,37 @@ def test_mean_pool_averages_the_real_tokens():
     w, b = (p.asnumpy() for p in (clf.classifier.weight, clf.classifier.bias))
     want = np.stack([hidden[0, :4].mean(0), hidden[1, :3].mean(0)]) @ w.T + b
     np.testing.assert_allclose(clf(x)[0].asnumpy(), want, atol=1e-5)
-    with pytest.raises(ValueError, match="pool must be 'last'"):
-        GPTForSequenceClassification(cfg, 2, pool="max")
+    with pytest.raises(ValueError, match="pool must be 'last'.*'max'.*got 'sum'"):
+        GPTForSequenceClassification(cfg, 2, pool="sum")
+
+
+def test_max_pool_takes_each_feature_s_largest_real_state():
+    from ms_gpt.model import GPTForSequenceClassification
+
+    cfg = GPTConfig.preset("tiny")
+    clf = GPTForSequenceClassification(cfg, 2, task="classification", pool="max", classifier_dropout=0.0)
+    clf.set_train(False)
+    x = ids([[1, 5, 6, 2, 0, 0], [1, 7, 2, 0, 0, 0]])
+    hidden = clf.gpt.decoder(x)[0].asnumpy()
+    w, b = (p.asnumpy() for p in (clf.classifier.weight, clf.classifier.bias))
+    want = np.stack([hidden[0, :4].max(0), hidden[1, :3].max(0)]) @ w.T + b
+    np.testing.assert_allclose(clf(x)[0].asnumpy(), want, atol=1e-5)
+    # the pad positions are left out: taking them in would change the answer
+    assert not np.allclose(want, np.stack([hidden[0].max(0), hidden[1].max(0)]) @ w.T + b, atol=1e-5)
+
+
+def test_a_max_pool_head_is_saved_and_loaded_as_max(tmp_path):
+    from ms_gpt.checkpoint import load_classifier, save_classifier
+    from ms_gpt.model import GPTForSequenceClassification
+
+    clf = GPTForSequenceClassification(GPTConfig.preset("tiny"), 2, pool="max", classifier_dropout=0.0)
+    clf.set_train(False)
+    tok = WhitespaceTokenizer.build(["a b c"])
+    save_classifier(clf, tok, {}, tmp_path / "clf")
+    back, _, meta = load_classifier(tmp_path / "clf")
+    x = ids([[1, 5, 6, 2, 0, 0], [1, 7, 2, 0, 0, 0]])
+    assert meta["pool"] == "max" and back.pool == "max"
+    np.testing.assert_allclose(back(x)[0].asnumpy(), clf(x)[0].asnumpy(), atol=1e-6)
 
 
 def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root):

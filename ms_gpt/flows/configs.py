@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ms_gpt.checks import check_buckets, require_choices, require_fractions, require_positive_ints
 from ms_gpt.config import FINETUNE_TASKS as TASKS
-from ms_gpt.config import PRESETS, DataConfig, GenerationConfig, TrainConfig, opt
+from ms_gpt.config import POOLS, PRESETS, DataConfig, GenerationConfig, TrainConfig, opt
 from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
 
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
@@ -105,8 +105,8 @@ class FinetuneConfig(RunConfig):
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
     reinit: bool = opt(False, "keep --init's architecture and tokenizer but start from random weights (baseline)")
     overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
-    pool: str = opt("last", "what the head reads: last = the extract token (GPT-1), mean = average of real tokens",
-                    choices=("last", "mean"))
+    pool: str = opt("last", "what the head reads: last = the extract token (GPT-1), mean = average of real tokens, "
+                            "max = their element-wise maximum", choices=POOLS)
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=32, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(
         steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
@@ -155,7 +155,7 @@ class RewardConfig(FinetuneConfig):
     lm_weight: float | None = opt(0.5, "λ of the auxiliary LM loss over the responses' tokens (0 turns it off)")
 
     pool: str = opt("last", "what the head reads: last = the last token (the usual reward model), mean = the "
-                            "average of the real tokens' states", choices=("last", "mean"))
+                            "average of the real tokens' states, max = their element-wise maximum", choices=POOLS)
     pairs: str = opt("given", "which comparisons train the head: given = each chosen response against its own "
                               "rejected one; all = every chosen response of a batch against every rejected one "
                               "(b x b comparisons from b pairs; only where a preference does not depend on "
@@ -170,7 +170,8 @@ class RewardConfig(FinetuneConfig):
         require_choices(pairs=(self.pairs, PAIRINGS))
     CLASSIFIER_META = {"role": "reward-model", "input": "<bos> prompt <sep> response <eos>"}
     SCORES = {"last": "the head's output at the last token",
-              "mean": "the head's output on the average of the tokens' states"}
+              "mean": "the head's output on the average of the tokens' states",
+              "max": "the head's output on the element-wise maximum of the tokens' states"}
     ZERO_HEAD = True  # the head starts at 0: every response scores alike, the loss starts at ln 2
 
 

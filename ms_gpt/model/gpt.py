@@ -9,7 +9,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from ms_gpt.config import FINETUNE_TASKS, GPTConfig
+from ms_gpt.config import FINETUNE_TASKS, POOLS, GPTConfig
 from ms_gpt.model.cache import KVCache
 from ms_gpt.model.dropout import KeyedDropout, is_rng_state, seed_dropout
 from ms_gpt.model.layers import (LayerNorm, Linear, cpu_kernel, cpu_linear, MultiHeadAttention, PoswiseFeedForwardNet,
@@ -235,7 +235,8 @@ class GPTForSequenceClassification(_ChecksInputIds):
     - classification / entailment: n = 1 -> class logits [b, num_labels]
     - similarity: n = 2 (both orders); the two extract states are added before the head
     - multiple-choice: n = num_labels choices; the head scores each, logits [b, n] (softmax across)
-    ``pool="mean"`` feeds the head the average of the real tokens' states instead of the extract token's.
+    ``pool="mean"`` feeds the head the average of the real tokens' states instead of the extract token's;
+    ``pool="max"`` their element-wise maximum (each feature's strongest activation anywhere in the text).
     Returns ``(logits, lm_logits [b*n, l, vocab])``; ``lm_logits`` is None when ``with_lm`` is False
     (an auxiliary weight of 0 need not pay for the vocabulary projection).
     """
@@ -250,8 +251,9 @@ class GPTForSequenceClassification(_ChecksInputIds):
             raise ValueError(f"task must be one of {', '.join(FINETUNE_TASKS)}, got {task!r}")
         if not isinstance(classifier_dropout, (int, float)) or not 0.0 <= classifier_dropout < 1.0:
             raise ValueError(f"classifier_dropout must be in [0, 1), got {classifier_dropout!r}")
-        if pool not in ("last", "mean"):
-            raise ValueError(f"pool must be 'last' (GPT-1's extract token) or 'mean' (average of real tokens), got {pool!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be 'last' (GPT-1's extract token), 'mean' (average of real tokens) or "
+                             f"'max' (element-wise maximum over real tokens), got {pool!r}")
         self.config, self.num_labels, self.task, self.with_lm, self.pool = config, num_labels, task, with_lm, pool
         self.n_seqs = {"similarity": 2, "multiple-choice": num_labels}.get(task, 1)
         self.gpt = GPT(config)
@@ -292,6 +294,11 @@ class GPTForSequenceClassification(_ChecksInputIds):
             extract = (hidden * real).sum(axis=1) / ops.maximum(real.sum(axis=1), 1.0)
         elif self.pool == "mean":
             extract = hidden.mean(axis=1)
+        elif self.pool == "max" and self.config.pad_token_id is not None:
+            pad = ops.equal(flat, self.config.pad_token_id).astype(hidden.dtype).expand_dims(-1)  # [b*n, l, 1]
+            extract = (hidden - pad * 1e4).max(axis=1)  # padded positions never win
+        elif self.pool == "max":
+            extract = hidden.max(axis=1)
         else:
             idx = self.last_token_index(flat)  # [b*n]
             rows = ops.arange(b * n, dtype=mindspore.int32)
