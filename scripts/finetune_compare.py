@@ -110,9 +110,13 @@ def main() -> int:
                    help="unlabelled pretraining text: the review training texts plus People's Daily, or People's "
                         "Daily alone")
     p.add_argument("--pretrain-steps", type=int, default=4000,
-                   help="about 1.4 passes over the 2.9 M characters of reviews + People's Daily (default: 4000)")
-    p.add_argument("--block-size", type=int, default=64)
-    p.add_argument("--pretrain-batch-size", type=int, default=16)
+                   help="at 8 x 128 characters a step, about 1.4 passes over the 2.9 M characters of reviews + People's "
+                        "Daily (default: 4000)")
+    p.add_argument("--block-size", type=int, default=128,
+                   help="pretraining sequence length (default: 128, the fine-tuning --max-len, so every position the "
+                        "classifier reads was trained in pretraining)")
+    p.add_argument("--pretrain-batch-size", type=int, default=8,
+                   help="pretraining sequences per step (default: 8: 1,024 characters a step)")
     p.add_argument("--epochs", type=int, default=2, help="at most (early stopping may end sooner) (default: 2)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float_or_auto, default=3e-4,

@@ -651,6 +651,10 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
             assert run_config["mode"] == "graph"
     assert runs[0]["a"]["unk_share"]["test"] < 0.05  # characters: the reviews are readable
     assert summary["pretrain"]["tokenizer"] == "char"
+    # pretraining: 8 sequences a step by default, of --block-size (32 here; 128 by default = the default --max-len)
+    assert (settings["pretrain_batch_size"], settings["block_size"]) == (8, 32)
+    pretrain_data = json.loads((out / "pretrained" / "run_config.json").read_text())["data"]
+    assert (pretrain_data["batch_size"], pretrain_data["max_len"]) == (8, 32)
     # the pretraining text is the review *training* texts (unlabelled) plus People's Daily; never valid/test
     train_texts = (out / "pretrain-text" / "reviews-train.txt").read_text().splitlines()
     test_texts = [json.loads(line)["text"] for line in (out / "data" / "test.jsonl").read_text().splitlines()]
