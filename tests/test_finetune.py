@@ -571,34 +571,28 @@ def test_finetune_cli_entailment_and_errors(pretrained, tmp_path, venv_bin):
     assert proc.returncode == 2 and "valid.jsonl:1: unknown label 7" in proc.stderr
 
 
-def test_mean_pool_averages_the_real_tokens():
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_mean_and_max_pool_read_only_the_real_tokens(pool):
     from ms_gpt.model import GPTForSequenceClassification
 
+    reduce = {"mean": np.mean, "max": np.max}[pool]
     cfg = GPTConfig.preset("tiny")
-    clf = GPTForSequenceClassification(cfg, 2, task="classification", pool="mean", classifier_dropout=0.0)
+    clf = GPTForSequenceClassification(cfg, 2, task="classification", pool=pool, classifier_dropout=0.0)
     clf.set_train(False)
     x = ids([[1, 5, 6, 2, 0, 0], [1, 7, 2, 0, 0, 0]])
     hidden = clf.gpt.decoder(x)[0].asnumpy()
     w, b = (p.asnumpy() for p in (clf.classifier.weight, clf.classifier.bias))
-    want = np.stack([hidden[0, :4].mean(0), hidden[1, :3].mean(0)]) @ w.T + b
-    np.testing.assert_allclose(clf(x)[0].asnumpy(), want, atol=1e-5)
-    with pytest.raises(ValueError, match="pool must be 'last'.*'max'.*got 'sum'"):
-        GPTForSequenceClassification(cfg, 2, pool="sum")
-
-
-def test_max_pool_takes_each_feature_s_largest_real_state():
-    from ms_gpt.model import GPTForSequenceClassification
-
-    cfg = GPTConfig.preset("tiny")
-    clf = GPTForSequenceClassification(cfg, 2, task="classification", pool="max", classifier_dropout=0.0)
-    clf.set_train(False)
-    x = ids([[1, 5, 6, 2, 0, 0], [1, 7, 2, 0, 0, 0]])
-    hidden = clf.gpt.decoder(x)[0].asnumpy()
-    w, b = (p.asnumpy() for p in (clf.classifier.weight, clf.classifier.bias))
-    want = np.stack([hidden[0, :4].max(0), hidden[1, :3].max(0)]) @ w.T + b
+    want = np.stack([reduce(hidden[0, :4], 0), reduce(hidden[1, :3], 0)]) @ w.T + b
     np.testing.assert_allclose(clf(x)[0].asnumpy(), want, atol=1e-5)
     # the pad positions are left out: taking them in would change the answer
-    assert not np.allclose(want, np.stack([hidden[0].max(0), hidden[1].max(0)]) @ w.T + b, atol=1e-5)
+    assert not np.allclose(want, np.stack([reduce(hidden[0], 0), reduce(hidden[1], 0)]) @ w.T + b, atol=1e-5)
+
+
+def test_an_unknown_pool_is_refused_with_the_choices():
+    from ms_gpt.model import GPTForSequenceClassification
+
+    with pytest.raises(ValueError, match="pool must be 'last'.*'max'.*got 'sum'"):
+        GPTForSequenceClassification(GPTConfig.preset("tiny"), 2, pool="sum")
 
 
 def test_a_max_pool_head_is_saved_and_loaded_as_max(tmp_path):

@@ -289,20 +289,18 @@ class GPTForSequenceClassification(_ChecksInputIds):
             b, n = input_ids.shape[0], 1
             flat = input_ids
         hidden, _ = self.gpt.decoder(flat)  # [b*n, l, d]
-        if self.pool == "mean" and self.config.pad_token_id is not None:
-            real = ops.not_equal(flat, self.config.pad_token_id).astype(hidden.dtype).expand_dims(-1)  # [b*n, l, 1]
-            extract = (hidden * real).sum(axis=1) / ops.maximum(real.sum(axis=1), 1.0)
-        elif self.pool == "mean":
-            extract = hidden.mean(axis=1)
-        elif self.pool == "max" and self.config.pad_token_id is not None:
-            pad = ops.equal(flat, self.config.pad_token_id).astype(hidden.dtype).expand_dims(-1)  # [b*n, l, 1]
-            extract = (hidden - pad * 1e4).max(axis=1)  # padded positions never win
-        elif self.pool == "max":
-            extract = hidden.max(axis=1)
-        else:
+        if self.pool == "last":
             idx = self.last_token_index(flat)  # [b*n]
             rows = ops.arange(b * n, dtype=mindspore.int32)
             extract = ops.gather_nd(hidden, ops.stack((rows, idx), axis=1))  # [b*n, d]
+        elif self.config.pad_token_id is None:  # no padding: every position is real
+            extract = hidden.mean(axis=1) if self.pool == "mean" else hidden.max(axis=1)
+        else:
+            real = ops.not_equal(flat, self.config.pad_token_id).astype(hidden.dtype).expand_dims(-1)  # [b*n, l, 1]
+            if self.pool == "mean":
+                extract = (hidden * real).sum(axis=1) / ops.maximum(real.sum(axis=1), 1.0)
+            else:
+                extract = (hidden - (1.0 - real) * 1e4).max(axis=1)  # padded positions never win
         extract = self.dropout(extract)
         if self.task == "similarity":
             logits = self.classifier(extract.reshape(b, n, -1).sum(axis=1))  # [b, num_labels]
