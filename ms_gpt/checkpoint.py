@@ -26,15 +26,16 @@ import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import mindspore
 import numpy as np
 
-from ms_gpt import atomic, convert, text
+from ms_gpt import atomic, convert, ownership, text
 from ms_gpt.config import GPTConfig, config_diff
 from ms_gpt.model import GPT, GPTForSequenceClassification
-from ms_gpt.model.params import load_params, model_params
+from ms_gpt.model.params import check_shapes, load_params, model_params
 
 FORMAT_VERSION = 1
 FORMAT, GPT_CONFIG, MODEL, TOKENIZER = "format.json", "gpt_config.json", "model.ckpt", "tokenizer"
@@ -51,6 +52,10 @@ RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, VALUE_HEAD, GPT_CONFIG, FORMAT, RU
 
 class CheckpointError(ValueError):
     """A folder that is not the checkpoint it should be (missing files, mismatched shapes or tokenizer)."""
+
+
+class NonFiniteWeights(CheckpointError):
+    """Weights with NaN or inf values: never saved as a checkpoint (the folder keeps its last finite one)."""
 
 
 def read_json(path: Path) -> dict:
@@ -91,8 +96,43 @@ def write_weights(cell, path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- the folder
-def write_format(directory: Path, kind: str = "lm") -> None:
-    atomic.write_json(Path(directory) / FORMAT, {"format_version": FORMAT_VERSION, "kind": kind})
+def tokenizer_digest(folder: Path, rows: int) -> str | None:
+    """The content digest of the first ``rows`` ids (:meth:`ms_gpt.text.Tokenizer.digest`) of ``folder``'s
+    ``tokenizer/``, or None when it has none; remembered while the tokenizer's files are unchanged (every
+    checkpoint save reads it)."""
+    meta = Path(folder) / TOKENIZER / text.META_FILE
+    if not meta.is_file():
+        return None
+    files = sorted(p for p in meta.parent.iterdir() if p.is_file())
+    return _digest_of(str(meta.parent), rows, tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
+@lru_cache(maxsize=8)
+def _digest_of(path: str, rows: int, _stamp: tuple) -> str:
+    return text.load(path).digest(rows)
+
+
+def write_format(directory: Path, kind: str = "lm", rows: int | None = None, tokenizer_from: Path | None = None) -> None:
+    """format.json: the format version, what the folder holds, and (``rows``: the model's token rows) the digest
+    of those ids of the tokenizer the weights were saved with (``tokenizer_from``'s ``tokenizer/``, default
+    ``directory``'s), so a loader can tell a foreign tokenizer of the same size."""
+    record = {"format_version": FORMAT_VERSION, "kind": kind}
+    digest = tokenizer_digest(directory if tokenizer_from is None else tokenizer_from, rows) if rows else None
+    if digest is not None:
+        record["tokenizer"] = digest
+    atomic.write_json(Path(directory) / FORMAT, record)
+
+
+def check_tokenizer(directory: Path, tok, rows: int) -> None:
+    """``tok``'s first ``rows`` ids (the model's token rows) are those of the tokenizer ``directory``'s weights
+    were saved with, by content (folders saved before the digest existed are checked by size only, by the
+    callers; specials appended after the rows are the callers' to judge)."""
+    recorded = read_format(directory).get("tokenizer")
+    if recorded is not None and tok.vocab_size >= rows and recorded != tok.digest(rows):
+        raise CheckpointError(f"{Path(directory) / TOKENIZER} is not the tokenizer the weights in {directory} were saved "
+                              f"with (its content differs from the digest in {FORMAT}, even if the size matches): this "
+                              "is not the tokenizer the model was trained with (use the tokenizer/ folder saved with "
+                              "the checkpoint)")
 
 
 def read_format(directory: Path) -> dict:
@@ -113,7 +153,10 @@ def read_gpt_config(directory: Path) -> GPTConfig:
     path = Path(directory) / GPT_CONFIG
     if not path.is_file():
         raise CheckpointError(f"{directory}: {GPT_CONFIG} not found (expected a folder written by ms_gpt)")
-    return GPTConfig.from_dict(read_json(path))
+    try:
+        return GPTConfig.from_dict(read_json(path))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def is_checkpoint(directory: Path) -> bool:
@@ -128,7 +171,7 @@ def save_model(model, directory: str | Path, tokenizer=None, kind: str = "lm") -
     write_gpt_config(directory, model.config)
     if tokenizer is not None:
         save_tokenizer(tokenizer, directory)
-    write_format(directory, kind)
+    write_format(directory, kind, model.config.vocab_size)  # last: it records the tokenizer/'s digest
     return directory
 
 
@@ -147,8 +190,10 @@ def load_model(directory: str | Path):
     config = read_gpt_config(directory)
     if not (directory / MODEL).is_file():
         raise CheckpointError(f"{directory}: {MODEL} not found (expected a folder written by ms_gpt)")
+    params = read_weights(directory / MODEL)
+    check_shapes(config, params, str(directory / GPT_CONFIG))  # before GPT(config) allocates what it says
     model = GPT(config)
-    load_params(model, read_weights(directory / MODEL))
+    load_params(model, params)
     model.set_train(False)
     return model
 
@@ -240,8 +285,13 @@ def load_init(init: str | Path):
     tokenizer does to openai-gpt's 40478); the model's embedding grows for them. Any other mismatch
     means the tokenizer is not the one the checkpoint was trained with: an error."""
     init = Path(init)
+    try:
+        recover(init)  # a first checkpoint a kill left committed but not yet moved into place
+    except OSError:
+        pass  # read-only: the folder is read as it is
     if (init / GPT_CONFIG).is_file():
         tok = load_tokenizer(init)
+        check_tokenizer(init, tok, read_gpt_config(init).vocab_size)
         model = load_model(init)
     elif (init / "config.json").is_file():
         files = [init / "vocab.json", init / "merges.txt"]
@@ -249,6 +299,9 @@ def load_init(init: str | Path):
             raise CheckpointError(f"{init}: a Hugging Face openai-gpt folder needs vocab.json and merges.txt "
                                   "beside config.json for its tokenizer")
         model, tok = convert.load_hf_openai_gpt(init), text.BPETokenizer.from_files(*files)
+    elif ownership.read_marker(init) or (init / RUN_CONFIG).is_file():
+        raise CheckpointError(f"{init} holds an ms_gpt run that has saved no model yet (no {GPT_CONFIG} and {MODEL}): "
+                              "wait for its first checkpoint (or let it finish), then use it")
     else:
         raise CheckpointError(f"{init}: neither an ms_gpt checkpoint folder ({GPT_CONFIG} + {MODEL} + {TOKENIZER}/) "
                               "nor a Hugging Face openai-gpt folder (config.json + weights + vocab.json/merges.txt)")
@@ -314,8 +367,9 @@ def _publish(directory: Path) -> None:
 
 def recover(directory: str | Path, clean: bool = False) -> bool:
     """Finish a training checkpoint that was committed but not fully moved into place (a kill mid-save);
-    with ``clean`` (a writer holding the folder's lock) also delete the leftovers of interrupted writes
-    (uncommitted ``.pending-*`` folders, ``.*.tmp`` files). True when something was rolled forward."""
+    with ``clean`` (a writer holding the folder's lock, the folder accepted as its own) also delete the
+    leftovers of interrupted writes (uncommitted ``.pending-XXXXXXXX`` folders, ``.NAME.XXXXXXXX.tmp`` files of
+    ms_gpt's own files: :func:`ms_gpt.ownership.is_leftover`). True when something was rolled forward."""
     directory = Path(directory)
     rolled = (directory / COMMIT).is_dir()
     if rolled:
@@ -324,14 +378,33 @@ def recover(directory: str | Path, clean: bool = False) -> bool:
         atomic.recover_dir(directory / name)
     if clean and directory.is_dir():
         for leftover in directory.iterdir():
-            if leftover.name.startswith(PENDING) and leftover.is_dir():
+            if not ownership.is_leftover(leftover.name) or leftover.name == COMMIT:
+                continue  # only what an interrupted ms_gpt write leaves; never a user's file
+            if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
-            elif leftover.name.startswith(".") and ".tmp" in leftover.name:
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
+            else:
+                leftover.unlink(missing_ok=True)
     return rolled
+
+
+def kept_checkpoint(directory: Path, resumable: bool = True) -> str:
+    """What ``directory`` still holds after a run stopped without saving, for the message that says so
+    (``resumable``: the job has --resume)."""
+    directory = Path(directory)
+    try:
+        step = read_json(directory / TRAIN_STATE).get("step") if (directory / TRAIN_STATE).is_file() else None
+    except CheckpointError:
+        step = None
+    if step is None:
+        return f"{directory} has no checkpoint of this run (none was due yet); start again with a lower --learning-rate"
+    then = ("continue from it with --resume and a lower --learning-rate, or start again with --overwrite" if resumable
+            else "start again with --overwrite and a lower --learning-rate")
+    return f"{directory} keeps the checkpoint of step {step} (its weights are finite); {then}"
+
+
+def non_finite(cells) -> list:
+    """Names of the parameters of ``cells`` that hold NaN or inf."""
+    return [p.name for cell in cells for p in cell.get_parameters() if not np.isfinite(p.asnumpy()).all()]
 
 
 def save_train_state(directory: Path, model, optimizer, state: dict, kind: str = "lm", extra: dict | None = None) -> None:
@@ -344,6 +417,10 @@ def save_train_state(directory: Path, model, optimizer, state: dict, kind: str =
     if unknown:
         raise ValueError(f"extra training-state files must be among {COMMIT_ORDER}, got {unknown}")
     directory = Path(directory)
+    bad = non_finite([model, *extra.values()])
+    if bad:  # a checkpoint is only ever finite: the one already in the folder stays
+        raise NonFiniteWeights(f"the weights of step {state.get('step')} are not finite ({len(bad)} tensors hold NaN "
+                               f"or inf, e.g. {bad[0]}); nothing was saved")
     directory.mkdir(parents=True, exist_ok=True)
     recover(directory)
     stage = Path(tempfile.mkdtemp(prefix=PENDING, dir=directory))
@@ -353,7 +430,7 @@ def save_train_state(directory: Path, model, optimizer, state: dict, kind: str =
         for name, cell in extra.items():
             write_weights(cell, stage / name)
         write_gpt_config(stage, model.config)
-        write_format(stage, kind)
+        write_format(stage, kind, model.config.vocab_size, tokenizer_from=directory)
         files = {name: file_digest(stage / name) for name in (MODEL, OPTIMIZER, *extra)}
         atomic.write_json(stage / TRAIN_STATE, {**state, "files": files})
         atomic.fsync_dir(stage)
@@ -411,7 +488,7 @@ def save_classifier(clf, tokenizer, meta: dict, directory: Path) -> Path:
         atomic.write_json(tmp / CLASSIFIER, {"task": clf.task, "pool": clf.pool, "num_labels": clf.num_labels,
                                              **meta})
         save_tokenizer(tokenizer, tmp)
-        write_format(tmp, "classifier")
+        write_format(tmp, "classifier", clf.config.vocab_size)  # after the tokenizer: its digest goes beside
     return Path(directory)
 
 
@@ -421,11 +498,15 @@ def load_classifier(directory: str | Path):
     if not (directory / CLASSIFIER).is_file():
         raise FileNotFoundError(f"{directory}/{CLASSIFIER} not found: not a folder written by ms-gpt finetune")
     meta = read_json(directory / CLASSIFIER)
-    clf = GPTForSequenceClassification(read_gpt_config(directory), meta["num_labels"], task=meta["task"],
+    config, params = read_gpt_config(directory), read_weights(directory / MODEL)
+    check_shapes(config, params, str(directory / GPT_CONFIG), prefix="gpt.")
+    clf = GPTForSequenceClassification(config, meta["num_labels"], task=meta["task"],
                                        with_lm=False, pool=meta.get("pool", "last"))
-    load_params(clf, read_weights(directory / MODEL))
+    load_params(clf, params)
     clf.set_train(False)
-    return clf, load_tokenizer(directory), meta
+    tok = load_tokenizer(directory)
+    check_tokenizer(directory, tok, config.vocab_size)
+    return clf, tok, meta
 
 
 REWARD_ROLE = "reward-model"

@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = conv.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-hf", metavar="HF_DIR", help="read config.json + model.safetensors / pytorch_model.bin")
     src.add_argument("--to-hf", metavar="MS_DIR", help="read an ms_gpt folder (model.ckpt + gpt_config.json)")
-    conv.add_argument("--out", required=True, help="output folder (written atomically)")
+    conv.add_argument("--out", required=True, help="output folder: a new or empty one, or one an earlier convert "
+                                                   "the same way wrote (with --overwrite); never the input")
+    conv.add_argument("--overwrite", action="store_true", help="replace the model an earlier convert wrote into --out "
+                                                               "(other files there are left alone)")
     _diagnostics(conv)
     return parser
 
@@ -211,16 +214,28 @@ def _job(command: str, args) -> int:
 
 
 def _convert(args) -> int:
-    from ms_gpt import checkpoint, convert, device
+    """The input is read first; then ``--out`` is claimed like a run folder (:mod:`ms_gpt.ownership`): new,
+    empty, or an earlier convert's of the same direction with ``--overwrite``; never the input."""
+    from ms_gpt import checkpoint, convert, device, ownership
+
+    flag, source = ("--from-hf", args.from_hf) if args.from_hf else ("--to-hf", args.to_hf)
+    command = f"convert {flag}"
+    written = ("config.json", "model.safetensors") if args.to_hf else checkpoint.RUN_ENTRIES
 
     def job():
         device.setup(args.device, mode="pynative", seed=args.seed)
-        if args.from_hf:
-            model = convert.load_hf_openai_gpt(args.from_hf)
-            checkpoint.save_model(model, args.out)
-        else:
-            model = checkpoint.load_model(args.to_hf)
-            convert.export_hf_openai_gpt(model, args.out)
+        model = convert.load_hf_openai_gpt(source) if args.from_hf else checkpoint.load_model(source)
+        with ownership.claim(args.out, command, {flag: source}) as out:
+            held = [name for name in written if (out / name).exists()]
+            if held and not args.overwrite:
+                raise ValueError(f"--out {out} already holds a converted model ({', '.join(held)}); replace it with "
+                                 "--overwrite, or choose another --out")
+            if args.from_hf:
+                checkpoint.clear_run(out)
+                checkpoint.save_model(model, out)
+            else:
+                convert.export_hf_openai_gpt(model, out)
+            ownership.write_marker(out, command)
         from ms_gpt.model import count_parameters
 
         return {"out": str(args.out), "parameters": count_parameters(model), "config": model.config.to_dict()}

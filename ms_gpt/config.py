@@ -38,6 +38,11 @@ ACTIVATIONS = ("gelu", "relu", "gelu_tanh")
 POSITIONS = ("learned", "sinusoidal")
 NORMS = ("post", "pre")
 COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
+# Upper bounds of a GPTConfig's sizes, far beyond any model ms_gpt trains or loads (GPT-1: 40,478 x 768, 512
+# positions, 12 layers; GPT-3 175B: 96 layers of 12,288): a config beyond them is an edit or a corruption, refused
+# before anything is allocated.
+MAX_SIZES = {"vocab_size": 4_000_000, "n_positions": 1 << 20, "d_model": 1 << 16, "n_layer": 1024, "n_head": 1024,
+             "d_ff": 1 << 18}
 
 
 @dataclass
@@ -69,8 +74,11 @@ class GPTConfig:
         return self.d_model // self.n_head
 
     def validate(self) -> None:
-        require_positive_ints("GPTConfig.", **{n: getattr(self, n) for n in (
-            "vocab_size", "n_positions", "d_model", "n_layer", "n_head", "d_ff")})
+        require_positive_ints("GPTConfig.", **{n: getattr(self, n) for n in MAX_SIZES})
+        for name, most in MAX_SIZES.items():
+            if getattr(self, name) > most:
+                raise ValueError(f"GPTConfig.{name} must be at most {most:,}, got {getattr(self, name):,} (an edited or "
+                                 "damaged config?)")
         if self.d_model % self.n_head:
             raise ValueError(
                 f"GPTConfig.d_model ({self.d_model}) must be divisible by n_head ({self.n_head}); "
@@ -143,6 +151,9 @@ def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, 
 
 
 SCHEDULES = ("cosine", "linear", "constant")
+# The most tokens one generate/chat call may ask for: a long story on a character model is a few thousand; 10^8
+# would run for days printing nothing.
+MAX_NEW_TOKENS = 10_000
 STRATEGIES = ("greedy", "beam", "sample")
 FINETUNE_TASKS = ("classification", "entailment", "similarity", "multiple-choice")
 # What a fine-tuned head reads: the last real token's state (GPT-1's extract token), the mean of the real
@@ -212,8 +223,8 @@ class DataConfig:
 @dataclass
 class GenerationConfig:
     strategy: str = opt("greedy", "decoding strategy", choices=STRATEGIES)
-    max_new_tokens: int = opt(32, "tokens to generate at most (past the position table the model reads the last "
-                                  "3/4 of it)", positive=True)
+    max_new_tokens: int = opt(32, "tokens to generate at most, up to 10,000 (past the position table the model reads "
+                                  "the last 3/4 of it)", positive=True)
     eos_id: int | None = opt(None, cli=False)
     stop_ids: tuple = opt((), cli=False)  # more tokens that end the text (e.g. a newline)
     use_cache: bool = opt(True, "decode over the key/value cache (--no-cache: recompute the whole sequence)",
@@ -233,6 +244,8 @@ class GenerationConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
         require_positive_ints(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+        if self.max_new_tokens > MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS:,}, got {self.max_new_tokens:,}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0 < self.top_p <= 1:

@@ -30,7 +30,7 @@ import numpy as np
 from ms_gpt import atomic
 from ms_gpt.config import GPTConfig
 from ms_gpt.model import GPT
-from ms_gpt.model.params import load_params, model_params
+from ms_gpt.model.params import check_shapes, load_params, model_params
 
 _AFN = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 _AFN_BACK = {"gelu": "gelu", "relu": "relu", "gelu_tanh": "gelu_new"}
@@ -257,19 +257,23 @@ def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
     config = config_from_hf(hf_config, vocab_rows=emb.shape[0])
     if overrides:
         config = config.replace(**overrides)
+    params = hf_to_ms_params(state, config)
+    check_shapes(config, params, str(Path(hf_dir) / "config.json"))  # before GPT(config) allocates what it says
     model = GPT(config)
-    load_params(model, hf_to_ms_params(state, config))
+    load_params(model, params)
     model.set_train(False)
     return model
 
 
 def export_hf_openai_gpt(model, out_dir: str | Path) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` that transformers' OpenAIGPTLMHeadModel loads."""
+    """Write ``config.json`` + ``model.safetensors`` that transformers' OpenAIGPTLMHeadModel loads, each
+    atomically; other files in ``out_dir`` are left alone (``ms-gpt convert`` decides whether it may write
+    there: :mod:`ms_gpt.ownership`)."""
     from safetensors.numpy import save_file
 
     state = ms_to_hf_state(model_params(model), model.config)
     out_dir = Path(out_dir)
-    with atomic.atomic_dir(out_dir) as tmp:
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(hf_config_from(model.config), indent=2))
+    with atomic.atomic_path(out_dir / "model.safetensors", suffix=".safetensors") as tmp:
+        save_file(state, tmp, metadata={"format": "pt"})
+    atomic.write_text(out_dir / "config.json", json.dumps(hf_config_from(model.config), indent=2))
     return out_dir

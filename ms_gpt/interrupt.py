@@ -22,13 +22,18 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(Exception):
-    """Training stopped on a signal after saving a checkpoint at ``step`` in ``out``."""
+    """Training stopped on a signal after saving a checkpoint at ``step`` in ``out``; ``resumable``: the job
+    has ``--resume`` (else the message says how to start again instead of promising it)."""
 
-    def __init__(self, signum: int, step: int, out):
+    def __init__(self, signum: int, step: int, out, resumable: bool = True):
         self.signum, self.step, self.out = signum, step, out
         name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} at step {step}; a resumable checkpoint is saved in {out} "
-                         "(continue with the same command and --resume)")
+        if resumable:
+            super().__init__(f"stopped by {name} at step {step}; a resumable checkpoint is saved in {out} "
+                             "(continue with the same command and --resume)")
+        else:
+            super().__init__(f"stopped by {name} at step {step}; the weights of that step are saved in {out}, but "
+                             "this command cannot resume: run it again with --overwrite to start over")
 
     @property
     def exit_code(self) -> int:

@@ -27,8 +27,17 @@ from ms_gpt.optim import AdamW
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite (or AMP overflowed at loss scale 1); nothing is saved, the run
-    folder keeps its last checkpoint (the message names its step, or says there is none)."""
+    """The loss became NaN or infinite or grew far past its start (or AMP overflowed at loss scale 1);
+    nothing is saved, the run folder keeps its last checkpoint, whose weights are finite (the message names
+    its step, or says there is none)."""
+
+
+# The loss guard: a run whose mean loss over the last BLOWUP_WINDOW steps exceeds BLOWUP x its first step's
+# loss has diverged as surely as a NaN (--learning-rate 30 on a tiny model: validation loss 4.5 -> 4,455).
+BLOWUP, BLOWUP_WINDOW = 10.0, 5
+# TrainConfig fields a --resume may change (recorded in train_state.json's "changes"): a run that diverged
+# continues from its last finite checkpoint at a lower learning rate.
+RESUMABLE = ("learning_rate", "schedule", "min_lr_ratio")
 
 
 def lr_schedule(cfg: TrainConfig) -> np.ndarray:
@@ -73,21 +82,24 @@ class Trainer:
     ``objective(model, *batch) -> loss`` is what is minimised over the dataset's columns (default
     :func:`lm_objective` on ``(input_ids, labels)``; fine-tuning passes its own)."""
 
-    def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True, objective=None, dist=None):
+    def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True, objective=None, dist=None,
+                 resumable: bool = True):
         """``dist``: a :class:`ms_gpt.distributed.DistInfo` for data-parallel training (gradients and the
-        logged loss averaged over the workers; only rank 0 writes checkpoints)."""
+        logged loss averaged over the workers; only rank 0 writes checkpoints). ``resumable``: the job offers
+        ``--resume`` (what a stop on a signal tells the user)."""
         cfg.validate()
         self.dist = dist or distributed.DistInfo()
         if cfg.amp and model.config.compute_dtype == "float32":
             raise ValueError("amp=True needs a model built with compute_dtype='float16' (or 'bfloat16' on "
                              "Ascend); this one computes in float32")
-        self.model, self.cfg, self.out = model, cfg, Path(out_dir)
+        self.model, self.cfg, self.out, self.resumable = model, cfg, Path(out_dir), resumable
         self.model.validate_inputs = False  # data pipelines produce checked ids; no host sync per step
         self.optimizer = make_optimizer(model, cfg)
         self.lrs = lr_schedule(cfg)
         self.scaler = DynamicLossScaler(cfg.loss_scale, 2, cfg.loss_scale_window) if cfg.amp else None
         self.skipped = 0
-        self.saved_step: int | None = None  # the step of the checkpoint in out_dir (None: none yet)
+        self.changes: list = []  # settings changed at a --resume: [{"step": s, "learning_rate": [old, new]}]
+        self._first_loss: float | None = None  # the loss guard's reference (see _check_blowup)
 
         objective = self.objective = lm_objective if objective is None else objective
 
@@ -143,23 +155,39 @@ class Trainer:
         if not self.dist.is_writer:
             return self.out
         state = {"step": self.step, "train_config": asdict(self.cfg), "history": self.history,
-                 "skipped": self.skipped, **(extra or {})}
+                 "skipped": self.skipped, "changes": self.changes, **(extra or {})}
         if self.scaler is not None:
             state["loss_scale"] = {"value": float(self.scaler.scale_value.asnumpy()),
                                    "counter": int(self.scaler.counter.asnumpy())}
         kind = "lm" if self.objective is lm_objective else "training"  # e.g. a fine-tune's trunk + head
-        checkpoint.save_train_state(self.out, self.model, self.optimizer, state, kind=kind)
-        self.saved_step = self.step
+        try:
+            checkpoint.save_train_state(self.out, self.model, self.optimizer, state, kind=kind)
+        except checkpoint.NonFiniteWeights as exc:
+            raise TrainingDiverged(f"{exc}: {self._kept()}") from None
         return self.out
 
     def resume(self) -> int:
-        state = checkpoint.load_train_state(self.out, self.model, self.optimizer)
-        diff = config_diff(state["train_config"], asdict(self.cfg))  # the schedule and data order depend on these
-        if diff:
+        """Continue the run saved in ``out_dir``: the same settings (the data order and the step count depend
+        on them), except the learning rate and schedule (:data:`RESUMABLE`), whose change is recorded."""
+        checkpoint.recover(self.out)  # a save a kill interrupted after its commit: finished first
+        state_file = self.out / checkpoint.TRAIN_STATE
+        saved = checkpoint.read_json(state_file).get("train_config", {}) if state_file.is_file() else None
+        now = asdict(self.cfg)
+        diff = config_diff(saved, now, free=RESUMABLE) if saved is not None else None
+        if diff:  # before any weights are read: the optimizer's tables would not even fit
             raise ValueError(f"{self.out} was trained with other settings (saved, now): {diff}; "
                              "resume with the same ones")
+        state = checkpoint.load_train_state(self.out, self.model, self.optimizer)
+        saved = state["train_config"]
         self.step, self.history, self.skipped = state["step"], state["history"], state.get("skipped", 0)
-        self.saved_step = self.step
+        self.changes = state.get("changes", [])
+        changed = {k: [saved.get(k), now[k]] for k in RESUMABLE if saved.get(k, now[k]) != now[k]}
+        if changed:
+            self.changes.append({"step": self.step, **changed})
+        self._first_loss = None
+        # the optimizer's table came back from optimizer.ckpt: from here on it reads this run's schedule (it is
+        # indexed by the global step, so an unchanged schedule continues exactly)
+        self.optimizer.learning_rate.set_data(mindspore.Tensor(self.lrs))
         if self.scaler is not None and "loss_scale" in state:
             self.scaler.scale_value.set_data(mindspore.Tensor(state["loss_scale"]["value"], mindspore.float32))
             self.scaler.counter.set_data(mindspore.Tensor(state["loss_scale"]["counter"], mindspore.int32))
@@ -192,11 +220,25 @@ class Trainer:
 
     def _kept(self) -> str:
         """What the run folder still holds, for the divergence message."""
-        if self.saved_step is None:
-            return (f"{self.out} has no checkpoint of this run (none was due yet); start again with a lower "
-                    "--learning-rate")
-        return (f"{self.out} keeps the checkpoint of step {self.saved_step}; start again with a lower "
-                "--learning-rate (or --resume from it)")
+        if not self.dist.is_writer:
+            return "rank 0 names the checkpoint it keeps"
+        return checkpoint.kept_checkpoint(self.out, self.resumable)
+
+    def _check_blowup(self, loss: float, lr: float) -> None:
+        """The loss guard (:data:`BLOWUP`): stop, without saving, once the recent mean loss is far past the start
+        (of the run, or of its last --resume that changed the learning rate: that one starts where the kept
+        checkpoint's loss is)."""
+        if self._first_loss is None:  # found once (AMP's skipped steps overflowed: not a start)
+            since = self.changes[-1]["step"] if self.changes else 0
+            self._first_loss = next((h["loss"] for h in self.history if h["step"] > since and not h.get("skipped")),
+                                    None)
+        first = self._first_loss
+        recent = [h["loss"] for h in self.history[-BLOWUP_WINDOW:] if not h.get("skipped")]
+        if first and first > 0 and recent and sum(recent) / len(recent) > BLOWUP * first:
+            raise TrainingDiverged(
+                f"loss is {loss:.4g} at step {self.step} (learning rate {lr:.3g}), over {BLOWUP:g}x its first value "
+                f"{first:.4g} for the last {len(recent)} steps: the run diverged; stopped without saving: "
+                f"{self._kept()}")
 
     def fit(self, train_ds, val_ds=None, until: int | None = None, progress=None) -> dict:
         """Train up to step ``until`` (default: cfg.steps), cycling the dataset; returns the last metrics.
@@ -244,6 +286,7 @@ class Trainer:
                 self.step += 1
                 tokens += int(np.prod(batch[0].shape))
                 self.history.append(record)
+                self._check_blowup(loss, lr)
                 if progress is not None:
                     progress(self.step, loss, lr, tokens / (time.perf_counter() - t0))
                 if val_ds is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
@@ -251,7 +294,7 @@ class Trainer:
                     self.history[-1].update(last)
                 if stop.signum is not None:
                     self.save({"interrupted": signal.Signals(stop.signum).name})
-                    raise interrupt.Interrupted(stop.signum, self.step, self.out)
+                    raise interrupt.Interrupted(stop.signum, self.step, self.out, self.resumable)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == until:
                     self.save()
             skip = 0

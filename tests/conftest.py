@@ -21,3 +21,16 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def venv_bin() -> Path:
     return Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def tiny_blocks():
+    """``(tokenizer, dataset)``: the demo corpus' training part as 16-token blocks, 8 a batch (CPU, PyNative)."""
+    from ms_gpt import device
+    from ms_gpt.data import block_dataset, demo_en, encode_lines, train_val_split
+    from ms_gpt.text import WhitespaceTokenizer
+
+    device.setup("CPU", mode="pynative", seed=0)
+    train, _ = train_val_split(demo_en(), 0.1, seed=0)
+    tok = WhitespaceTokenizer.build(train)
+    return tok, block_dataset(encode_lines(tok, train), 16, 8, seed=0)

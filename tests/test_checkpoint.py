@@ -22,7 +22,8 @@ def saved(tmp_path):
 def test_save_and_load_a_model_folder(saved):
     model, tok, run = saved
     assert sorted(p.name for p in run.iterdir()) == ["format.json", "gpt_config.json", "model.ckpt", "tokenizer"]
-    assert json.loads((run / "format.json").read_text()) == {"format_version": 1, "kind": "lm"}
+    tok_digest = checkpoint.load_tokenizer(run).digest()  # the tokenizer's content, recorded beside the weights
+    assert json.loads((run / "format.json").read_text()) == {"format_version": 1, "kind": "lm", "tokenizer": tok_digest}
     again, tok2 = checkpoint.load_init(run)
     ids = mindspore.Tensor(np.array([[1, 4, 5, 2]], np.int32))
     model.set_train(False)

@@ -275,6 +275,20 @@ def test_ppo_bad_inputs_are_named(models, tmp_path, venv_bin):
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 9))  # nothing written for a bad input
 
 
+def test_ppo_never_writes_into_the_reward_model_it_reads(models, venv_bin):
+    """``--out RW/best --overwrite`` used to destroy the reward model (the guard compared --out with --reward,
+    the model was loaded from RW/best)."""
+    best = models / "rm" / "best"
+    before = {p.name: p.read_bytes() for p in best.iterdir() if p.is_file()}
+    for out, message in ((best, f"--out {best} lies inside --reward {models / 'rm'}"),
+                         (models / "rm", f"--out {models / 'rm'} is the --reward folder"),
+                         (models / "pre", f"--out {models / 'pre'} is the --policy folder")):
+        proc = run(venv_bin, "ppo", "--policy", models / "pre", "--reward", models / "rm", "--prompts",
+                   models / "prompts.txt", "--out", out, "--overwrite", "--steps", "1", "--no-progress")
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in best.iterdir() if p.is_file()} == before
+
+
 def test_builtin_prompts_come_from_the_train_split():
     from ms_gpt.data.prompts import REVIEW_PROMPT_CHARS, load_prompts
     from ms_gpt.data.tasks import reviews_zh_splits

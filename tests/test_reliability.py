@@ -14,10 +14,8 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import GPTConfig, atomic, checkpoint, cli, device, run_lock
-from ms_gpt.data import block_dataset, demo_en, encode_lines, train_val_split
+from ms_gpt import GPTConfig, atomic, checkpoint, cli, ownership, run_lock
 from ms_gpt.model import GPT
-from ms_gpt.text import WhitespaceTokenizer
 from ms_gpt.training import TrainConfig, Trainer
 
 
@@ -91,14 +89,6 @@ def test_a_second_signal_exits_at_once(tmp_path):
 
 
 # ----------------------------------------------------------------------------------- kills inside saves
-@pytest.fixture(scope="module")
-def data():
-    device.setup("CPU", mode="pynative", seed=0)
-    train, _ = train_val_split(demo_en(), 0.1, seed=0)
-    tok = WhitespaceTokenizer.build(train)
-    return tok, block_dataset(encode_lines(tok, train), 16, 8, seed=0)
-
-
 def new_model(tok):
     mindspore.set_seed(0)
     return GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, pad_token_id=None))
@@ -119,11 +109,11 @@ def count_fault_points(monkeypatch, fn) -> int:
     return len(seen)
 
 
-def test_a_kill_at_any_point_of_any_save_resumes_to_the_uninterrupted_run(data, tmp_path, monkeypatch):
+def test_a_kill_at_any_point_of_any_save_resumes_to_the_uninterrupted_run(tiny_blocks, tmp_path, monkeypatch):
     """Every fault point (before each rename, i.e. after each write) of the three checkpoint saves of a
     6-step run: the folder then holds one whole step, and resuming from it ends bit for bit where the
     uninterrupted run ends."""
-    tok, train = data
+    tok, train = tiny_blocks
     straight = tmp_path / "straight"
     points = count_fault_points(monkeypatch, lambda: Trainer(new_model(tok), CFG, straight, jit=False).fit(train))
     assert points == 3 * 12  # 5 staged files, the commit rename, 5 moves, removing .commit; per save
@@ -156,10 +146,10 @@ def test_a_kill_at_any_point_of_any_save_resumes_to_the_uninterrupted_run(data, 
     assert steps_found == {0, 2, 4, 6}  # killed before the first commit, and after each of the three
 
 
-def test_a_mixed_folder_is_named_not_resumed(data, tmp_path):
+def test_a_mixed_folder_is_named_not_resumed(tiny_blocks, tmp_path):
     """A folder whose weights do not belong to its state file (copied over, or an older ms_gpt killed
     mid-save) is refused, naming the file."""
-    tok, train = data
+    tok, train = tiny_blocks
     Trainer(new_model(tok), CFG, tmp_path / "a", jit=False).fit(train, until=2)
     Trainer(new_model(tok), CFG, tmp_path / "b", jit=False).fit(train, until=4)
     (tmp_path / "a" / "model.ckpt").write_bytes((tmp_path / "b" / "model.ckpt").read_bytes())
@@ -201,7 +191,7 @@ def test_a_real_sigkill_inside_a_save_leaves_a_resumable_folder(venv_bin, tmp_pa
     resumed = ms_gpt(venv_bin, *pretrain_args(out, 6, "--ckpt-every", 2, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_same_weights(weights(out), weights(straight))
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no leftovers, no lock
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [ownership.MARKER]  # no leftovers, no lock
 
 
 # ------------------------------------------------------------------------------------------ one writer
@@ -293,7 +283,7 @@ def test_out_equal_to_init_is_refused(venv_bin, stopped, command, tmp_path):
              else ["--data", tmp_path / "pairs.jsonl"])
     proc = ms_gpt(venv_bin, command, "--init", stopped, "--out", str(stopped) + "/", *extra)
     assert proc.returncode == 2
-    assert f"--out {stopped} is the --init folder: tuning would overwrite the model it starts from" in proc.stderr
+    assert f"--out {stopped} is the --init folder: the run would overwrite what it reads" in proc.stderr
     assert (stopped / "model.ckpt").read_bytes() == before
 
 
@@ -316,7 +306,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(venv_bin, tmp_pat
     assert "Traceback" not in proc.stderr
     assert (out / "model.ckpt").read_bytes() == saved
     assert json.loads((out / "train_state.json").read_text())["step"] == 2
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [ownership.MARKER]
     assert ms_gpt(venv_bin, *pretrain_args(out, 4, "--ckpt-every", 2, "--resume")).returncode == 0
 
 
@@ -366,10 +356,10 @@ def test_a_stopped_runs_checkpoint_generates(venv_bin, stopped):
     assert proc.stdout.startswith("the")
 
 
-def test_nan_guard_says_when_there_is_no_checkpoint(data, tmp_path):
+def test_nan_guard_says_when_there_is_no_checkpoint(tiny_blocks, tmp_path):
     from ms_gpt.training import TrainingDiverged
 
-    tok, train = data
+    tok, train = tiny_blocks
     t = Trainer(new_model(tok), TrainConfig(steps=6, learning_rate=3e-3, warmup_steps=0, ckpt_every=5), tmp_path,
                 jit=False)
     real = t._train_step

@@ -128,8 +128,9 @@ def test_resume_errors(data, tmp_path):
         Trainer(new_model(tok), TrainConfig(steps=5, warmup_steps=0), tmp_path).resume()
     Trainer(new_model(tok), TrainConfig(steps=5, warmup_steps=0, learning_rate=3e-3), tmp_path).save()
     with pytest.raises(ValueError, match=r"trained with other settings \(saved, now\): "
-                                         r"\{'learning_rate': \(0.003, 0.01\)\}; resume with the same ones"):
-        Trainer(new_model(tok), TrainConfig(steps=5, warmup_steps=0, learning_rate=1e-2), tmp_path).resume()
+                                         r"\{'weight_decay': \(0.01, 0.1\)\}; resume with the same ones"):
+        Trainer(new_model(tok), TrainConfig(steps=5, warmup_steps=0, learning_rate=3e-3, weight_decay=0.1),
+                tmp_path).resume()
     other = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, pad_token_id=None, n_layer=3))
     with pytest.raises(ValueError, match=r"model config differs from this model's \(saved, now\): "
                                          r"\{'n_layer': \(2, 3\)\}"):

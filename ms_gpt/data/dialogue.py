@@ -55,6 +55,9 @@ def read_pairs(path: str | Path) -> list[Exchange]:
     """Rows with string ``prompt`` and non-empty ``response`` (and an optional list ``context`` of earlier
     turns); errors name ``path:line``."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; dialogue data is one JSONL file of {{\"prompt\": ..., \"response\": ...}} "
+                        f"rows or builtin:{' / builtin:'.join(DIALOGUE_BUILTINS)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (expected a JSONL file of {{\"prompt\": ..., \"response\": ...}} "
                                 f"or builtin:{' / builtin:'.join(DIALOGUE_BUILTINS)})")

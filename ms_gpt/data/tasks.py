@@ -102,7 +102,14 @@ def _check_row(row, task: str, where: str) -> dict:
 def iter_jsonl(path: str | Path):
     """``(line number, object)`` for each non-blank line; bad JSON is a DataError naming ``path:line``."""
     path = Path(path)
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.start}: {exc.reason}); convert the file to UTF-8 "
+                        "(e.g. iconv -f GB18030 -t UTF-8)") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -88,6 +88,7 @@ class Chat:
 
 def chat(cfg: ChatConfig, stdin=None, stdout=None) -> str | None:
     """One answer to ``cfg.prompt``, or (no prompt) a conversation over ``stdin`` until ``/quit`` or its end."""
+    cfg.generation.validate()  # before any loading: a bad setting is refused at once
     common.setup(cfg)
     session = Chat(cfg.ckpt, dataclasses.replace(cfg.generation, seed=cfg.seed))
     if cfg.prompt is not None:

@@ -4,10 +4,11 @@ the loss plot, and the batch shapes its data may take."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from ms_gpt import atomic, checkpoint, device, run_lock
+from ms_gpt import atomic, checkpoint, device, ownership
 from ms_gpt.config import config_diff, to_dict
 from ms_gpt.data.batching import Shapes
 
@@ -41,9 +42,9 @@ def epoch_schedule(train, epochs: int, per_epoch: int, warmup_fraction: float, c
                                eval_every=steps, ckpt_every=ckpt_every or steps, amp=bool(train.amp))
 
 
-def record_run(out: Path, cfg, free=(), resume: bool = False) -> dict:
+def record_run(out: Path, cfg, free=(), resume: bool = False, write: bool = True) -> dict:
     """Write the fully resolved run configuration into ``out`` (what ``--config`` reloads); with ``resume``
-    first check it against the saved one, naming every field that differs."""
+    first check it against the saved one, naming every field that differs (``write=False``: only check)."""
     record = to_dict(cfg)
     saved = checkpoint.read_run_config(out) if resume else None
     if saved is not None:
@@ -51,26 +52,25 @@ def record_run(out: Path, cfg, free=(), resume: bool = False) -> dict:
         if diff:
             raise ValueError(f"{out} was trained with other settings (saved, now): {diff}; resume with the same ones "
                              f"(or --config {out / checkpoint.RUN_CONFIG})")
-    checkpoint.write_run_config(out, record)
+    if write:
+        checkpoint.write_run_config(out, record)
     return record
 
 
 @contextmanager
-def run_folder(out, resume: bool = False, overwrite: bool = False, init=None, writer: bool = True,
-               resumable: bool = False):
-    """Own the run folder ``out`` for the job: its lock held (one writer per folder; a second run is
-    refused naming the holder), a checkpoint a kill interrupted mid-save finished, leftovers of interrupted
-    writes removed. Without ``resume``, a folder holding an earlier run is refused unless ``overwrite``
-    (which clears that run's files first; ``resumable``: the job has --resume, so an unfinished run's
-    message says to continue it); ``out`` may not be ``init``, the model a tuning job starts from.
-    ``writer=False`` (a data-parallel worker that writes nothing) only yields."""
-    out = Path(out)
-    if init is not None and out.exists() and Path(init).exists() and out.resolve() == Path(init).resolve():
-        raise ValueError(f"--out {out} is the --init folder: tuning would overwrite the model it starts from; "
-                         "choose another --out")
-    with run_lock.hold(out, enabled=writer):
+def run_folder(out, command: str, resume: bool = False, overwrite: bool = False, inputs: dict | None = None,
+               writer: bool = True, resumable: bool = False):
+    """Own the run folder ``out`` for the job ``command``: a new or empty folder or one of that command's own
+    (:mod:`ms_gpt.ownership`; never ``/``, home or the current folder, never one of the ``inputs``, flag ->
+    path), its lock held (one writer per folder; a second run is refused naming the holder), a checkpoint a
+    kill interrupted mid-save finished. Without ``resume``, a folder holding an earlier run is refused unless
+    ``overwrite`` (which clears that run's files, and only those; ``resumable``: the job has --resume, so an
+    unfinished run's message says to continue it). Once the run is accepted, the leftovers of interrupted
+    ms_gpt writes are removed and the folder is marked as ``command``'s. ``writer=False`` (a data-parallel
+    worker that writes nothing) only yields."""
+    with ownership.claim(out, command, inputs, writer=writer) as out:
         if writer:
-            checkpoint.recover(out, clean=True)
+            checkpoint.recover(out)
             held = None if resume else checkpoint.describe_run(out)
             if held and not overwrite:
                 what, unfinished = held
@@ -79,7 +79,25 @@ def run_folder(out, resume: bool = False, overwrite: bool = False, init=None, wr
                                  "or choose another --out")
             if held:
                 checkpoint.clear_run(out)
+            checkpoint.recover(out, clean=True)
+            ownership.write_marker(out, command)
         yield out
+
+
+def finished(out: Path, until: int) -> dict | None:
+    """For a --resume with nothing left to train (the run in ``out`` is at step ``until`` already): its
+    metrics.json as it is (re-measuring would record a validation loss 'before' that is the end's and a
+    speed of 0); else None."""
+    state_file, metrics = Path(out) / checkpoint.TRAIN_STATE, Path(out) / checkpoint.METRICS
+    if not state_file.is_file() or not metrics.is_file():
+        return None
+    state = checkpoint.read_json(state_file)
+    step = state.get("step", 0)
+    if step < until:
+        return None
+    checkpoint.check_train_state(out, state)  # the checkpoint is still the one the state was saved with
+    print(f"ms-gpt: {out} is at step {step} already; nothing to train (its metrics.json is unchanged)", file=sys.stderr)
+    return checkpoint.read_json(metrics)
 
 
 def plot_losses(history, path: Path) -> None:

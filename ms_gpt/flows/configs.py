@@ -113,6 +113,7 @@ class FinetuneConfig(RunConfig):
         eval_every=None, ckpt_every=None, amp=False))
     progress: bool = opt(True, "show a progress bar")
 
+    COMMAND = "finetune"  # the ms-gpt command whose output folder this job writes (ms_gpt.ownership)
     FLAGS = {}
     NONE_HELP = {"train.learning_rate": "by model size: 6.25e-5 (GPT-1) for GPT-1-size models, 1e-3 for small ones"}
     DERIVED = ("train.steps", "train.warmup_steps", "train.eval_every", "train.ckpt_every", "train.min_lr_ratio",
@@ -164,6 +165,7 @@ class RewardConfig(FinetuneConfig):
                      choices=PAIRINGS)
 
     DERIVED = FinetuneConfig.DERIVED + ("task", "reinit")
+    COMMAND = "reward"
 
     def validate(self) -> None:
         super().validate()

@@ -231,7 +231,8 @@ def finetune(cfg: FinetuneConfig, data_set=None, meta: dict | None = None) -> di
     if data_set is None:
         data_set = tasks.load_task_data(cfg.data, cfg.task, seed=cfg.seed)
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=cfg.task != "classification", seed=cfg.seed)
-    with common.run_folder(cfg.out, overwrite=cfg.overwrite, init=cfg.init) as out:
+    with common.run_folder(cfg.out, cfg.COMMAND, overwrite=cfg.overwrite,
+                           inputs={"--init": cfg.init, "--data": cfg.data}) as out:
         return _finetune(cfg, settings, out, data_set, gpt, tok, meta or {})
 
 
@@ -257,7 +258,8 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extr
     record = common.record_run(out, run)
     clf = build_classifier(gpt, cfg.task, data_set.num_labels, cfg, cfg.seed)
     all_pairs = getattr(cfg, "pairs", "given") == "all"  # a reward model's --pairs all
-    trainer = Trainer(clf, train_cfg, out, jit=settings.compiled, objective=make_objective(cfg.lm_weight, all_pairs))
+    trainer = Trainer(clf, train_cfg, out, jit=settings.compiled, objective=make_objective(cfg.lm_weight, all_pairs),
+                      resumable=False)
     predict = Predictor(clf, jit=settings.compiled)
     names = [str(c) for c in data_set.classes] or [f"choice {i}" for i in range(data_set.num_labels)]
     meta = {"classes": data_set.classes, "init": str(cfg.init), "data": cfg.data, "run_config": record,

@@ -76,6 +76,7 @@ class Writer:
 
 def generate_text(cfg: GenerateConfig) -> str:
     """The prompt and its continuation (a chat checkpoint: the answer only)."""
+    cfg.generation.validate()  # before any loading: a bad setting is refused at once
     common.setup(cfg)
     writer = Writer(cfg.ckpt)
     return writer(cfg.prompt, dataclasses.replace(cfg.generation, seed=cfg.seed), cfg.stop_at_newline)

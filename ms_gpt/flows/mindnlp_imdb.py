@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic, checkpoint, compat, convert, run_lock
+from ms_gpt import atomic, checkpoint, compat, convert, ownership
 from ms_gpt.config import config_diff, to_dict
 from ms_gpt.data import imdb
 from ms_gpt.data.imdb_pipeline import (IGNORE, BatchedDataset, check_buckets, collate_batch, encode,  # noqa: F401
@@ -195,7 +195,9 @@ def check_model_length(model_path: str, max_seq_len: int) -> None:
 def finetune_imdb(cfg: ImdbConfig, log=print) -> dict:
     """The course's flow into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
-    with run_lock.hold(cfg.out):
+    inputs = {"--model": cfg.model, "--data-dir": cfg.data_dir}
+    with ownership.claim(cfg.out, "finetune-imdb", inputs):
+        ownership.write_marker(cfg.out, "finetune-imdb")
         return _finetune_imdb(cfg, log)
 
 

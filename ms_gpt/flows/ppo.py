@@ -35,6 +35,7 @@ from ms_gpt.flows.configs import RUN_ONLY, PPOConfig
 from ms_gpt.flows.generate import join_text, newline_trained, prompt_ids, suppressed_ids
 from ms_gpt.model import ValueHead, count_parameters
 from ms_gpt.optim import AdamW
+from ms_gpt.training import TrainingDiverged
 
 CKPT_EVERY = 10
 SAMPLES_SHOWN = 4
@@ -120,16 +121,14 @@ def ppo(cfg: PPOConfig) -> dict:
     gpt, tok = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
     ref, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
     reward_model, reward_tok, meta = checkpoint.load_reward(cfg.reward)
-    for name, other in (("--policy", cfg.policy), ("--reward", cfg.reward)):
-        if Path(cfg.out).exists() and Path(other).exists() and Path(cfg.out).resolve() == Path(other).resolve():
-            raise ValueError(f"--out {cfg.out} is the {name} folder; choose another --out")
     chat = (policy_dir / checkpoint.SFT).is_file()
     newline = tok.token_id("\n") if newline_trained(policy_dir) and not chat else None
     prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), tok, chat, newline, cfg.max_new_tokens,
                              gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
     scorer = RewardScorer(reward_model, reward_tok, meta, score_input_of(cfg.score_input, meta), settings.compiled)
-    # (--out is neither input: checked above, naming the flag; run_folder's own check knows only --init)
-    with common.run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, resumable=True) as out:
+    inputs = {"--policy": cfg.policy, "--reward": cfg.reward, "--prompts": cfg.prompts}
+    with common.run_folder(cfg.out, "ppo", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
+                           resumable=True) as out:
         return _ppo(cfg, settings, out, gpt, ref, tok, prompts, scorer, chat, newline)
 
 
@@ -138,7 +137,10 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, tok, prompts: Prompts, s
     lr = cfg.learning_rate or recipes.ppo_learning_rate(count_parameters(gpt))
     run = dataclasses.replace(cfg, learning_rate=lr, kl_horizon=cfg.kl_horizon or 10 * cfg.batch_size,
                               ckpt_every=cfg.ckpt_every or CKPT_EVERY, score_input=scorer.score_input)
-    common.record_run(out, run, free=RUN_ONLY + ("until",), resume=cfg.resume)
+    done = common.finished(out, min(cfg.until or cfg.steps, cfg.steps)) if cfg.resume else None
+    common.record_run(out, run, free=RUN_ONLY + ("until", "learning_rate"), resume=cfg.resume, write=done is None)
+    if done is not None:
+        return done
     if not cfg.resume:
         checkpoint.save_tokenizer(tok, out)
         if chat:
@@ -235,12 +237,17 @@ class PPOTrainer:
                 "score_offset": self.score_offset, "train_config": {"steps": self.cfg.steps}}
 
     def save(self, **extra) -> None:
-        checkpoint.save_train_state(self.out, self.gpt, self.optimizer, {**self.state(), **extra}, kind="lm",
-                                    extra={checkpoint.VALUE_HEAD: self.head})
+        try:
+            checkpoint.save_train_state(self.out, self.gpt, self.optimizer, {**self.state(), **extra}, kind="lm",
+                                        extra={checkpoint.VALUE_HEAD: self.head})
+        except checkpoint.NonFiniteWeights as exc:
+            raise TrainingDiverged(f"{exc}: {checkpoint.kept_checkpoint(self.out)}") from None
 
     def resume(self) -> None:
         state = checkpoint.load_train_state(self.out, self.gpt, self.optimizer,
                                             extra={checkpoint.VALUE_HEAD: self.head})
+        rates = self.optimizer.learning_rate  # restored from optimizer.ckpt: this run's --learning-rate from here on
+        rates.set_data(Tensor(np.full(rates.shape, self.cfg.learning_rate, np.float32)))
         self.step, self.history = state["step"], state["history"]
         self.beta, self.samples = state["beta"], state.get("samples", [])
         self.score_offset = state.get("score_offset", self.score_offset)

