@@ -402,9 +402,12 @@ def kept_checkpoint(directory: Path, resumable: bool = True) -> str:
     return f"{directory} keeps the checkpoint of step {step} (its weights are finite); {then}"
 
 
-def non_finite(cells) -> list:
-    """Names of the parameters of ``cells`` that hold NaN or inf."""
-    return [p.name for cell in cells for p in cell.get_parameters() if not np.isfinite(p.asnumpy()).all()]
+def require_finite(cells, step) -> None:
+    """:class:`NonFiniteWeights` naming the parameters of ``cells`` that hold NaN or inf (at ``step``), if any."""
+    bad = [p.name for cell in cells for p in cell.get_parameters() if not np.isfinite(p.asnumpy()).all()]
+    if bad:
+        raise NonFiniteWeights(f"the weights of step {step} are not finite ({len(bad)} tensors hold NaN or inf, e.g. "
+                               f"{bad[0]}); nothing was saved")
 
 
 def save_train_state(directory: Path, model, optimizer, state: dict, kind: str = "lm", extra: dict | None = None) -> None:
@@ -417,10 +420,7 @@ def save_train_state(directory: Path, model, optimizer, state: dict, kind: str =
     if unknown:
         raise ValueError(f"extra training-state files must be among {COMMIT_ORDER}, got {unknown}")
     directory = Path(directory)
-    bad = non_finite([model, *extra.values()])
-    if bad:  # a checkpoint is only ever finite: the one already in the folder stays
-        raise NonFiniteWeights(f"the weights of step {state.get('step')} are not finite ({len(bad)} tensors hold NaN "
-                               f"or inf, e.g. {bad[0]}); nothing was saved")
+    require_finite([model, *extra.values()], state.get("step"))  # a checkpoint is only ever finite: the kept one stays
     directory.mkdir(parents=True, exist_ok=True)
     recover(directory)
     stage = Path(tempfile.mkdtemp(prefix=PENDING, dir=directory))

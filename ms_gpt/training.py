@@ -153,6 +153,10 @@ class Trainer:
         """The model, the optimizer and ``train_state.json`` (see :func:`checkpoint.save_train_state`).
         In a data-parallel run only rank 0 writes (the workers hold the same weights)."""
         if not self.dist.is_writer:
+            try:  # every worker holds rank 0's weights: all stop where rank 0 refuses the save
+                checkpoint.require_finite([self.model], self.step)
+            except checkpoint.NonFiniteWeights as exc:
+                raise TrainingDiverged(f"{exc}: {self._kept()}") from None
             return self.out
         state = {"step": self.step, "train_config": asdict(self.cfg), "history": self.history,
                  "skipped": self.skipped, "changes": self.changes, **(extra or {})}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ms_gpt import GPTConfig, checkpoint
+from ms_gpt.distributed import DistInfo
 from ms_gpt.model import GPT
 from ms_gpt.training import BLOWUP, TrainConfig, Trainer, TrainingDiverged
 
@@ -37,6 +38,10 @@ def test_non_finite_weights_are_never_saved(tiny_blocks, tmp_path):
                                                r"and a lower --learning-rate"):
         t.save()
     assert (tmp_path / "model.ckpt").read_bytes() == kept and all_finite(tmp_path)
+    t.dist = DistInfo(rank=1, size=2)  # a data-parallel worker writes nothing, but stops where rank 0 does
+    with pytest.raises(TrainingDiverged, match=r"the weights of step 2 are not finite"):
+        t.save()
+    t.dist = DistInfo()
     t.resumable = False  # sft, finetune, reward: no --resume to offer
     with pytest.raises(TrainingDiverged, match=r"keeps the checkpoint of step 2 \(its weights are finite\); start again "
                                                r"with --overwrite and a lower --learning-rate$"):
