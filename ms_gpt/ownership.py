@@ -10,8 +10,8 @@ The rule (git's and rsync's: never touch what you do not own):
 - The clean-up of interrupted writes removes only names ms_gpt itself creates (:func:`is_leftover`), and
   only once the folder has been accepted.
 
-Folders written by an ms_gpt from before the marker existed are recognised by the run files they hold
-(:data:`OWN_FILES`) and keep working (resume, ``--overwrite``); the marker is added to them then.
+Folders written by an ms_gpt from before the marker existed are recognised by the files they hold
+(:func:`legacy_command`) and keep working (resume, ``--overwrite``); the marker is added to them then.
 """
 
 from __future__ import annotations
