@@ -34,6 +34,7 @@ import numpy as np
 
 from ms_gpt import atomic, convert, ownership, text
 from ms_gpt.config import GPTConfig, config_diff
+from ms_gpt.errors import MsGptError
 from ms_gpt.model import GPT, GPTForSequenceClassification
 from ms_gpt.model.params import check_shapes, load_params, model_params
 
@@ -50,7 +51,7 @@ RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, VALUE_HEAD, GPT_CONFIG, FORMAT, RU
                CLASSIFIER, SFT, PPO, PPO_PLOT, TOKENIZER, BEST)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MsGptError, ValueError):
     """A folder that is not the checkpoint it should be (missing files, mismatched shapes or tokenizer)."""
 
 

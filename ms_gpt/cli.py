@@ -120,9 +120,8 @@ def _run_job(name: str, job, show=lambda r: json.dumps(r, ensure_ascii=False), d
     file, a busy run folder, a full or read-only disk, a failed distributed start) is one line on stderr
     and exit 2 (``debug``: the traceback too); a signal that stopped training after its checkpoint exits
     128 + the signal's number."""
-    from ms_gpt.distributed import DistributedError
+    from ms_gpt.errors import MsGptError
     from ms_gpt.interrupt import Interrupted
-    from ms_gpt.training import TrainingDiverged
 
     try:
         result = job()
@@ -135,7 +134,7 @@ def _run_job(name: str, job, show=lambda r: json.dumps(r, ensure_ascii=False), d
         print(f"ms-gpt {name}: interrupted outside the training loop (before or after it); no checkpoint was "
               "saved by the interruption", file=sys.stderr)
         return 130
-    except (ValueError, OSError, DistributedError, TrainingDiverged) as exc:
+    except (MsGptError, ValueError, OSError) as exc:
         if debug:
             raise
         print(f"ms-gpt {name}: {_one_line(exc)}", file=sys.stderr)

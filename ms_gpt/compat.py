@@ -39,12 +39,14 @@ import math
 import sys
 from types import ModuleType
 
+from ms_gpt.errors import MsGptError
+
 _PATCH_MARK = "_ms_gpt_patched"
 # mindtorch's per-device API modules that run on MindSpore's CPU/GPU kernels (npu has its own ops).
 _API_MODULES = ("mindtorch._apis.cpu", "mindtorch._apis.gpu")
 
 
-class ImportOrderError(RuntimeError):
+class ImportOrderError(MsGptError, RuntimeError):
     """Real PyTorch was imported before mindnlp, so ``transformers`` is bound to the wrong torch."""
 
 

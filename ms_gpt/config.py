@@ -34,6 +34,8 @@ from pathlib import Path
 
 from ms_gpt.checks import require_positive_ints
 
+IGNORE = -100  # the label the losses and metrics skip (mindspore.ops.cross_entropy's ignore_index)
+
 ACTIVATIONS = ("gelu", "relu", "gelu_tanh")
 POSITIONS = ("learned", "sinusoidal")
 NORMS = ("post", "pre")

@@ -29,6 +29,7 @@ import numpy as np
 
 from ms_gpt import atomic
 from ms_gpt.config import GPTConfig
+from ms_gpt.errors import MsGptError
 from ms_gpt.model import GPT
 from ms_gpt.model.params import check_shapes, load_params, model_params
 
@@ -36,7 +37,7 @@ _AFN = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_t
 _AFN_BACK = {"gelu": "gelu", "relu": "relu", "gelu_tanh": "gelu_new"}
 
 
-class ConversionError(ValueError):
+class ConversionError(MsGptError, ValueError):
     """A checkpoint that is not an openai-gpt checkpoint ms_gpt can map."""
 
 
@@ -241,8 +242,9 @@ def hf_config_from(config: GPTConfig) -> dict:
 # --------------------------------------------------------------------------- model-level API
 
 
-def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
-    """A :class:`ms_gpt.model.GPT` with the weights of a Hugging Face openai-gpt folder."""
+def load_hf_openai_gpt(hf_dir: str | Path, backend=None, **overrides):
+    """A :class:`ms_gpt.model.GPT` with the weights of a Hugging Face openai-gpt folder (``backend``: see
+    :mod:`ms_gpt.backend`; ``overrides``: config fields to change, such as ``pad_token_id``)."""
     hf_dir = Path(hf_dir)
     cfg_file = hf_dir / "config.json"
     if not cfg_file.is_file():
@@ -259,7 +261,7 @@ def load_hf_openai_gpt(hf_dir: str | Path, **overrides):
         config = config.replace(**overrides)
     params = hf_to_ms_params(state, config)
     check_shapes(config, params, str(Path(hf_dir) / "config.json"))  # before GPT(config) allocates what it says
-    model = GPT(config)
+    model = GPT(config, backend=backend)
     load_params(model, params)
     model.set_train(False)
     return model

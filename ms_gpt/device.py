@@ -17,6 +17,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from ms_gpt.errors import MsGptError
+
 TARGETS = ("Ascend", "GPU", "CPU")
 # jit: PyNative context, train/eval/decode steps compiled with mindspore.jit (the default);
 # pynative: nothing compiled (for debugging, step by step); graph: the whole context in GRAPH_MODE.
@@ -48,7 +50,7 @@ _HINTS = {
 }
 
 
-class DeviceError(ValueError):
+class DeviceError(MsGptError, ValueError):
     """An unknown or unusable device was asked for."""
 
 
@@ -183,6 +185,9 @@ def setup(
         # 5x faster for the smoke run's Trainer steps here (1.15 s -> 0.2 s per step).
         mindspore.runtime.launch_blocking()
     seed_everything(seed)
+    from ms_gpt import backend
+
+    backend.choose(target)  # the kernels' backend models take by default (MS_GPT_CPU_KERNELS; may build them)
     return DeviceSettings(
         target=target,
         mode=mode,

@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ms_gpt.errors import MsGptError
 
-class DistributedError(RuntimeError):
+
+class DistributedError(MsGptError, RuntimeError):
     """The distributed runtime could not start (not launched by msrun, or communication failed)."""
 
 

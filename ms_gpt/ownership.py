@@ -22,6 +22,8 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from ms_gpt.errors import MsGptError
+
 MARKER = ".ms_gpt.json"  # {"command": "pretrain"}: the ms-gpt command whose output the folder holds
 LOCK = ".lock"  # run_lock's file
 # Files and folders ms_gpt writes at the top of a run folder (checkpoint.RUN_ENTRIES, the Hugging Face export's
@@ -36,7 +38,7 @@ _LEFTOVER = re.compile(
     r"|\.(?:tokenizer|best|model|checkpoints)\.old)$")
 
 
-class NotOwned(ValueError):
+class NotOwned(MsGptError, ValueError):
     """An ``--out`` that ms_gpt may not write into (a one-line error)."""
 
 

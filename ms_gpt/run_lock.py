@@ -16,10 +16,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ms_gpt.errors import MsGptError
+
 LOCK = ".lock"
 
 
-class FolderBusy(ValueError):
+class FolderBusy(MsGptError, ValueError):
     """Another live process holds the run folder's lock."""
 
 

@@ -20,13 +20,14 @@ import numpy as np
 from mindspore import ops
 from mindspore.amp import DynamicLossScaler, all_finite
 
+from ms_gpt import backend as backends
 from ms_gpt import checkpoint, distributed, interrupt
-from ms_gpt.config import SCHEDULES, TrainConfig, config_diff  # noqa: F401  (TrainConfig: part of this module's API)
-from ms_gpt.data.batching import IGNORE
+from ms_gpt.config import IGNORE, SCHEDULES, TrainConfig, config_diff  # noqa: F401  (TrainConfig: this module's API)
+from ms_gpt.errors import MsGptError
 from ms_gpt.optim import AdamW
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(MsGptError, RuntimeError):
     """The loss became NaN or infinite or grew far past its start (or AMP overflowed at loss scale 1);
     nothing is saved, the run folder keeps its last checkpoint, whose weights are finite (the message names
     its step, or says there is none)."""
@@ -55,25 +56,22 @@ def lr_schedule(cfg: TrainConfig) -> np.ndarray:
     return np.where(steps < cfg.warmup_steps, peak * warm, decay).astype(np.float32)
 
 
-def lm_loss(logits, labels, fused=None):
-    """Mean next-token cross-entropy over positions whose label is not ``IGNORE``. ``fused``: the CPU
-    kernel for it (``GPT.fused_loss``: one kernel each way instead of about 12 ops over the logits)."""
-    v = logits.shape[-1]
-    flat = logits.reshape(-1, v).astype(mindspore.float32)
-    if fused is not None:
-        return fused(flat, labels.reshape(-1))[0].reshape(())
-    return ops.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE)
+def lm_loss(logits, labels):
+    """Mean next-token cross-entropy over positions whose label is not ``IGNORE``, in MindSpore ops (a
+    model's own :meth:`GPT.lm_loss` computes it with the model's backend)."""
+    return backends.LMLoss()(logits, labels)
 
 
 def lm_objective(model, ids, labels):
     """The pretraining objective: ``model(ids)`` are LM logits, scored against ``labels``."""
-    return lm_loss(model(ids), labels, model.fused_loss)
+    return model.lm_loss(model(ids), labels)
 
 
 def make_optimizer(model, cfg: TrainConfig) -> AdamW:
     """AdamW over the trainable weights (matrices decayed), clipping to ``cfg.grad_clip`` inside."""
     return AdamW(model.trainable_params(), lr_schedule(cfg), weight_decay=cfg.weight_decay,
-                 betas=(cfg.beta1, cfg.beta2), eps=1e-8, max_norm=cfg.grad_clip, bias_correction=cfg.bias_correction)
+                 betas=(cfg.beta1, cfg.beta2), eps=1e-8, max_norm=cfg.grad_clip, bias_correction=cfg.bias_correction,
+                 backend=model.backend)
 
 
 class Trainer:

@@ -99,6 +99,12 @@ def test_cached_equals_uncached(model, kwargs):
     a = generate(model, PROMPT, max_new_tokens=16, use_cache=True, **kwargs)
     b = generate(model, PROMPT, max_new_tokens=16, use_cache=False, **kwargs)
     assert a == b and len(a) == 16
+    other = GPT(model.config, backend="mindspore" if model.backend.name == "cpu-kernels" else "cpu-kernels")
+    mindspore.load_param_into_net(other, {p.name: p for p in model.get_parameters()})
+    other.set_train(False)
+    c = generate(other, PROMPT, max_new_tokens=16, use_cache=True, **kwargs)
+    d = generate(other, PROMPT, max_new_tokens=16, use_cache=False, **kwargs)
+    assert c == d == a  # the same tokens with either backend (ms_gpt.backend)
 
 
 def test_stops_at_eos(model):

@@ -1,5 +1,5 @@
 """The CPU kernels (ms_gpt/kernels) against MindSpore's own ops and a NumPy reference: forward values,
-gradients, the optimizer step, and a whole train step with the kernels on and off."""
+gradients, the optimizer step, and a whole train step with either backend (ms_gpt.backend)."""
 
 import tempfile
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, ops
 
-from ms_gpt import device, kernels
+from ms_gpt import backend, device, kernels
 from ms_gpt.config import GPTConfig
 from ms_gpt.optim import AdamW
 
@@ -81,7 +81,7 @@ def test_adamw_fused_and_composite_match_numpy(corrected, max_norm):
     init = [rs.randn(*s).astype(np.float32) for s in shapes]
     lrs = np.array([0.01, 0.02, 0.005], np.float32)
     opts = [AdamW([Parameter(Tensor(x.copy()), name=f"w{i}") for i, x in enumerate(init)], lrs, weight_decay=0.1,
-                  max_norm=max_norm, bias_correction=corrected, fused=fused) for fused in (True, False)]
+                  max_norm=max_norm, bias_correction=corrected, backend=name) for name in backend.NAMES]
     steps = [mindspore.jit(o.construct) for o in opts]
     p, m, v = init, [np.zeros(s, np.float32) for s in shapes], [np.zeros(s, np.float32) for s in shapes]
     for step in range(4):  # the 4th step reuses the table's last rate
@@ -106,25 +106,24 @@ def test_adamw_rejects_bad_hyperparameters():
         AdamW(params, [])
 
 
-def train_losses(kernels_on: str, monkeypatch, steps=6):
+def train_losses(name: str, steps=6):
     from ms_gpt.model import GPT
     from ms_gpt.training import TrainConfig, Trainer
 
-    monkeypatch.setenv(kernels.ENV, kernels_on)
     mindspore.set_seed(0)
     cfg = GPTConfig(vocab_size=50, n_positions=16, d_model=32, n_layer=2, n_head=4, d_ff=64, embd_dropout=0.1,
                     attn_dropout=0.1, resid_dropout=0.1, tie_word_embeddings=True, activation="gelu", norm="pre",
                     final_norm=True)
-    model = GPT(cfg, dropout_seed=0)
-    used = model.decoder.layers[0].self_attn.fused_attention is not None
+    model = GPT(cfg, dropout_seed=0, backend=name)
+    used = type(model.decoder.layers[0].self_attn.attend) is backend.KernelAttention
     trainer = Trainer(model, TrainConfig(steps=steps, warmup_steps=1, learning_rate=3e-3), tempfile.mkdtemp())
     ids = Tensor(np.random.RandomState(0).randint(1, 50, (4, 16)).astype(np.int32))
     return used, [float(trainer._train_step(ids, ids)[0].asnumpy()) for _ in range(steps)]
 
 
-def test_train_step_same_with_kernels_on_and_off(monkeypatch):
-    used_on, on = train_losses("on", monkeypatch)
-    used_off, off = train_losses("off", monkeypatch)
+def test_train_step_same_with_either_backend():
+    used_on, on = train_losses("cpu-kernels")
+    used_off, off = train_losses("mindspore")
     assert used_on and not used_off
     assert on[-1] < on[0] - 0.3  # it learns
     np.testing.assert_allclose(on, off, rtol=0, atol=2e-4)
@@ -141,12 +140,16 @@ def test_kernel_choice_is_checked(monkeypatch):
     assert kernels.enabled("GPU") is False and kernels.enabled("CPU") is True
     monkeypatch.setenv(kernels.ENV, "off")
     assert kernels.enabled("CPU") is False
+    assert backend.choose("CPU").name == "mindspore"  # what device.setup makes the models' default
+    monkeypatch.setenv(kernels.ENV, "auto")
+    assert backend.choose("GPU").name == "mindspore" and backend.choose("CPU").name == "cpu-kernels"
+    with pytest.raises(ValueError, match=r"backend 'fused' is not known; use one of mindspore, cpu-kernels"):
+        backend.get("fused")
 
 
-def test_padded_batch_gradients_same_with_kernels_on_and_off(monkeypatch):
+def test_padded_batch_gradients_same_with_either_backend():
     """Left and right padding, padding masks and the fused attention's backward against MindSpore's ops."""
     from ms_gpt.model import GPT
-    from ms_gpt.training import lm_loss
 
     cfg = GPTConfig(vocab_size=40, n_positions=12, d_model=24, n_layer=2, n_head=3, d_ff=48, embd_dropout=0.0,
                     attn_dropout=0.0, resid_dropout=0.0, pad_token_id=0, activation="gelu", norm="post")
@@ -155,16 +158,15 @@ def test_padded_batch_gradients_same_with_kernels_on_and_off(monkeypatch):
     ids[1, 9:] = 0  # right padding
     labels = np.where(ids == 0, -100, np.roll(ids, -1, axis=1)).astype(np.int32)
     results = []
-    for choice_ in ("on", "off"):
-        monkeypatch.setenv(kernels.ENV, choice_)
-        model = GPT(cfg, dropout_seed=0)
+    for name in backend.NAMES:
+        model = GPT(cfg, dropout_seed=0, backend=name)
         if results:  # the same weights as the first model
             mindspore.load_param_into_net(model, {p.name: Parameter(Tensor(v), name=p.name)
                                                   for p, v in zip(model.trainable_params(), results[0][2])})
         params = model.trainable_params()
 
         def loss_fn(x, y, model=model):
-            return lm_loss(model(x), y)
+            return model.lm_loss(model(x), y)
 
         loss, grads = mindspore.value_and_grad(loss_fn, None, params)(Tensor(ids), Tensor(labels))
         results.append((float(loss.asnumpy()), [g.asnumpy() for g in grads], [p.asnumpy() for p in params]))
@@ -184,7 +186,8 @@ def test_cross_entropy_matches_mindspore_with_ignored_rows(label_dtype):
     labels[0, :2] = -100
     labels[2, 4] = -100
     fused = custom().cross_entropy()
-    assert_close(grads_of(lambda lg: lm_loss(lg, Tensor(labels), fused).reshape(1), logits),
+    kernel_loss = backend.get("cpu-kernels").lm_loss()
+    assert_close(grads_of(lambda lg: kernel_loss(lg, Tensor(labels)).reshape(1), logits),
                  grads_of(lambda lg: lm_loss(lg, Tensor(labels)).reshape(1), logits), tol=1e-5)
     loss, _, count = fused(logits.reshape(15, 11), Tensor(np.full(15, -100, label_dtype)))
     assert np.isnan(loss.asnumpy()[0]) and count.asnumpy()[0] == 0  # nothing scored: NaN, as ops.cross_entropy
@@ -200,3 +203,18 @@ def test_kernel_thread_count_is_checked():
     proc = subprocess.run([sys.executable, "-c", "from ms_gpt import kernels; kernels.library()"],
                           env={**os.environ, "MS_GPT_KERNEL_THREADS": "0"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "MS_GPT_KERNEL_THREADS='0' must be a positive integer" in proc.stderr
+
+
+def test_kernels_that_cannot_be_built_are_a_one_line_error(venv_bin, tmp_path):
+    """MS_GPT_CPU_KERNELS=on where no compiler exists: exit 2 with the reason, no traceback."""
+    import os
+    import subprocess
+
+    env = {**os.environ, kernels.ENV: "on", "CXX": "no-such-compiler", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--preset", "tiny", "--corpus", "builtin:demo-en",
+                           "--out", str(tmp_path / "run"), "--steps", "2", "--device", "CPU"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "ms-gpt pretrain: MS_GPT_CPU_KERNELS=on, but no C++ compiler (g++) found to build the CPU kernels")

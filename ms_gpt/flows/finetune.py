@@ -25,11 +25,12 @@ from mindspore import ops
 from ms_gpt import checkpoint, recipes
 from ms_gpt.data import tasks
 from ms_gpt.data.batching import IGNORE, default_buckets
+from ms_gpt.errors import MsGptError
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import FinetuneConfig
 from ms_gpt.model import GPTForSequenceClassification, count_parameters
 from ms_gpt.model.params import load_params, model_params
-from ms_gpt.training import Trainer, lm_loss
+from ms_gpt.training import Trainer
 
 BEST = checkpoint.BEST
 
@@ -58,7 +59,7 @@ def make_objective(lm_weight: float, all_pairs: bool = False):
         else:
             loss = ops.cross_entropy(logits.astype(mindspore.float32), labels, ignore_index=IGNORE)
         if lm_weight > 0:
-            loss = loss + lm_weight * lm_loss(lm_logits, lm_labels, model.gpt.fused_loss)
+            loss = loss + lm_weight * model.gpt.lm_loss(lm_logits, lm_labels)
         return loss
 
     return finetune_objective
@@ -148,7 +149,7 @@ def build_classifier(gpt, task: str, num_labels: int, cfg: FinetuneConfig, seed:
     return clf
 
 
-class TooManyUnknown(ValueError):
+class TooManyUnknown(MsGptError, ValueError):
     """A split has more ``<unk>`` tokens than ``max_unk`` allows."""
 
 

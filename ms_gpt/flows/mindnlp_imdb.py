@@ -31,8 +31,15 @@ import numpy as np
 from ms_gpt import atomic, checkpoint, compat, convert, ownership
 from ms_gpt.config import config_diff, to_dict
 from ms_gpt.data import imdb
-from ms_gpt.data.imdb_pipeline import (IGNORE, BatchedDataset, check_buckets, collate_batch, encode,  # noqa: F401
-                                       process_dataset)
+from ms_gpt.data.imdb_pipeline import (  # noqa: F401
+    IGNORE,
+    BatchedDataset,
+    check_buckets,
+    collate_batch,
+    encode,
+    process_dataset,
+)
+from ms_gpt.errors import MsGptError
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ImdbConfig
 from ms_gpt.text.bpe import BPETokenizer
@@ -45,7 +52,7 @@ HF_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-class ModelError(ValueError):
+class ModelError(MsGptError, ValueError):
     """``--model`` does not name a usable openai-gpt model."""
 
 

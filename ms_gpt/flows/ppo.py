@@ -187,7 +187,8 @@ class PPOTrainer:
         self.head = ValueHead(gpt.config.d_model)
         self.optimizer = AdamW(gpt.trainable_params() + self.head.trainable_params(),
                                np.full(cfg.steps * cfg.ppo_epochs, cfg.learning_rate, np.float32), weight_decay=0.0,
-                               betas=(0.9, 0.95), max_norm=cfg.grad_clip, bias_correction=True)
+                               betas=(0.9, 0.95), max_norm=cfg.grad_clip, bias_correction=True,
+                               backend=gpt.backend)
         self.controller = rl.AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) \
             if cfg.kl_target is not None else None
         self.beta = cfg.init_kl_coef

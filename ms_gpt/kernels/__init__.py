@@ -28,12 +28,14 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from ms_gpt.errors import MsGptError
+
 ENV = "MS_GPT_CPU_KERNELS"
 CHOICES = ("auto", "on", "off")
 SOURCE = Path(__file__).with_name("cpu_kernels.cc")
 
 
-class KernelUnavailable(RuntimeError):
+class KernelUnavailable(MsGptError, RuntimeError):
     """The CPU kernels were required (``MS_GPT_CPU_KERNELS=on``) but cannot be built or loaded."""
 
 

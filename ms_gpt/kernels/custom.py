@@ -126,7 +126,7 @@ def attention(n_head: int, dropout: bool):
 def cross_entropy():
     """(logits [m, v] float32, labels [m] int32/int64) -> (loss [1], lse [m], count [1]): the mean
     cross-entropy over rows whose label is not IGNORE (-100), differentiable in the logits."""
-    from ms_gpt.data.batching import IGNORE
+    from ms_gpt.config import IGNORE
 
     if IGNORE != -100:  # the kernel skips -100 (cpu_kernels.cc kIgnore)
         raise RuntimeError(f"the CPU cross-entropy kernel skips label -100, but IGNORE is {IGNORE}")

@@ -9,11 +9,18 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
+from ms_gpt import backend as backends
 from ms_gpt.config import FINETUNE_TASKS, POOLS, GPTConfig
 from ms_gpt.model.cache import KVCache
 from ms_gpt.model.dropout import KeyedDropout, is_rng_state, seed_dropout
-from ms_gpt.model.layers import (LayerNorm, Linear, cpu_kernel, cpu_linear, MultiHeadAttention, PoswiseFeedForwardNet,
-                                 get_attn_subsequent_mask, get_sin_enc_table)
+from ms_gpt.model.layers import (
+    LayerNorm,
+    Linear,
+    MultiHeadAttention,
+    PoswiseFeedForwardNet,
+    get_attn_subsequent_mask,
+    get_sin_enc_table,
+)
 
 
 class DecoderLayer(nn.Cell):
@@ -23,13 +30,14 @@ class DecoderLayer(nn.Cell):
     pre-LN:                    x = x + attn(LN1(x)); x = x + ffn(LN2(x))
     """
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, backend=None):
         super().__init__()
+        backend = backends.get(backend)
         self.pre_ln = config.norm == "pre"
-        self.self_attn = MultiHeadAttention(config)
-        self.ln_1 = LayerNorm(config.d_model, config.layer_norm_eps)
-        self.feed_forward = PoswiseFeedForwardNet(config)
-        self.ln_2 = LayerNorm(config.d_model, config.layer_norm_eps)
+        self.self_attn = MultiHeadAttention(config, backend)
+        self.ln_1 = LayerNorm(config.d_model, config.layer_norm_eps, backend)
+        self.feed_forward = PoswiseFeedForwardNet(config, backend)
+        self.ln_2 = LayerNorm(config.d_model, config.layer_norm_eps, backend)
 
     def construct(self, x, attn_mask, kv_cache=None, place=None):
         """x [b, l, d] -> x [b, l, d], attention weights, keys/values (see MultiHeadAttention)."""
@@ -47,8 +55,9 @@ class DecoderLayer(nn.Cell):
 class Decoder(nn.Cell):
     """Token + position embeddings, then ``n_layer`` DecoderLayers under padding + causal masks."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, backend=None):
         super().__init__()
+        backend = backends.get(backend)
         self.config = config
         self.tok_emb = Parameter(initializer(Normal(config.initializer_range), (config.vocab_size, config.d_model),
                                              mindspore.float32), name="tok_emb")
@@ -59,8 +68,8 @@ class Decoder(nn.Cell):
             self.pos_emb = Parameter(Tensor(get_sin_enc_table(config.n_positions, config.d_model)),
                                      name="pos_emb", requires_grad=False)
         self.dropout = KeyedDropout(p=config.embd_dropout)
-        self.layers = nn.CellList([DecoderLayer(config) for _ in range(config.n_layer)])
-        self.final_norm = LayerNorm(config.d_model, config.layer_norm_eps) if config.final_norm else None
+        self.layers = nn.CellList([DecoderLayer(config, backend) for _ in range(config.n_layer)])
+        self.final_norm = LayerNorm(config.d_model, config.layer_norm_eps, backend) if config.final_norm else None
         self.pad_id = config.pad_token_id
 
     def is_pad(self, input_ids):
@@ -174,33 +183,35 @@ class GPT(_ChecksInputIds):
     ``model(input_ids, cache)`` -> :class:`GPTOutput` (incremental decoding over a :class:`KVCache`).
     Both run the same layers: one forward path. Inside a compiled graph the cached call gives the
     same fields as plain tuples (MindSpore's graphs pass tuples, not named types).
+
+    ``backend``: what computes the layers, the loss and the optimizer step (a name in
+    :data:`ms_gpt.backend.NAMES`; default: the process's, see :mod:`ms_gpt.backend`), kept as
+    ``model.backend``.
     """
 
-    def __init__(self, config: GPTConfig, dropout_seed: int | None = None):
+    def __init__(self, config: GPTConfig, dropout_seed: int | None = None, backend=None):
         super().__init__()
-        if config.compute_dtype == "bfloat16" and mindspore.get_context("device_target") == "CPU":
-            raise ValueError("compute_dtype='bfloat16' needs Ascend (MindSpore's CPU MatMul has no bfloat16 "
-                             "kernel); on CPU use 'float32' or 'float16'")
+        self.backend = backends.get(backend)
         self.config = config
-        self.decoder = Decoder(config)
+        self.decoder = Decoder(config, self.backend)
         self.projection = None if config.tie_word_embeddings else Linear(
             config.d_model, config.vocab_size, bias=False, std=config.initializer_range,
-            compute_dtype=config.compute_dtype)
-        self.matmul_t = ops.MatMul(transpose_b=True)
-        self.fused_head = cpu_linear(bias=False) if config.compute_dtype == "float32" else None
-        self.fused_loss = cpu_kernel("cross_entropy")  # for training.lm_loss (the logits go float32 first)
+            compute_dtype=config.compute_dtype, backend=self.backend)
+        # tied: logits = h E^T in float32, as one 2-D GEMM with E transposed in-kernel
+        self.tied_head = self.backend.linear(bias=False, compute_dtype="float32")
+        self.cross_entropy = self.backend.lm_loss()
         seed_dropout(self, _default_seed(dropout_seed))
 
     def lm_logits(self, hidden):
-        if self.projection is None:  # tied: logits = h E^T, as one 2-D GEMM with E transposed in-kernel
-            lead = hidden.shape[:-1]
-            flat = hidden.reshape(-1, hidden.shape[-1])
-            if self.fused_head is not None:
-                logits = self.fused_head(flat, self.decoder.tok_emb)
-            else:
-                logits = self.matmul_t(flat, self.decoder.tok_emb)
-            return logits.reshape(lead + (self.config.vocab_size,))
+        if self.projection is None:
+            logits = self.tied_head(hidden.reshape(-1, hidden.shape[-1]), self.decoder.tok_emb)
+            return logits.reshape(hidden.shape[:-1] + (self.config.vocab_size,))
         return self.projection(hidden)
+
+    def lm_loss(self, logits, labels):
+        """Mean next-token cross-entropy of ``logits`` [..., vocab] against ``labels`` [...] over the labels
+        that are not ``IGNORE`` (computed by the model's backend)."""
+        return self.cross_entropy(logits, labels)
 
     def check_inputs(self, input_ids, cache=None) -> None:
         check_input_ids(input_ids, self.config)
@@ -243,7 +254,7 @@ class GPTForSequenceClassification(_ChecksInputIds):
 
     def __init__(self, config: GPTConfig, num_labels: int, dropout_seed: int | None = None,
                  task: str = "classification", classifier_dropout: float = 0.1, with_lm: bool = True,
-                 pool: str = "last"):
+                 pool: str = "last", backend=None):
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
@@ -256,10 +267,12 @@ class GPTForSequenceClassification(_ChecksInputIds):
                              f"'max' (element-wise maximum over real tokens), got {pool!r}")
         self.config, self.num_labels, self.task, self.with_lm, self.pool = config, num_labels, task, with_lm, pool
         self.n_seqs = {"similarity": 2, "multiple-choice": num_labels}.get(task, 1)
-        self.gpt = GPT(config)
+        self.gpt = GPT(config, backend=backend)
+        self.backend = self.gpt.backend
         self.gpt.validate_inputs = False  # checked once here
         out = 1 if task == "multiple-choice" else num_labels
-        self.classifier = Linear(config.d_model, out, std=config.initializer_range, compute_dtype=config.compute_dtype)
+        self.classifier = Linear(config.d_model, out, std=config.initializer_range, compute_dtype=config.compute_dtype,
+                                 backend=self.backend)
         self.dropout = KeyedDropout(p=classifier_dropout)
         seed_dropout(self, _default_seed(dropout_seed))
 

@@ -7,13 +7,14 @@ import re
 import mindspore
 import numpy as np
 
+from ms_gpt.errors import MsGptError
 from ms_gpt.model.dropout import is_rng_state
 
 # Optimizer entries a weights file may carry (older ms_gpt checkpoints saved them beside the weights).
 _OPTIMIZER_STATE = re.compile(r"^(global_step|learning_rate|momentum|beta[12]_power)")
 
 
-class ParameterMismatch(ValueError):
+class ParameterMismatch(MsGptError, ValueError):
     """Weights that do not fit the cell (names or shapes differ)."""
 
 
