@@ -1,4 +1,10 @@
-"""Decoding for ms_gpt's GPT: greedy, beam search and sampling, with a key/value cache.
+"""Decoding for ms_gpt's GPT: one batched sampler (greedy and sampling) and beam search beside it, over a
+key/value cache.
+
+:func:`sample` is the one sampler: several prompts, left-padded to one length, continued greedily or by
+sampling, each row stopping at its own stop token, with the log-probability of every token drawn.
+``generate``, ``chat`` and PPO's rollouts all call it (:func:`generate` with one prompt); :func:`generate`
+with ``strategy="beam"`` runs :func:`beam_search`.
 
 Every strategy runs incrementally on the cache by default (``use_cache=True``): the prompt is
 encoded once, then each step feeds only the newest token(s). ``use_cache=False`` recomputes the
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from dataclasses import dataclass
 
 import mindspore
 import numpy as np
@@ -52,8 +59,9 @@ class _Runner:
     from them), the same way in both modes.
     """
 
-    def __init__(self, model, use_cache: bool):
-        self.model, self.use_cache, self.cache = model, use_cache, None
+    def __init__(self, model, use_cache: bool, size: int | None = None):
+        """``size``: the cache's slots (default ``n_positions``; fewer when the whole text is known to fit)."""
+        self.model, self.use_cache, self.cache, self.size = model, use_cache, None, size
         self.limit = model.config.n_positions
         self.window = sliding_window(self.limit)
         self.begin = 0  # where the context the model reads starts in the sequences
@@ -65,7 +73,7 @@ class _Runner:
 
     def _encode(self, ids):
         if self.use_cache:
-            empty = KVCache.empty(self.model.config, batch=ids.shape[0])
+            empty = KVCache.empty(self.model.config, batch=ids.shape[0], size=self.size)
             out = self.model(mindspore.Tensor(ids.astype(np.int32)), empty)
             self.cache = out.cache
             return out.logits.asnumpy()[:, -1].astype(np.float64)
@@ -73,7 +81,7 @@ class _Runner:
 
     def next(self, ids: np.ndarray) -> np.ndarray:
         """``ids``: the whole sequences so far [b, length + 1]."""
-        if ids.shape[1] - self.begin > self.limit:  # past the position table: keep the last `window` tokens
+        if ids.shape[1] - self.begin > (self.size or self.limit):  # past the table: keep the last `window` tokens
             self.begin = ids.shape[1] - self.window
             return self._encode(ids[:, self.begin:])
         if self.use_cache:
@@ -130,24 +138,135 @@ def _check_prompt(model, prompt, cfg):
     bad = [t for t in ids if not 0 <= t < model.config.vocab_size]
     if bad:
         raise ValueError(f"prompt token id {bad[0]} is outside the vocabulary [0, {model.config.vocab_size})")
-    return np.array([ids], dtype=np.int64)
+    return ids
 
 
-def generate(model, prompt, config: GenerationConfig | None = None, **overrides) -> list:
-    """New token ids (without the prompt) for one prompt (a list of ids)."""
+def _config(config, overrides):
     cfg = config or GenerationConfig()
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     cfg.validate()
+    return cfg
+
+
+def generate(model, prompt, config: GenerationConfig | None = None, **overrides) -> list:
+    """New token ids (without the prompt) for one prompt (a list of ids): :func:`sample` of that one
+    prompt, or :func:`beam_search` for ``strategy="beam"``."""
+    cfg = _config(config, overrides)
+    ids = _check_prompt(model, prompt, cfg)
+    if cfg.strategy == "beam":
+        was_training = model.training
+        model.set_train(False)
+        try:
+            return beam_search(model, np.array([ids], dtype=np.int64), cfg)
+        finally:
+            model.set_train(was_training)
+    return sample(model, [ids], cfg).responses[0]
+
+
+@dataclass
+class Samples:
+    """What :func:`sample` drew: the whole batch in fixed shapes."""
+
+    ids: np.ndarray  # [b, P + T] int32: left-padded prompts, then the new tokens (<pad> after a row's stop)
+    mask: np.ndarray  # [b, T] float32: 1 on new tokens (the stop token included)
+    logprobs: np.ndarray  # [b, T] float64: each new token's log-probability in the distribution it was drawn from
+    prompt_len: int  # P
+
+    @property
+    def responses(self) -> list:
+        """Each row's new token ids (the stop token included)."""
+        new = self.ids[:, self.prompt_len:]
+        return [row[: int(m.sum())].tolist() for row, m in zip(new, self.mask)]
+
+
+def left_pad(prompts, length: int, pad_id) -> np.ndarray:
+    """[b, length] int32: each prompt right-aligned, ``pad_id`` before it."""
+    if pad_id is None and len({len(p) for p in prompts}) > 1:
+        raise ValueError("prompts of different lengths need a pad id to left-pad them (the model has none)")
+    out = np.full((len(prompts), length), 0 if pad_id is None else pad_id, np.int32)
+    for row, p in enumerate(prompts):
+        if not 0 < len(p) <= length:
+            raise ValueError(f"prompt {row} has {len(p)} tokens; expected 1 to {length}")
+        out[row, length - len(p):] = p
+    return out
+
+
+def sample(model, prompts, config: GenerationConfig | None = None, *, prompt_len: int | None = None,
+           pad_id: int | None = None, rng: np.random.Generator | None = None, cache_size: int | None = None,
+           **overrides) -> Samples:
+    """The one sampler. Continue every prompt (a list of token ids) by up to ``max_new_tokens`` tokens:
+    ``strategy="greedy"`` takes the most likely token, ``"sample"`` draws at ``temperature`` from the
+    ``top_k`` / ``top_p`` set. Each step the logits pass, in order, ``repetition_penalty``,
+    ``suppress_ids`` (never drawn) and ``no_repeat_ngram_size``; a row ends at ``eos_id`` or one of
+    ``stop_ids`` (kept as its last token) and is ``<pad>`` after it; all rows end together at the last step.
+
+    The prompts are left-padded to ``prompt_len`` (default: the longest) with ``pad_id`` (default: the
+    model's); positions count real tokens only, so padding does not shift them. ``rng``: the draws' source
+    (default ``numpy.random.default_rng(seed)``; one uniform per row and step). ``cache_size``: the KV cache's
+    slots (default ``n_positions``; a caller that decodes many batches of one shape - PPO - passes
+    ``prompt_len + max_new_tokens`` so every step runs one small compiled graph). With the cache each new
+    token is one compiled step; past the position table the model reads the last 3/4 of it.
+    """
+    cfg = _config(config, overrides)
+    if cfg.strategy not in ("greedy", "sample"):
+        raise ValueError(f"the sampler draws greedily or by sampling, not {cfg.strategy!r} (see beam_search)")
+    if not prompts:
+        raise ValueError("no prompts to continue")
+    if pad_id is None:
+        pad_id = model.config.pad_token_id
+    prompt_len = max(len(p) for p in prompts) if prompt_len is None else prompt_len
+    if cache_size is not None and prompt_len + cfg.max_new_tokens > cache_size:
+        raise ValueError(f"prompt length {prompt_len} + {cfg.max_new_tokens} new tokens = "
+                         f"{prompt_len + cfg.max_new_tokens} exceeds the cache's {cache_size} slots")
+    rng = np.random.default_rng(cfg.seed) if rng is None else rng
+    ids = left_pad(prompts, prompt_len, pad_id)
+    b, steps = ids.shape[0], cfg.max_new_tokens
+    starts = np.array([prompt_len - len(p) for p in prompts])
+    new = np.full((b, steps), 0 if pad_id is None else pad_id, np.int32)
+    mask = np.zeros((b, steps), np.float32)
+    logprobs = np.zeros((b, steps), np.float64)
+    done = np.zeros(b, bool)
+    stops = set(cfg.stop_ids) | ({cfg.eos_id} if cfg.eos_id is not None else set())
     was_training = model.training
     model.set_train(False)
     try:
-        ids = _check_prompt(model, prompt, cfg)
-        if cfg.strategy == "beam":
-            return _beam(model, ids, cfg)
-        return _greedy_or_sample(model, ids, cfg)
+        runner = _Runner(model, cfg.use_cache, cache_size)
+        logits = runner.start(ids)
+        for t in range(steps):
+            seqs = [ids[row, starts[row]:prompt_len].tolist() + new[row, :t].tolist() for row in range(b)]
+            scores = _processed(logits, seqs, cfg)
+            if cfg.strategy == "greedy":
+                token = scores.argmax(-1)
+                logp = _log_softmax(scores)
+            else:
+                probs = np.stack([_distribution(row / cfg.temperature, cfg.top_k, cfg.top_p) for row in scores])
+                u = rng.random(b)  # one uniform per row, drawn as numpy's Generator.choice(p=...) draws it
+                token = np.array([_draw(probs[row], u[row]) for row in range(b)])
+                with np.errstate(divide="ignore"):
+                    logp = np.log(probs)
+            token = np.where(done, new[:, t], token).astype(np.int32)
+            logprobs[:, t] = np.where(done, 0.0, logp[np.arange(b), token])
+            new[:, t] = token
+            mask[:, t] = ~done
+            done = done | np.isin(token, list(stops))
+            if done.all() or t == steps - 1:
+                break
+            logits = runner.next(np.concatenate([ids, new[:, :t + 1]], axis=1))
     finally:
         model.set_train(was_training)
+    return Samples(np.concatenate([ids, new], axis=1), mask, logprobs, prompt_len)
+
+
+def _processed(logits, seqs, cfg):
+    """The logits after the repetition penalty, the suppressed ids and the banned n-grams (each row's own)."""
+    out = np.stack([apply_repetition_penalty(logits[row:row + 1], [seq], cfg.repetition_penalty)[0]
+                    for row, seq in enumerate(seqs)])
+    out = _suppress(out, cfg)
+    for row, seq in enumerate(seqs):
+        for t in banned_ngram_tokens(seq, cfg.no_repeat_ngram_size):
+            out[row, t] = -np.inf
+    return out
 
 
 def _suppress(logits, cfg):
@@ -157,28 +276,9 @@ def _suppress(logits, cfg):
     return logits
 
 
-def _greedy_or_sample(model, ids, cfg):
-    rng = np.random.default_rng(cfg.seed)
-    runner = _Runner(model, cfg.use_cache)
-    logits = runner.start(ids)
-    out = []
-    for step in range(cfg.max_new_tokens):
-        logits = _suppress(apply_repetition_penalty(logits, ids, cfg.repetition_penalty), cfg)
-        for t in banned_ngram_tokens(ids[0].tolist(), cfg.no_repeat_ngram_size):
-            logits[0, t] = -np.inf
-        if cfg.strategy == "greedy":
-            token = int(logits[0].argmax())
-        else:
-            token = _sample(logits[0] / cfg.temperature, cfg.top_k, cfg.top_p, rng)
-        out.append(token)
-        if token == cfg.eos_id or token in cfg.stop_ids or step == cfg.max_new_tokens - 1:
-            break
-        ids = np.concatenate([ids, [[token]]], axis=1)
-        logits = runner.next(ids)
-    return out
-
-
-def _sample(logits, top_k, top_p, rng):
+def _distribution(logits, top_k, top_p):
+    """[V] probabilities of one row at its temperature: only the ``top_k`` most likely tokens (0: all), then
+    only the smallest set reaching ``top_p`` of the probability (nucleus sampling; 1: all)."""
     logits = logits.copy()
     if top_k:
         kth = np.sort(logits)[-min(top_k, logits.size)]
@@ -193,10 +293,19 @@ def _sample(logits, top_k, top_p, rng):
         mask[keep] = True
         probs = np.where(mask, probs, 0.0)
         probs /= probs.sum()
-    return int(rng.choice(probs.size, p=probs))
+    return probs
 
 
-def _beam(model, ids, cfg):
+def _draw(probs, u: float) -> int:
+    """The token whose cumulative probability first exceeds ``u`` in [0, 1) (inverse-CDF sampling)."""
+    cdf = probs.cumsum()
+    cdf /= cdf[-1]
+    return int(cdf.searchsorted(u, side="right"))
+
+
+def beam_search(model, ids, cfg: GenerationConfig) -> list:
+    """The best of ``cfg.num_beams`` beams for one prompt ``ids`` [1, length]: new token ids. Scores are summed
+    log-probabilities over length ** ``length_penalty``; a beam ends at ``eos_id`` or one of ``stop_ids``."""
     k = cfg.num_beams
     runner = _Runner(model, cfg.use_cache)
     logp = _log_softmax(runner.start(ids))  # [1, V]

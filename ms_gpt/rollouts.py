@@ -1,24 +1,20 @@
-"""PPO's rollouts and scoring: a batch of prompts continued by sampling through the KV cache, then the
-policy's, the reference's and the value head's numbers for those tokens from one full forward each.
+"""PPO's scoring of rollouts: the policy's, the reference's and the value head's numbers for sampled tokens,
+from one full forward each.
 
-Shapes are fixed for the whole run, so every graph compiles once: prompts are left-padded to ``P`` tokens
-(positions count real tokens only, so left padding does not shift them), responses take ``T`` slots
-(``<pad>`` after a row's stop token), a rollout batch is ``ids [b, P + T]`` with ``mask [b, T]`` 1 on the
-response tokens (the stop token included). Sampling draws from ``softmax(logits + bias)`` at temperature 1
-and the losses use the same ``bias`` (``-1e9`` on tokens a text never holds: ``<pad>``, ``<bos>``, ``<unk>``,
-``<sep>``), so the ratios PPO takes are between the distributions actually sampled from.
+A rollout is what :func:`ms_gpt.generation.sample` draws (the one sampler): prompts left-padded to ``P``
+tokens, responses in ``T`` slots (``<pad>`` after a row's stop token), ``ids [b, P + T]`` with ``mask [b, T]``
+1 on the response tokens (the stop token included). Shapes are fixed for the whole run, so every graph
+compiles once. Sampling never draws the suppressed tokens (``<pad>``, ``<bos>``, ``<unk>``, ``<sep>``) and
+the losses add the same ``bias`` (``-1e9`` there), so the ratios PPO takes are between the distributions
+actually sampled from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import mindspore
 import numpy as np
-from mindspore import Tensor, ops
+from mindspore import ops
 
-from ms_gpt.generation import compiled_step
-from ms_gpt.model.cache import KVCache
 from ms_gpt.ppo import position_entropy
 
 BANNED = -1e9
@@ -29,70 +25,6 @@ def logit_bias(vocab_size: int, banned_ids) -> np.ndarray:
     bias = np.zeros(vocab_size, np.float32)
     bias[list(banned_ids)] = BANNED
     return bias
-
-
-@dataclass
-class Rollout:
-    ids: np.ndarray  # [b, P + T] int32: left-padded prompts, then the responses (<pad> after each stop)
-    mask: np.ndarray  # [b, T] float32: 1 on response tokens (the stop token included)
-    prompt_len: int  # P
-
-    @property
-    def responses(self) -> list:
-        """Each row's response token ids (the stop token included)."""
-        resp = self.ids[:, self.prompt_len:]
-        return [row[: int(m.sum())].tolist() for row, m in zip(resp, self.mask)]
-
-
-def left_pad(prompts, length: int, pad_id: int) -> np.ndarray:
-    """[b, length] int32: each prompt right-aligned, ``pad_id`` before it."""
-    out = np.full((len(prompts), length), pad_id, np.int32)
-    for row, p in enumerate(prompts):
-        if not 0 < len(p) <= length:
-            raise ValueError(f"prompt {row} has {len(p)} tokens; expected 1 to {length}")
-        out[row, length - len(p):] = p
-    return out
-
-
-def sample(gpt, prompts, prompt_len: int, new_tokens: int, pad_id: int, stop_ids, bias: np.ndarray,
-           rng: np.random.Generator) -> Rollout:
-    """Continue every prompt (token id lists of at most ``prompt_len``) by sampling up to ``new_tokens``
-    tokens each, stopping a row at any of ``stop_ids``. The prompts run through the model once; every new
-    token goes through the one compiled decoding step over a cache of ``prompt_len + new_tokens`` slots."""
-    config = gpt.config
-    size = prompt_len + new_tokens
-    if size > config.n_positions:
-        raise ValueError(f"prompt length {prompt_len} + {new_tokens} new tokens = {size} exceeds the model's "
-                         f"context (n_positions={config.n_positions})")
-    was_training = gpt.training
-    gpt.set_train(False)
-    try:
-        ids = left_pad(prompts, prompt_len, pad_id)
-        b = ids.shape[0]
-        out = gpt(Tensor(ids), KVCache.empty(config, batch=b, size=size))
-        cache = out.cache
-        logits = out.logits.asnumpy()[:, -1]
-        response = np.full((b, new_tokens), pad_id, np.int32)
-        mask = np.zeros((b, new_tokens), np.float32)
-        done = np.zeros(b, bool)
-        stops = np.array(sorted(set(int(s) for s in stop_ids)), np.int64)
-        step = compiled_step(gpt)
-        for t in range(new_tokens):
-            scores = logits.astype(np.float64) + bias
-            gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, scores.shape)))
-            token = (scores + gumbel).argmax(-1).astype(np.int32)  # a draw from softmax(scores) per row
-            token = np.where(done, pad_id, token)
-            response[:, t] = token
-            mask[:, t] = ~done
-            done = done | np.isin(token, stops)
-            if done.all() or t == new_tokens - 1:
-                break
-            logits, fields, _ = step(Tensor(token[:, None]), *cache.as_inputs())
-            cache = KVCache(*fields)
-            logits = logits.asnumpy()[:, -1]
-    finally:
-        gpt.set_train(was_training)
-    return Rollout(np.concatenate([ids, response], axis=1), mask, prompt_len)
 
 
 def response_log_probs(gpt, ids, prompt_len: int, bias):

@@ -134,13 +134,14 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
     import mindspore
     import numpy as np
 
-    from ms_gpt import checkpoint, rollouts
+    from ms_gpt import checkpoint, generation, rollouts
     from ms_gpt.flows.generate import join_text, suppressed_ids
 
     gpt, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False)
     bias = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
-    roll = rollouts.sample(gpt, prompts.ids, prompts.length, new_tokens, tok.pad_id, stops, bias,
-                           np.random.default_rng([seed, 10**6]))
+    roll = generation.sample(gpt, prompts.ids, strategy="sample", max_new_tokens=new_tokens, stop_ids=tuple(stops),
+                             suppress_ids=tuple(suppressed_ids(tok)), prompt_len=prompts.length, pad_id=tok.pad_id,
+                             rng=np.random.default_rng([seed, 10**6]), cache_size=prompts.length + new_tokens)
     ids, b = mindspore.Tensor(roll.ids), mindspore.Tensor(bias)
     logp = rollouts.token_stats(gpt, None, ids, prompts.length, b)[0].asnumpy().astype(np.float64)
     ref_logp = rollouts.token_stats(ref, None, ids, prompts.length, b)[0].asnumpy().astype(np.float64)

@@ -71,18 +71,20 @@ def main() -> int:
 
     from ppo_demo import Judge, held_out_setup
 
-    from ms_gpt import rollouts
+    from ms_gpt import generation
     from ms_gpt.flows.generate import join_text, suppressed_ids
 
     t0 = time.perf_counter()
     ref, tok, scorer, prompts, stops = held_out_setup(pre, rm, args.eval_prompts, args.new_tokens)
     judge = Judge()
-    bias = rollouts.logit_bias(ref.config.vocab_size, suppressed_ids(tok))
     n = len(prompts.ids)
     rewards, positive, log_odds, lengths = (np.zeros((n, args.samples)) for _ in range(4))
     draw = np.random.default_rng([args.seed, 7])
     for k in range(args.samples):
-        roll = rollouts.sample(ref, prompts.ids, prompts.length, args.new_tokens, tok.pad_id, stops, bias, draw)
+        roll = generation.sample(ref, prompts.ids, strategy="sample", max_new_tokens=args.new_tokens,
+                                 stop_ids=tuple(stops), suppress_ids=tuple(suppressed_ids(tok)),
+                                 prompt_len=prompts.length, pad_id=tok.pad_id, rng=draw,
+                                 cache_size=prompts.length + args.new_tokens)
         responses = [tok.decode([t for t in r if t not in stops]) for r in roll.responses]
         texts = [join_text(tok, q, r) for q, r in zip(prompts.texts, responses)]
         rewards[:, k] = scorer(prompts.texts, responses)

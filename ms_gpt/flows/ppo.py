@@ -26,9 +26,10 @@ import mindspore
 import numpy as np
 from mindspore import Tensor, ops
 
-from ms_gpt import atomic, checkpoint, interrupt, recipes, rollouts
+from ms_gpt import atomic, checkpoint, generation, interrupt, recipes, rollouts
 from ms_gpt import ppo as rl
 from ms_gpt.data import tasks
+from ms_gpt.config import GenerationConfig
 from ms_gpt.data.prompts import load_prompts
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import RUN_ONLY, PPOConfig
@@ -194,6 +195,8 @@ class PPOTrainer:
         self.beta = cfg.init_kl_coef
         self.stops = (tok.eos_id,) + ((newline,) if newline is not None else ())
         self.bias_np = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
+        self.sampling = GenerationConfig(strategy="sample", max_new_tokens=cfg.max_new_tokens, stop_ids=self.stops,
+                                         suppress_ids=tuple(suppressed_ids(tok)))
         bias = Tensor(self.bias_np)
         length, head = prompts.length, self.head
         clip, value_clip, vf_coef, ent_coef = cfg.clip_range, cfg.value_clip, cfg.vf_coef, cfg.entropy_coef
@@ -304,8 +307,8 @@ class PPOTrainer:
         n = len(prompts.ids)
         k = cfg.batch_size // cfg.group_size  # prompts this step, each continued group_size times
         pick = np.repeat(rng.choice(n, size=k, replace=n < k), cfg.group_size)
-        roll = rollouts.sample(self.gpt, [prompts.ids[i] for i in pick], prompts.length, cfg.max_new_tokens,
-                               self.tok.pad_id, self.stops, self.bias_np, rng)
+        roll = generation.sample(self.gpt, [prompts.ids[i] for i in pick], self.sampling, prompt_len=prompts.length,
+                                 pad_id=self.tok.pad_id, rng=rng, cache_size=prompts.length + cfg.max_new_tokens)
         texts = [self.tok.decode([t for t in r if t not in self.stops]) for r in roll.responses]
         return roll, [prompts.texts[i] for i in pick], texts
 
