@@ -46,9 +46,11 @@ CLASSIFIER = "classifier.json"
 SFT = "sft.json"  # written by ms-gpt sft: the prompt template; generate then answers in that format
 VALUE_HEAD, PPO, PPO_PLOT = "value_head.ckpt", "ppo.json", "ppo.png"  # written by ms-gpt ppo
 BEST = "best"  # a fine-tune's best classifier (a folder)
+PROMPTING = "prompting.json"  # how the model is prompted: {"form": "documents" | "lines" | "dialogue"}
+PROMPT_FORMS = ("documents", "lines", "dialogue")
 # Everything a job writes into its run folder (what --overwrite removes; other files are left alone).
 RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, VALUE_HEAD, GPT_CONFIG, FORMAT, RUN_CONFIG, METRICS, LOSS_PLOT,
-               CLASSIFIER, SFT, PPO, PPO_PLOT, TOKENIZER, BEST)
+               CLASSIFIER, SFT, PPO, PPO_PLOT, TOKENIZER, BEST, PROMPTING)
 
 
 class CheckpointError(MsGptError, ValueError):
@@ -201,6 +203,32 @@ def load_model(directory: str | Path):
 
 def save_tokenizer(tokenizer, directory: Path) -> Path:
     return tokenizer.save(Path(directory) / TOKENIZER)
+
+
+def save_prompt_form(directory: Path, form: str) -> None:
+    """Record how the model saved in ``directory`` is prompted (:data:`PROMPT_FORMS`; see
+    :mod:`ms_gpt.prompting`): written with the model's tokenizer by every job that trains a language model."""
+    if form not in PROMPT_FORMS:
+        raise ValueError(f"prompt form {form!r} is not one of {', '.join(PROMPT_FORMS)}")
+    atomic.write_json(Path(directory) / PROMPTING, {"form": form})
+
+
+def prompt_form(directory: str | Path) -> str:
+    """How the model in ``directory`` is prompted: its recorded :data:`PROMPTING`, else, for a folder written
+    before ms_gpt recorded it, what its files say: ``dialogue`` with an ``sft.json``, ``lines`` when it was
+    pretrained on the plain text (``boundaries: newline`` in its ``run_config.json``, or for a PPO-tuned model
+    in its ``ppo.json``), else ``documents`` (``<bos> text <eos>``; a Hugging Face folder too)."""
+    directory = Path(directory)
+    if (directory / PROMPTING).is_file():
+        record = read_json(directory / PROMPTING)
+        form = record.get("form") if isinstance(record, dict) else None
+        if form not in PROMPT_FORMS:
+            raise CheckpointError(f"{directory / PROMPTING}: form {form!r} is not one of {', '.join(PROMPT_FORMS)}")
+        return form
+    if (directory / SFT).is_file():
+        return "dialogue"
+    record = read_json(directory / PPO) if (directory / PPO).is_file() else read_run_config(directory) or {}
+    return "lines" if record.get("boundaries") == "newline" else "documents"
 
 
 def load_tokenizer(directory: str | Path):

@@ -30,7 +30,7 @@ LOCK = ".lock"  # run_lock's file
 # files, the MindNLP flow's folders); kept here so this module needs no MindSpore.
 OWN_FILES = ("train_state.json", "optimizer.ckpt", "model.ckpt", "value_head.ckpt", "gpt_config.json", "format.json",
              "run_config.json", "metrics.json", "loss.png", "classifier.json", "sft.json", "ppo.json", "ppo.png",
-             "tokenizer", "best", "config.json", "model.safetensors", "checkpoints", "model", "init_hf")
+             "tokenizer", "best", "config.json", "model.safetensors", "checkpoints", "model", "init_hf", "prompting.json")
 _RAND = r"[a-z0-9_]{8}"  # tempfile's random part
 _LEFTOVER = re.compile(
     r"^(?:\.pending-" + _RAND + r"|\.commit"

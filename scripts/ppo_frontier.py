@@ -72,7 +72,7 @@ def main() -> int:
     from ppo_demo import Judge, held_out_setup
 
     from ms_gpt import generation
-    from ms_gpt.flows.generate import join_text, suppressed_ids
+    from ms_gpt.prompting import join_text, suppressed_ids
 
     t0 = time.perf_counter()
     ref, tok, scorer, prompts, stops = held_out_setup(pre, rm, args.eval_prompts, args.new_tokens)

@@ -113,25 +113,26 @@ def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin):
     assert held["exchanges"] == 512 and held["response_loss"]["after"] < held["response_loss"]["before"]
     record = json.loads((tmp_path / "sft" / "run_config.json").read_text())
     assert (record["epochs"], record["train_limit"], record["train"]["learning_rate"]) == (3, 100, 1e-3)
+    assert json.loads((tmp_path / "sft" / "prompting.json").read_text()) == {"form": "dialogue"}
     chat = subprocess.run([str(venv_bin / "ms-gpt"), "chat", "--ckpt", str(tmp_path / "sft"), "--prompt",
                            "how are you ?"], capture_output=True, text=True, timeout=300)
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-3000:]
 
 
 def test_chat_input_in_each_checkpoint_form():
-    from ms_gpt.flows.chat import Chat
+    from ms_gpt.prompting import Prompter
 
     t = tok()
     nl = t.add_special("<nl>")  # stands in for a char model's newline token
     e = t.encode
-    c = Chat.__new__(Chat)
-    c.tok, c.newline, c.context_len = t, nl, 9
-    c.history = ["hi there", "fine thanks", "how are you"]  # the oldest turn does not fit in 9 tokens
-    c.form = "dialogue"
-    assert c.input_ids() == [t.bos_id] + e("fine thanks") + [t.sep_id] + e("how are you") + [t.sep_id]
-    c.form = "lines"
-    assert c.input_ids() == [nl] + e("fine thanks") + [nl] + e("how are you") + [nl]
-    c.form = "documents"
-    assert c.input_ids() == [t.bos_id] + e("how are you") + [t.eos_id, t.bos_id]
-    c.history = ["hi there how are you fine thanks and you good bye hi there how are you"]
-    assert len(c.input_ids()) == 9 and c.input_ids()[-3:] == e("you") + [t.eos_id, t.bos_id]  # its end kept
+    history = ["hi there", "fine thanks", "how are you"]  # the oldest turn does not fit in 9 tokens
+    assert Prompter(t, "dialogue").conversation(history, 9) == \
+        [t.bos_id] + e("fine thanks") + [t.sep_id] + e("how are you") + [t.sep_id]
+    lines = Prompter(t, "lines")
+    lines.newline = nl
+    assert lines.conversation(history, 9) == [nl] + e("fine thanks") + [nl] + e("how are you") + [nl]
+    documents = Prompter(t, "documents")
+    assert documents.conversation(history, 9) == [t.bos_id] + e("how are you") + [t.eos_id, t.bos_id]
+    long = ["hi there how are you fine thanks and you good bye hi there how are you"]
+    ids = documents.conversation(long, 9)
+    assert len(ids) == 9 and ids[-3:] == e("you") + [t.eos_id, t.bos_id]  # its end kept

@@ -42,7 +42,7 @@ def test_rollout_log_probs_match_a_full_forward(models):
     full forward: the log-probabilities the sampler drew from equal token_stats' and a plain recompute's
     (left padding and the right <pad> after a stop included)."""
     from ms_gpt import generation, rollouts
-    from ms_gpt.flows.generate import suppressed_ids
+    from ms_gpt.prompting import suppressed_ids
 
     device.setup("CPU", mode="pynative", seed=0)
     gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)
@@ -118,19 +118,20 @@ def share_of_the(texts):  # the toy reward: how often "the" appears in a respons
 def toy_trainer(models, out, steps, seed=0, **settings):
     from ms_gpt.flows import ppo as flow
     from ms_gpt.flows.configs import PPOConfig
+    from ms_gpt.prompting import Prompter
 
     device.setup("CPU", mode="jit", seed=seed)
     gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)
     ref, _ = checkpoint.load_for_tuning(models / "pre", need_sep=False)
-    prompts = flow.encode_prompts(PROMPTS.split("\n")[:-1], tok, False, None, 12, gpt.config.n_positions, "toy",
-                                  False)
+    prompts = flow.encode_prompts(PROMPTS.split("\n")[:-1], Prompter(tok, "documents"), 12, gpt.config.n_positions,
+                                  "toy", False)
 
     cfg = PPOConfig(policy="toy", reward="toy", prompts="toy", out=str(out), steps=steps, batch_size=16,
                     max_new_tokens=12, learning_rate=1e-4, kl_horizon=160, ckpt_every=1000, progress=False, seed=seed,
                     **settings)
     Path(out).mkdir(parents=True, exist_ok=True)
-    return flow.PPOTrainer(cfg, Path(out), gpt, ref, tok, prompts, lambda _, responses: share_of_the(responses), True,
-                           None)
+    return flow.PPOTrainer(cfg, Path(out), gpt, ref, Prompter(tok, "documents"), prompts,
+                           lambda _, responses: share_of_the(responses), True)
 
 
 def test_ppo_raises_a_toy_reward(models, tmp_path):
@@ -237,6 +238,7 @@ def test_ppo_command_end_to_end_then_resume_repeats_the_run(models, tmp_path, ve
     proc = run(venv_bin, *base, "--out", whole)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert json.loads((whole / "prompting.json").read_text()) == {"form": checkpoint.prompt_form(models / "pre")}
     assert summary["steps_done"] == 4 and summary["score_input"] == "pair" and summary["learning_rate"] == 1e-4
     m = json.loads((whole / "metrics.json").read_text())
     assert [s["step"] for s in m["steps"]] == [1, 2, 3, 4]
@@ -325,7 +327,7 @@ def test_builtin_prompts_come_from_the_train_split():
 
 
 def test_the_reward_model_records_what_it_reads(models):
-    from ms_gpt.flows.ppo import score_input_of
+    from ms_gpt.prompting import score_input as score_input_of
 
     meta = checkpoint.load_reward(models / "rm")[2]
     assert meta["score_input"] == "pair"  # the easy pairs have prompts

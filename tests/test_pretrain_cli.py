@@ -23,6 +23,9 @@ def test_pretrain_writes_what_the_design_promises(pretrained):
     for name in ("model.ckpt", "gpt_config.json", "tokenizer/tokenizer.json", "loss.png"):
         assert (out / name).is_file(), name
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run_config = json.loads((out / "run_config.json").read_text())
+    form = "lines" if run_config["boundaries"] == "newline" else "documents"
+    assert json.loads((out / "prompting.json").read_text()) == {"form": form}  # how generate prompts it
 
 
 def run_generate(venv_bin, out, *extra):

@@ -19,13 +19,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ms_gpt import checkpoint
 from ms_gpt.config import GenerationConfig
-from ms_gpt.data.dialogue import context_ids
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ChatConfig
-from ms_gpt.flows.generate import newline_trained, open_checkpoint, suppressed_ids
 from ms_gpt.generation import generate
+from ms_gpt.prompting import open_checkpoint
 
 COMMANDS = {"/reset": "forget the conversation", "/quit": "end the chat"}
 
@@ -35,17 +33,9 @@ class Chat:
 
     def __init__(self, ckpt: str | Path, gen: GenerationConfig):
         self.ckpt = Path(ckpt)
-        self.model, self.tok = open_checkpoint(self.ckpt)
-        tok = self.tok
-        if (self.ckpt / checkpoint.SFT).is_file():
-            self.form = "dialogue"
-        elif newline_trained(self.ckpt):
-            self.form = "lines"
-        else:
-            self.form = "documents"
-        self.newline = tok.token_id("\n") if self.form == "lines" else None
-        stops = (self.newline,) if self.newline is not None else ()
-        self.gen = dataclasses.replace(gen, eos_id=tok.eos_id, stop_ids=stops, suppress_ids=suppressed_ids(tok))
+        self.model, self.prompter = open_checkpoint(self.ckpt)
+        self.tok, self.form = self.prompter.tok, self.prompter.form
+        self.gen = self.prompter.generation(gen)
         n = self.model.config.n_positions
         self.context_len = max(n // 2, n - gen.max_new_tokens)
         self.history: list[str] = []
@@ -55,33 +45,14 @@ class Chat:
 
     def input_ids(self) -> list[int]:
         """The conversation so far as the model's input, newest turns kept within ``context_len``."""
-        tok = self.tok
-        if self.form == "dialogue":
-            return context_ids(tok, self.history, self.context_len)
-        ids: list[int] = [] if self.form == "lines" else [tok.bos_id]  # the slot the answer starts in
-        for turn in reversed(self.history):
-            if self.form == "lines":
-                piece = [self.newline] + tok.encode(turn)
-            else:
-                piece = [tok.bos_id] + tok.encode(turn) + [tok.eos_id]
-            if len(piece) + len(ids) > self.context_len:
-                if not ids or ids == [tok.bos_id]:  # even the newest turn alone is too long: keep its end
-                    ids = piece[len(piece) + len(ids) - self.context_len:] + ids
-                break
-            ids = piece + ids
-        if self.form == "lines":
-            ids = ids + [self.newline]
-        return ids
+        return self.prompter.conversation(self.history, self.context_len)
 
     def reply(self, text: str) -> str:
         """The model's answer to ``text`` (both then join the conversation)."""
         if not text.strip():
             raise ValueError("empty message: type something to say (or /quit)")
         self.history.append(text.strip())
-        new = generate(self.model, self.input_ids(), self.gen)
-        if new and new[-1] in (self.tok.eos_id, self.newline):
-            new = new[:-1]
-        answer = self.tok.decode(new).strip()
+        answer = self.prompter.answer(generate(self.model, self.input_ids(), self.gen)).strip()
         self.history.append(answer)
         return answer
 

@@ -33,7 +33,7 @@ from ms_gpt.config import GenerationConfig
 from ms_gpt.data.prompts import load_prompts
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import RUN_ONLY, PPOConfig
-from ms_gpt.flows.generate import join_text, newline_trained, prompt_ids, suppressed_ids
+from ms_gpt.prompting import Prompter, join_text, score_input, suppressed_ids
 from ms_gpt.model import ValueHead, count_parameters
 from ms_gpt.optim import AdamW
 from ms_gpt.training import TrainingDiverged
@@ -49,7 +49,7 @@ class Prompts:
     length: int  # P: the longest, which every prompt is left-padded to
 
 
-def encode_prompts(texts, tok, chat: bool, newline, max_new_tokens: int, n_positions: int, source: str,
+def encode_prompts(texts, prompter: Prompter, max_new_tokens: int, n_positions: int, source: str,
                    drop_long: bool) -> Prompts:
     """The prompts as the policy's input; one that leaves no room for ``max_new_tokens`` in the context is
     an error naming it (``drop_long``: a built-in set, whose long ones are left out instead)."""
@@ -59,7 +59,7 @@ def encode_prompts(texts, tok, chat: bool, newline, max_new_tokens: int, n_posit
                          f"(n_positions={n_positions}); lower it")
     kept_texts, kept_ids = [], []
     for n, text in enumerate(texts, 1):
-        ids = prompt_ids(tok, text, chat, newline)
+        ids = prompter.encode(text)
         if len(ids) > room:
             if drop_long:
                 continue
@@ -72,13 +72,6 @@ def encode_prompts(texts, tok, chat: bool, newline, max_new_tokens: int, n_posit
         raise ValueError(f"{source}: no prompt fits the policy's context with --max-new-tokens {max_new_tokens} "
                          f"(room for {room} tokens)")
     return Prompts(kept_texts, kept_ids, max(len(i) for i in kept_ids))
-
-
-def score_input_of(choice: str, meta: dict) -> str:
-    """``pair`` or ``text``: ``choice``, or for ``auto`` what the reward model was trained on."""
-    if choice != "auto":
-        return choice
-    return meta.get("score_input", "pair")
 
 
 class RewardScorer:
@@ -122,19 +115,19 @@ def ppo(cfg: PPOConfig) -> dict:
     gpt, tok = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
     ref, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
     reward_model, reward_tok, meta = checkpoint.load_reward(cfg.reward)
-    chat = (policy_dir / checkpoint.SFT).is_file()
-    newline = tok.token_id("\n") if newline_trained(policy_dir) and not chat else None
-    prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), tok, chat, newline, cfg.max_new_tokens,
+    prompter = Prompter.of(policy_dir, tok)
+    prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), prompter, cfg.max_new_tokens,
                              gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
-    scorer = RewardScorer(reward_model, reward_tok, meta, score_input_of(cfg.score_input, meta), settings.compiled)
+    scorer = RewardScorer(reward_model, reward_tok, meta, score_input(cfg.score_input, meta), settings.compiled)
     inputs = {"--policy": cfg.policy, "--reward": cfg.reward, "--prompts": cfg.prompts}
     with common.run_folder(cfg.out, "ppo", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
                            resumable=True) as out:
-        return _ppo(cfg, settings, out, gpt, ref, tok, prompts, scorer, chat, newline)
+        return _ppo(cfg, settings, out, gpt, ref, prompter, prompts, scorer)
 
 
-def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, tok, prompts: Prompts, scorer: RewardScorer, chat: bool,
-         newline) -> dict:
+def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prompts: Prompts,
+         scorer: RewardScorer) -> dict:
+    tok, chat = prompter.tok, prompter.dialogue
     lr = cfg.learning_rate or recipes.ppo_learning_rate(count_parameters(gpt))
     run = dataclasses.replace(cfg, learning_rate=lr, kl_horizon=cfg.kl_horizon or 10 * cfg.batch_size,
                               ckpt_every=cfg.ckpt_every or CKPT_EVERY, score_input=scorer.score_input)
@@ -144,16 +137,17 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, tok, prompts: Prompts, s
         return done
     if not cfg.resume:
         checkpoint.save_tokenizer(tok, out)
+        checkpoint.save_prompt_form(out, prompter.form)  # the policy's: the tuned model is prompted as it was
         if chat:
             shutil.copyfile(Path(cfg.policy) / checkpoint.SFT, out / checkpoint.SFT)
         atomic.write_json(out / checkpoint.PPO, {
             "policy": str(cfg.policy), "reward": str(cfg.reward), "prompts": str(cfg.prompts),
-            "boundaries": "newline" if newline is not None else "eos", "chat": chat,
+            "boundaries": "newline" if prompter.form == "lines" else "eos", "chat": chat,
             "score_input": scorer.score_input, "prompt_len": prompts.length})
     print(f"ms-gpt ppo: {len(prompts.ids)} prompts (up to {prompts.length} tokens), {run.batch_size} rollouts a "
           f"step of up to {run.max_new_tokens} tokens, learning rate {lr:g}, β {run.init_kl_coef:g} -> KL target "
           f"{run.kl_target}, reward input: {scorer.score_input}")
-    job = PPOTrainer(run, out, gpt, ref, tok, prompts, scorer, settings.compiled, newline)
+    job = PPOTrainer(run, out, gpt, ref, prompter, prompts, scorer, settings.compiled)
     if cfg.resume:
         job.resume()
     history = job.fit(cfg.until)
@@ -179,7 +173,8 @@ class PPOTrainer:
     """The models, the optimizer and the compiled steps of one PPO run. ``scorer(prompts, responses)`` gives
     one reward per text (a :class:`RewardScorer`, or any function of the texts: a test's toy reward)."""
 
-    def __init__(self, cfg: PPOConfig, out: Path, gpt, ref, tok, prompts: Prompts, scorer, jit: bool, newline):
+    def __init__(self, cfg: PPOConfig, out: Path, gpt, ref, prompter: Prompter, prompts: Prompts, scorer, jit: bool):
+        tok = prompter.tok
         self.cfg, self.out, self.gpt, self.ref, self.tok = cfg, out, gpt, ref, tok
         self.prompts, self.scorer = prompts, scorer
         for model in (gpt, ref):
@@ -193,7 +188,7 @@ class PPOTrainer:
         self.controller = rl.AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) \
             if cfg.kl_target is not None else None
         self.beta = cfg.init_kl_coef
-        self.stops = (tok.eos_id,) + ((newline,) if newline is not None else ())
+        self.stops = prompter.stops()
         self.bias_np = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
         self.sampling = GenerationConfig(strategy="sample", max_new_tokens=cfg.max_new_tokens, stop_ids=self.stops,
                                          suppress_ids=tuple(suppressed_ids(tok)))

@@ -128,6 +128,7 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
     if dist.is_writer:
         if not cfg.resume:
             checkpoint.save_tokenizer(tok, out)
+            checkpoint.save_prompt_form(out, "lines" if mode == "newline" else "documents")
     trainer = Trainer(model, train_cfg, out, jit=settings.compiled, dist=dist)
     if cfg.resume:
         trainer.resume()

@@ -85,6 +85,7 @@ def _sft(cfg: SFTConfig, settings, out: Path, train_ex, valid_ex, gpt, tok) -> d
     common.record_run(out, run)
     # what generate/chat need, before training: a folder stopped by Ctrl-C answers with its last weights
     checkpoint.save_tokenizer(tok, out)
+    checkpoint.save_prompt_form(out, "dialogue")
     atomic.write_json(out / checkpoint.SFT, {"template": TEMPLATE, "init": str(cfg.init), "data": str(cfg.data)})
     trainer = Trainer(gpt, train_cfg, out, jit=settings.compiled, resumable=False)
     before = trainer.evaluate(dataset)["val_loss"]

@@ -1,0 +1,131 @@
+"""How a checkpoint is prompted: the one place that turns text into a model's input and its output back
+into text.
+
+A language model's folder records its prompt form (``prompting.json``, written with its tokenizer by
+``pretrain``, ``sft`` and ``ppo``; read by :func:`ms_gpt.checkpoint.prompt_form`, which also recognises
+folders from before the record):
+
+- ``documents`` - pretrained on ``<bos> line <eos>``: a prompt is ``<bos> prompt``, the text ends at ``<eos>``;
+- ``lines`` - pretrained on the plain text (``--boundaries newline``): a prompt is a line break then the
+  prompt, and a line break may end the answer;
+- ``dialogue`` - tuned by ``ms-gpt sft``: ``<bos> turn <sep> turn <sep> ... <sep>``, answered up to ``<eos>``.
+
+``generate``, ``chat``, ``ppo`` and the scripts build a :class:`Prompter` and ask it; none reads run
+files to guess. What a reward model reads (its ``score_input``) is :func:`score_input`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ms_gpt import checkpoint
+from ms_gpt.config import GenerationConfig
+
+FORMS = checkpoint.PROMPT_FORMS
+
+
+def suppressed_ids(tok) -> tuple:
+    """Tokens a text never contains: <pad>, <bos>, <unk>, <sep> (those the tokenizer has)."""
+    return tuple(i for i in (tok.pad_id, tok.bos_id, tok.unk_id, tok.sep_id) if i is not None)
+
+
+def join_text(tok, *parts: str) -> str:
+    """Texts decoded apart as one text: with a space between them for a whitespace (word) tokenizer, directly
+    otherwise; empty parts left out."""
+    return (" " if tok.kind == "whitespace" else "").join(p for p in parts if p)
+
+
+def score_input(choice: str, meta: dict) -> str:
+    """What a reward model reads, ``pair`` (``<bos> prompt <sep> response <eos>``) or ``text`` (``<bos> <sep>
+    prompt+response <eos>``): ``choice``, or for ``auto`` what the model was trained on (its classifier.json)."""
+    if choice != "auto":
+        return choice
+    return meta.get("score_input", "pair")
+
+
+@dataclasses.dataclass
+class Prompter:
+    """A tokenizer and a prompt form (:data:`FORMS`): encoding prompts and conversations, the tokens that end
+    or never appear in an answer, and the answer as text."""
+
+    tok: object
+    form: str
+
+    def __post_init__(self):
+        if self.form not in FORMS:
+            raise ValueError(f"prompt form {self.form!r} is not one of {', '.join(FORMS)}")
+        self.newline = self.tok.token_id("\n") if self.form == "lines" else None
+
+    @classmethod
+    def of(cls, ckpt: str | Path, tok) -> "Prompter":
+        """The prompter of the checkpoint folder ``ckpt`` (its recorded form) with its tokenizer ``tok``."""
+        return cls(tok, checkpoint.prompt_form(ckpt))
+
+    @property
+    def dialogue(self) -> bool:
+        return self.form == "dialogue"
+
+    def stops(self, at_line_end: bool = True) -> tuple:
+        """Tokens that end an answer: ``<eos>``, and for the ``lines`` form a line break (``at_line_end``)."""
+        return (self.tok.eos_id,) + ((self.newline,) if at_line_end and self.newline is not None else ())
+
+    def generation(self, gen: GenerationConfig, at_line_end: bool = True) -> GenerationConfig:
+        """``gen`` with this model's stop and suppressed tokens."""
+        return dataclasses.replace(gen, eos_id=self.tok.eos_id, stop_ids=self.stops(at_line_end)[1:],
+                                   suppress_ids=suppressed_ids(self.tok))
+
+    def encode(self, prompt: str) -> list:
+        """The token ids one prompt is given as: ``<bos> prompt`` (documents), a line break then the prompt
+        (lines), ``<bos> prompt <sep>`` (dialogue, whose answer follows)."""
+        tok = self.tok
+        if self.newline is not None:
+            return [self.newline] + tok.encode(prompt)
+        ids = tok.encode(prompt, add_bos=True)
+        if self.dialogue:
+            ids.append(tok.sep_id)
+        return ids
+
+    def conversation(self, turns: list, budget: int) -> list:
+        """A conversation (turns, oldest first, the user's last) as the model's input in at most ``budget``
+        tokens, the oldest turns dropped first (the newest alone too long: its end kept)."""
+        tok = self.tok
+        if self.dialogue:
+            from ms_gpt.data.dialogue import context_ids
+
+            return context_ids(tok, turns, budget)
+        lines = self.newline is not None
+        ids: list[int] = [] if lines else [tok.bos_id]  # the slot the answer starts in
+        for turn in reversed(turns):
+            piece = [self.newline] + tok.encode(turn) if lines else [tok.bos_id] + tok.encode(turn) + [tok.eos_id]
+            if len(piece) + len(ids) > budget:
+                if not ids or ids == [tok.bos_id]:  # even the newest turn alone is too long: keep its end
+                    ids = piece[len(piece) + len(ids) - budget:] + ids
+                break
+            ids = piece + ids
+        return ids + [self.newline] if lines else ids
+
+    def answer(self, new: list, at_line_end: bool = True) -> str:
+        """The text of new tokens, a final stop token (:meth:`stops`) left out."""
+        if new and new[-1] in self.stops(at_line_end):
+            new = new[:-1]
+        return self.tok.decode(new)
+
+    def continuation(self, prompt_ids: list, new: list, at_line_end: bool = True) -> str:
+        """What ``generate`` prints: the prompt and its continuation (a dialogue model: the answer only)."""
+        if self.dialogue:
+            return self.answer(new, at_line_end)
+        return join_text(self.tok, self.tok.decode(prompt_ids).lstrip("\n"), self.answer(new, at_line_end))
+
+    def join(self, *parts: str) -> str:
+        return join_text(self.tok, *parts)
+
+
+def open_checkpoint(ckpt: str | Path):
+    """``(model, prompter)`` of a folder written by ms-gpt pretrain, sft or ppo, the tokenizer checked against
+    the model (:func:`ms_gpt.checkpoint.load_init`)."""
+    if not (Path(ckpt) / checkpoint.TOKENIZER).is_dir():
+        raise FileNotFoundError(f"{ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt pretrain, "
+                                "sft or ppo")
+    model, tok = checkpoint.load_init(ckpt)
+    return model, Prompter.of(ckpt, tok)
