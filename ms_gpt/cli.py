@@ -15,18 +15,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for Python, NumPy and MindSpore (default 0)")
 
 
-# command -> (config class in ms_gpt.flows.configs, help). Their flags come from the config's fields.
+# command -> (config class in ms_gpt.flows.configs, the flow that runs it as "module:function" in
+# ms_gpt.flows, help). Their flags come from the config's fields; _job dispatches from this table.
 JOBS = {
-    "smoke": ("SmokeConfig", "a short real run of the MindNLP stack: train, evaluate, save, reload"),
-    "pretrain": ("PretrainConfig", "pretrain a GPT from scratch on a corpus (builtin:NAME or a path)"),
-    "generate": ("GenerateConfig", "generate text from a checkpoint folder (pretrain or sft)"),
-    "chat": ("ChatConfig", "talk to a checkpoint (sft or pretrain): one --prompt, or a conversation on stdin"),
-    "finetune": ("FinetuneConfig", "GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)"),
-    "sft": ("SFTConfig", "supervised tuning on prompt/response pairs (loss on the response only)"),
-    "reward": ("RewardConfig", "a reward model from preference pairs (-log σ(r_chosen - r_rejected))"),
-    "ppo": ("PPOConfig", "tune a policy against a reward model with PPO (KL penalty to the starting policy)"),
-    "finetune-imdb": ("ImdbConfig", "the MindNLP course flow: openai-gpt fine-tuned for IMDb sentiment "
-                                    "(transformers.Trainer on MindSpore)"),
+    "smoke": ("SmokeConfig", "smoke:run",
+        "a short real run of the MindNLP stack: train, evaluate, save, reload"),
+    "pretrain": ("PretrainConfig", "pretrain:pretrain",
+        "pretrain a GPT from scratch on a corpus (builtin:NAME or a path)"),
+    "generate": ("GenerateConfig", "generate:generate_text",
+        "generate text from a checkpoint folder (pretrain, sft or ppo)"),
+    "chat": ("ChatConfig", "chat:chat",
+        "talk to a checkpoint (sft or pretrain): one --prompt, or a conversation on stdin"),
+    "finetune": ("FinetuneConfig", "finetune:finetune",
+        "GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)"),
+    "sft": ("SFTConfig", "sft:sft",
+        "supervised tuning on prompt/response pairs (loss on the response only)"),
+    "reward": ("RewardConfig", "finetune:reward",
+        "a reward model from preference pairs (-log σ(r_chosen - r_rejected))"),
+    "ppo": ("PPOConfig", "ppo:ppo",
+        "tune a policy against a reward model with PPO (KL penalty to the starting policy)"),
+    "finetune-imdb": ("ImdbConfig", "mindnlp_imdb:command",
+        "the MindNLP course flow: openai-gpt fine-tuned for IMDb sentiment "
+        "(transformers.Trainer on MindSpore)"),
 }
 
 
@@ -48,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--explain", metavar="ERROR_TEXT",
                      help="diagnose an error message you got (e.g. \"cannot import name 'Truncate'\")")
 
-    for command, (name, help_text) in JOBS.items():
+    for command, (name, _, help_text) in JOBS.items():
         cls = getattr(configs, name)
         job = sub.add_parser(command, help=help_text)
         add_flags(job, cls, renames=cls.FLAGS, hidden=cls.DERIVED)
@@ -162,54 +172,27 @@ def _show_imdb(m: dict) -> str:
     return json.dumps({k: m[k] for k in keys if k in m})
 
 
+# how a command's result is printed (default: its JSON)
+SHOW = {"generate": str, "chat": str, "finetune-imdb": _show_imdb}
+
+
 def _job(command: str, args) -> int:
-    """Build the command's config from --config and the flags, run its flow, print its result."""
+    """Build the command's config from --config and the flags, run its flow (:data:`JOBS`), print its result."""
+    import importlib
+
     from ms_gpt.config import from_args
     from ms_gpt.flows import configs
 
-    cls = getattr(configs, JOBS[command][0])
-    debug = args._debug
+    name, target, _ = JOBS[command]
     try:
-        cfg = from_args(cls, args)
+        cfg = from_args(getattr(configs, name), args)
     except ValueError as exc:
         print(f"ms-gpt {command}: {exc}", file=sys.stderr)
         return 2
-    if command == "smoke":
-        from ms_gpt.flows import smoke
-
-        return _run_job(command, lambda: smoke.run(cfg), debug=debug)
-    if command == "pretrain":
-        from ms_gpt.flows import pretrain
-
-        return _run_job(command, lambda: pretrain.pretrain(cfg), debug=debug)
-    if command == "generate":
-        from ms_gpt.flows import generate
-
-        return _run_job(command, lambda: generate.generate_text(cfg), show=str, debug=debug)
-    if command == "chat":
-        from ms_gpt.flows import chat
-
-        return _run_job(command, lambda: chat.chat(cfg), show=str, debug=debug)
-    if command == "finetune":
-        from ms_gpt.flows import finetune
-
-        return _run_job(command, lambda: finetune.finetune(cfg), debug=debug)
-    if command == "reward":
-        from ms_gpt.flows import reward
-
-        return _run_job(command, lambda: reward.reward(cfg), debug=debug)
-    if command == "ppo":
-        from ms_gpt.flows import ppo
-
-        return _run_job(command, lambda: ppo.ppo(cfg), debug=debug)
-    if command == "sft":
-        from ms_gpt.flows import sft
-
-        return _run_job(command, lambda: sft.sft(cfg), debug=debug)
-    from ms_gpt.flows import mindnlp_imdb
-
-    return _run_job(command, lambda: mindnlp_imdb.finetune_imdb(cfg, log=lambda m: print(m, file=sys.stderr)),
-                    show=_show_imdb, debug=debug)
+    module, function = target.split(":")
+    flow = getattr(importlib.import_module(f"ms_gpt.flows.{module}"), function)
+    shown = {"show": SHOW[command]} if command in SHOW else {}  # else its JSON
+    return _run_job(command, lambda: flow(cfg), debug=args._debug, **shown)
 
 
 def _convert(args) -> int:

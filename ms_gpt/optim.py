@@ -44,9 +44,11 @@ class AdamW(nn.Cell):
         self.global_step = Parameter(Tensor(np.zeros(1, np.int32)), name="global_step", requires_grad=False)
         self.learning_rate = Parameter(Tensor(lrs), name="learning_rate", requires_grad=False)
         self.last = int(lrs.size - 1)
-        decays = tuple(float(weight_decay) if p.ndim >= 2 else 0.0 for p in self.parameters)
-        self.update = backends.get(backend).adamw_step(decays, b1, b2, float(eps), float(max_norm),
-                                                        bool(bias_correction))
+        self.decays = tuple(float(weight_decay) if p.ndim >= 2 else 0.0 for p in self.parameters)
+        self.b1, self.b2, self.eps, self.max_norm = b1, b2, float(eps), float(max_norm)
+        self.bias_correction = bool(bias_correction)
+        self.update = backends.get(backend).adamw_step(self.decays, b1, b2, self.eps, self.max_norm,
+                                                        self.bias_correction)
         self._one = Tensor(np.ones(1, np.int32))
 
     def current_lr(self):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ms_gpt import checkpoint
 from ms_gpt.config import GenerationConfig
+from ms_gpt.generation import generate
 
 FORMS = checkpoint.PROMPT_FORMS
 
@@ -129,3 +130,17 @@ def open_checkpoint(ckpt: str | Path):
                                 "sft or ppo")
     model, tok = checkpoint.load_init(ckpt)
     return model, Prompter.of(ckpt, tok)
+
+
+class Writer:
+    """A checkpoint folder's model, loaded once, continuing prompts the way it was trained
+    (:mod:`ms_gpt.prompting`): a document or a line goes on; a dialogue model gives only its answer."""
+
+    def __init__(self, ckpt: str | Path):
+        self.ckpt = Path(ckpt)
+        self.model, self.prompter = open_checkpoint(self.ckpt)
+
+    def __call__(self, prompt: str, gen: GenerationConfig, stop_at_newline: bool = False) -> str:
+        ids = self.prompter.encode(prompt)
+        new = generate(self.model, ids, self.prompter.generation(gen, at_line_end=stop_at_newline))
+        return self.prompter.continuation(ids, new, at_line_end=stop_at_newline)

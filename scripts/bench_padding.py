@@ -42,8 +42,9 @@ def main(argv=None) -> dict:
 
     from ms_gpt import device, testing
     from ms_gpt.config import parse_lengths
+    from ms_gpt import hf_openai_gpt as hf
+    from ms_gpt.data import imdb_pipeline as mi
     from ms_gpt.data.batching import check_buckets
-    from ms_gpt.flows import mindnlp_imdb as mi
 
     buckets = check_buckets(parse_lengths(args.buckets), args.max_seq_len, "max_seq_len")
     settings = device.setup("CPU", mode="pynative", seed=args.seed)
@@ -56,7 +57,7 @@ def main(argv=None) -> dict:
         from ms_gpt import compat
 
         compat.import_mindnlp()
-    tok = mi.load_tokenizer(str(model_dir))
+    tok = hf.load_tokenizer(str(model_dir))
     lengths = np.array([len(mi.encode(tok, t, 10 ** 6)) for t, _ in rows])
 
     modes = {
@@ -102,10 +103,11 @@ def train_epoch(model_dir, tok, batched, seed) -> dict:
     import torch  # mindtorch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from ms_gpt.flows import mindnlp_imdb as mi
+    from ms_gpt import hf_openai_gpt as hf
+    from ms_gpt.data import imdb_pipeline as mi
 
     torch.manual_seed(seed)
-    model = mi.load_classifier(str(model_dir), tok)
+    model = hf.load_classifier(str(model_dir), tok)
     stamps = []
 
     class Clock(TrainerCallback):

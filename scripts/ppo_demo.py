@@ -111,20 +111,21 @@ def held_out_setup(pre: Path, rm: Path, n_prompts: int, new_tokens: int):
 
     from ms_gpt import checkpoint, device
     from ms_gpt.data.prompts import load_prompts
-    from ms_gpt.flows import ppo as flow
+    from ms_gpt.rl.reward import RewardScorer
+    from ms_gpt.rl.trainer import encode_prompts
     from ms_gpt.prompting import Prompter, score_input
 
     device.setup("CPU" if not os.environ.get("MS_GPT_DEVICE") else None, mode="jit", seed=0)
     ref, tok = checkpoint.load_for_tuning(pre, need_sep=False)
     ref.set_train(False)
     reward_model, reward_tok, meta = checkpoint.load_reward(rm)
-    scorer = flow.RewardScorer(reward_model, reward_tok, meta, score_input("auto", meta), jit=True)
+    scorer = RewardScorer(reward_model, reward_tok, meta, score_input("auto", meta), jit=True)
     all_prompts = load_prompts("builtin:reviews-zh-prompts")
     rng = np.random.default_rng(12345)
     chosen = [all_prompts[i] for i in rng.choice(len(all_prompts), n_prompts, replace=False)]
     prompter = Prompter.of(pre, tok)  # as ms-gpt ppo prompts it
     stops = prompter.stops()
-    prompts = flow.encode_prompts(chosen, prompter, new_tokens, ref.config.n_positions, "eval", False)
+    prompts = encode_prompts(chosen, prompter, new_tokens, ref.config.n_positions, "eval", False)
     return ref, tok, scorer, prompts, stops
 
 
@@ -134,7 +135,8 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
     import mindspore
     import numpy as np
 
-    from ms_gpt import checkpoint, generation, rollouts
+    from ms_gpt import checkpoint, generation
+    from ms_gpt.rl import rollouts
     from ms_gpt.prompting import join_text, suppressed_ids
 
     gpt, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False)

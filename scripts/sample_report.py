@@ -36,11 +36,12 @@ def main(argv=None) -> int:
 
     from ms_gpt import atomic, device, sample_quality
     from ms_gpt.config import GenerationConfig
-    from ms_gpt.flows.generate import Writer
-    from ms_gpt.flows.pretrain import held_out_lines
+    from ms_gpt import checkpoint
+    from ms_gpt.data.corpus import held_out_lines
+    from ms_gpt.prompting import Writer
 
     device.setup(args.device, mode="jit", seed=args.seed)
-    held_out = held_out_lines(args.ckpt)
+    held_out = held_out_lines(checkpoint.read_run_config(Path(args.ckpt)), f"{args.ckpt}/{checkpoint.RUN_CONFIG}")
     writer = Writer(args.ckpt)
     step = max(1, len(held_out) // args.samples)
     prompts = [line[:args.prompt_chars] for line in held_out[::step][:args.samples]]

@@ -208,7 +208,7 @@ def test_similarity_is_order_free_and_choices_are_scored_each():
 
 
 def test_objective_is_head_loss_plus_lambda_times_lm_loss():
-    from ms_gpt.flows.finetune import make_objective
+    from ms_gpt.finetuning import make_objective
     from ms_gpt.model import GPTForSequenceClassification
 
     clf = GPTForSequenceClassification(GPTConfig.preset("tiny"), 2, classifier_dropout=0.0)
@@ -232,7 +232,7 @@ def test_objective_is_head_loss_plus_lambda_times_lm_loss():
 
 
 def test_classification_report_numbers():
-    from ms_gpt.flows.finetune import classification_report
+    from ms_gpt.finetuning import classification_report
 
     r = classification_report([0, 0, 1, 1, 1], [0, 1, 1, 1, 0], 2, ["neg", "pos"])
     assert r["accuracy"] == pytest.approx(0.6)
@@ -438,7 +438,7 @@ def test_defaults_learn_an_easy_task_on_a_small_model(pretrained, tmp_path):
 
 
 def test_early_stopping_rule():
-    from ms_gpt.flows.finetune import better, stop_now
+    from ms_gpt.finetuning import better, stop_now
 
     def run(*pairs):
         return [{"epoch": i + 1, "valid_accuracy": a, "valid_loss": l} for i, (a, l) in enumerate(pairs)]
@@ -457,7 +457,8 @@ def test_early_stopping_rule():
 def test_early_stopping_ends_the_run_after_patience_epochs(pretrained, tmp_path):
     """Random labels: validation cannot keep improving; with patience 1 the run stops at the first epoch
     that beats neither the best accuracy nor the best loss, and the best epoch's model is kept."""
-    from ms_gpt.flows.finetune import better, finetune, stop_now
+    from ms_gpt.finetuning import better, stop_now
+    from ms_gpt.flows.finetune import finetune
 
     def noise(rng):
         return {"text": sentence(rng, "at school"), "label": rng.choice(["pos", "neg"])}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, ops
 
-from ms_gpt import ppo
+from ms_gpt.rl import ppo
 
 
 def batch(seed=0, b=4, t=7):

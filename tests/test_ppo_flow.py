@@ -10,7 +10,8 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import checkpoint, device, rollouts
+from ms_gpt import checkpoint, device
+from ms_gpt.rl import rollouts
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_reward import write_pairs  # noqa: E402
@@ -41,7 +42,7 @@ def test_rollout_log_probs_match_a_full_forward(models):
     """Tokens sampled through the cache by the one sampler (ms_gpt.generation.sample), scored again by one
     full forward: the log-probabilities the sampler drew from equal token_stats' and a plain recompute's
     (left padding and the right <pad> after a stop included)."""
-    from ms_gpt import generation, rollouts
+    from ms_gpt import generation
     from ms_gpt.prompting import suppressed_ids
 
     device.setup("CPU", mode="pynative", seed=0)
@@ -91,7 +92,7 @@ def test_a_ppo_rollout_is_the_samplers_draw(models, tmp_path):
 
 @pytest.mark.parametrize("detached", [False, True])
 def test_the_value_loss_reaches_the_trunk_only_when_shared(models, detached):
-    from ms_gpt.model.value import ValueHead
+    from ms_gpt.rl.value_head import ValueHead
 
     device.setup("CPU", mode="jit", seed=0)
     gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)
@@ -116,7 +117,7 @@ def share_of_the(texts):  # the toy reward: how often "the" appears in a respons
 
 
 def toy_trainer(models, out, steps, seed=0, **settings):
-    from ms_gpt.flows import ppo as flow
+    from ms_gpt.rl import trainer as flow
     from ms_gpt.flows.configs import PPOConfig
     from ms_gpt.prompting import Prompter
 
@@ -154,7 +155,7 @@ def test_the_entropy_bonus_reaches_the_policy(models, tmp_path):
 def test_without_a_value_loss_the_group_baseline_alone_sets_the_advantages(models, tmp_path, monkeypatch):
     """--vf-coef 0 --lam 1 with --group-size G (the demo's RLOO): the value head never moves from zero, so every
     token of a response gets the same advantage, its whitened leave-one-out score."""
-    from ms_gpt import ppo as rl
+    from ms_gpt.rl import ppo as rl
 
     seen = []
     gae = rl.gae
@@ -216,7 +217,7 @@ def test_groups_of_responses_to_one_prompt_are_scored_against_each_other(models,
     """--group-size 4: 4 prompts a step, each continued 4 times, each response's score taken relative to the
     mean of the other 3. A reward that depends on the prompt alone then says nothing (0 for every response);
     one response a prompt keeps the scores as they are."""
-    from ms_gpt.flows import ppo as flow
+    from ms_gpt.rl import trainer as flow
 
     job = toy_trainer(models, tmp_path / "g", steps=1, group_size=group_size)
     texts = job.rollout(0)[1]

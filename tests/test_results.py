@@ -152,7 +152,10 @@ def test_sample_report_script(char_run, venv_bin, root):
     # random characters of this text would hit its ~45 distinct 2-grams about 1 time in 12; after 120 steps
     # the tiny model's samples are mostly the text's 2-grams
     assert figures["with_unk"] == 0 and figures["bigram_coverage"] >= 0.5 and 0 < figures["distinct_2"] <= 1
-    held_out = __import__("ms_gpt.flows.pretrain", fromlist=["held_out_lines"]).held_out_lines(out)
+    from ms_gpt import checkpoint
+    from ms_gpt.data.corpus import held_out_lines
+
+    held_out = held_out_lines(checkpoint.read_run_config(out))
     assert saved["samples_text"][0]["prompt"] == held_out[0][:2]
 
 

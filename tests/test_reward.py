@@ -17,7 +17,7 @@ SUBJECTS = ["the cat", "the dog", "my sister", "the farmer", "a young girl", "th
 
 
 def test_the_two_choice_loss_is_the_pairwise_loss_and_starts_near_ln2():
-    from ms_gpt.flows.finetune import make_objective
+    from ms_gpt.finetuning import make_objective
     from ms_gpt.model import GPTForSequenceClassification
 
     device.setup("CPU", mode="pynative", seed=0)
@@ -35,11 +35,11 @@ def test_the_two_choice_loss_is_the_pairwise_loss_and_starts_near_ln2():
     assert loss == pytest.approx(reference, abs=1e-6) and abs(r[:, 0] - r[:, 1]).max() > 0.01
     # ms-gpt reward's head starts at zero: every response scores alike, the loss is ln 2
     from ms_gpt.flows.configs import RewardConfig
-    from ms_gpt.flows.finetune import build_classifier
+    from ms_gpt.finetuning import build_classifier
     from ms_gpt.model import GPT
 
     cfg = RewardConfig(init="x", data="y", out="z")
-    clf = build_classifier(GPT(model.config), "multiple-choice", 2, cfg, seed=0)
+    clf = build_classifier(GPT(model.config), "multiple-choice", 2, cfg, seed=0, zero_head=True)
     clf.set_train(False)
     start = float(make_objective(0.0)(clf, mindspore.Tensor(ids), None, mindspore.Tensor(labels)).asnumpy())
     assert start == pytest.approx(math.log(2), abs=1e-6)
@@ -47,7 +47,7 @@ def test_the_two_choice_loss_is_the_pairwise_loss_and_starts_near_ln2():
 
 def test_the_all_pairs_loss_compares_every_chosen_with_every_rejected_response():
     from ms_gpt.data.batching import IGNORE
-    from ms_gpt.flows.finetune import all_pairs_loss
+    from ms_gpt.finetuning import all_pairs_loss
 
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(5, 2))

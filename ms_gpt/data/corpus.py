@@ -162,3 +162,18 @@ def train_val_split(lines: list, val_fraction: float = 0.05, seed: int = 0) -> t
     random.Random(seed).shuffle(order)
     n_val = max(1, int(round(len(lines) * val_fraction)))
     return [lines[i] for i in order[:-n_val]], [lines[i] for i in order[-n_val:]]
+
+
+def split_corpus(lines: list, val_corpus: str | None, seed: int) -> tuple[list, list]:
+    """(training lines, validation lines): ``val_corpus`` when given, else 5 % of ``lines`` drawn with ``seed``."""
+    if val_corpus:
+        return lines, load_corpus(val_corpus)
+    return train_val_split(lines, 0.05, seed=seed)
+
+
+def held_out_lines(run_config: dict, where: str = "run_config.json") -> list[str]:
+    """The validation lines of the pretraining run whose resolved settings are ``run_config`` (its
+    run_config.json: the corpus, the validation corpus and the seed it split with)."""
+    if not run_config or "corpus" not in run_config:
+        raise FileNotFoundError(f"{where} of an ms-gpt pretrain run not found")
+    return split_corpus(load_corpus(run_config["corpus"]), run_config.get("val_corpus"), run_config.get("seed", 0))[1]

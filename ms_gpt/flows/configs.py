@@ -174,7 +174,6 @@ class RewardConfig(FinetuneConfig):
     SCORES = {"last": "the head's output at the last token",
               "mean": "the head's output on the average of the tokens' states",
               "max": "the head's output on the element-wise maximum of the tokens' states"}
-    ZERO_HEAD = True  # the head starts at 0: every response scores alike, the loss starts at ln 2
 
 
 @dataclass

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ms_gpt import checkpoint, distributed, recipes, text
 from ms_gpt.config import GPTConfig
-from ms_gpt.data import block_dataset, encode_lines, load_corpus, train_val_split
+from ms_gpt.data import block_dataset, encode_lines, load_corpus
+from ms_gpt.data.corpus import split_corpus
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import RUN_ONLY, PretrainConfig
 from ms_gpt.model import GPT, count_parameters
@@ -45,21 +46,6 @@ def encode_stream(tok, lines, mode: str) -> list:
     """Token ids per line: ``<bos> line <eos>`` (eos mode) or ``line \\n`` (newline mode)."""
     eos = mode == "eos"
     return encode_lines(tok, stream_lines(lines, mode), add_bos=eos, add_eos=eos)
-
-
-def split_corpus(lines: list, val_corpus: str | None, seed: int) -> tuple[list, list]:
-    """(training lines, validation lines): ``val_corpus`` when given, else 5 % of ``lines`` drawn with ``seed``."""
-    if val_corpus:
-        return lines, load_corpus(val_corpus)
-    return train_val_split(lines, 0.05, seed=seed)
-
-
-def held_out_lines(run_dir: str | Path) -> list[str]:
-    """The validation lines of the pretraining run saved in ``run_dir`` (rebuilt from its run_config.json)."""
-    record = checkpoint.read_run_config(Path(run_dir))
-    if not record or "corpus" not in record:
-        raise FileNotFoundError(f"{run_dir}/{checkpoint.RUN_CONFIG} of an ms-gpt pretrain run not found")
-    return split_corpus(load_corpus(record["corpus"]), record.get("val_corpus"), record.get("seed", 0))[1]
 
 
 def resolve_train(cfg: PretrainConfig, target: str):

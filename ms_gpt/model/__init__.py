@@ -7,11 +7,10 @@ from ms_gpt.model.gpt import (GPT, Decoder, DecoderLayer, GPTForSequenceClassifi
 from ms_gpt.model.layers import (LayerNorm, Linear, MultiHeadAttention, PoswiseFeedForwardNet,
                                  ScaledDotProductAttention, get_attn_pad_mask, get_attn_subsequent_mask,
                                  get_sin_enc_table)
-from ms_gpt.model.value import ValueHead
 
 __all__ = [
     "GPT", "GPTOutput", "KVCache", "Decoder", "DecoderLayer", "GPTForSequenceClassification", "MultiHeadAttention",
     "PoswiseFeedForwardNet", "ScaledDotProductAttention", "LayerNorm", "Linear", "get_attn_pad_mask",
     "get_attn_subsequent_mask", "get_sin_enc_table", "check_input_ids", "count_parameters",
-    "KeyedDropout", "seed_dropout", "ValueHead",
+    "KeyedDropout", "seed_dropout",
 ]

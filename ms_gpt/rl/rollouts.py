@@ -15,7 +15,7 @@ import mindspore
 import numpy as np
 from mindspore import ops
 
-from ms_gpt.ppo import position_entropy
+from ms_gpt.rl.ppo import position_entropy
 
 BANNED = -1e9
 

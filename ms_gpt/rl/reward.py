@@ -1,0 +1,40 @@
+"""A reward model's score of (prompt, response) texts, in the form it was trained on."""
+
+from __future__ import annotations
+
+import mindspore
+import numpy as np
+from mindspore import Tensor
+
+from ms_gpt.data import tasks
+from ms_gpt.prompting import join_text
+
+
+class RewardScorer:
+    """The reward model's score of (prompt, response) texts: ``<bos> prompt <sep> response <eos>`` (``pair``)
+    or ``<bos> <sep> prompt+response <eos>`` (``text``), right-padded to the length it was trained with, so
+    one compiled graph serves every batch."""
+
+    def __init__(self, model, tok, meta: dict, score_input: str, jit: bool):
+        self.model, self.tok, self.score_input = model, tok, score_input
+        trained = (meta.get("run_config") or {}).get("batching", {}).get("max_len")
+        self.max_len = min(trained or model.config.n_positions, model.config.n_positions)
+
+        def run(ids):
+            return model(ids)[0]
+
+        self._run = mindspore.jit(run) if jit else run
+
+    def rows(self, prompts, responses) -> np.ndarray:
+        out = np.full((len(prompts), self.max_len), self.tok.pad_id, np.int32)
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            if self.score_input == "text":
+                row = {"context": "", "choices": [join_text(self.tok, p, r)]}
+            else:
+                row = {"context": p, "choices": [r]}
+            seq = tasks.transform(self.tok, "multiple-choice", row, self.max_len)[0]
+            out[i, :len(seq)] = seq
+        return out
+
+    def __call__(self, prompts, responses) -> np.ndarray:
+        return self._run(Tensor(self.rows(prompts, responses))).asnumpy()[:, 0].astype(np.float64)
