@@ -141,15 +141,43 @@ PRESETS = {
 
 
 def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, choices=None, positive: bool = False,
-        required: bool = False, cli: bool = True, none: str = "auto"):
+        required: bool = False, cli: bool = True, none: str = "auto", bounds: str | None = None):
     """A dataclass field with what its command-line flag needs: ``help``, ``choices``, ``positive`` (ints
-    > 0), ``required`` (no usable default), ``flag`` (another flag name), ``cli=False`` (not a flag),
-    ``none`` (what a None default means, shown in the help)."""
+    > 0), ``bounds`` (a number's range, one of :data:`BOUNDS`), ``required`` (no usable default), ``flag``
+    (another flag name), ``cli=False`` (not a flag), ``none`` (what a None default means, shown in the help).
+    :func:`check_fields` enforces ``choices``, ``positive`` and ``bounds``: the configs' one validator."""
+    if bounds is not None and bounds not in BOUNDS:
+        raise ValueError(f"bounds {bounds!r} is not one of {', '.join(BOUNDS)}")
     meta = {"help": help, "flag": flag, "choices": choices, "positive": positive, "required": required, "cli": cli,
-            "none": none}
+            "none": none, "bounds": bounds}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+# The ranges a number field may declare (opt(bounds=...)), as the error message writes them.
+BOUNDS = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, ">= 1": lambda v: v >= 1,
+          "in [0, 1)": lambda v: 0 <= v < 1, "in [0, 1]": lambda v: 0 <= v <= 1, "in (0, 1]": lambda v: 0 < v <= 1}
+
+
+def check_fields(cfg) -> None:
+    """Enforce the field metadata of the dataclass ``cfg`` and of the dataclasses it holds: a value in its
+    ``choices``, a ``positive`` integer, a number within its ``bounds``. None (auto, resolved later) passes. The
+    first bad field is a ValueError naming it, what it must be, and the value given."""
+    for path, f, _ in _leaves(type(cfg)):
+        value = cfg
+        for name in path:
+            value = getattr(value, name)
+        if value is None:
+            continue
+        name, meta = path[-1], f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+        if meta.get("positive"):
+            require_positive_ints(**{name: value})
+        rule = meta.get("bounds")
+        if rule and (isinstance(value, bool) or not isinstance(value, (int, float)) or not BOUNDS[rule](value)):
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -166,51 +194,33 @@ POOLS = ("last", "mean", "max")
 @dataclass
 class TrainConfig:
     steps: int = opt(200, "optimizer steps", positive=True)
-    learning_rate: float = opt(3e-4, "peak learning rate")
+    learning_rate: float = opt(3e-4, "peak learning rate", bounds="> 0")
     warmup_steps: int | None = opt(20, "linear warmup steps")
     schedule: str = opt("cosine", "decay after warmup", choices=SCHEDULES)
-    min_lr_ratio: float = opt(0.1, "the learning rate decays to this share of the peak")
-    weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)")
-    beta1: float = opt(0.9, "AdamW β1 (first-moment decay)")
-    beta2: float = opt(0.999, "AdamW β2 (second-moment decay)")
+    min_lr_ratio: float = opt(0.1, "the learning rate decays to this share of the peak", bounds="in [0, 1]")
+    weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)", bounds=">= 0")
+    beta1: float = opt(0.9, "AdamW β1 (first-moment decay)", bounds="in [0, 1)")
+    beta2: float = opt(0.999, "AdamW β2 (second-moment decay)", bounds="in [0, 1)")
     bias_correction: bool = opt(False, "Adam's bias correction of the moments (PyTorch's AdamW); without it "
                                        "MindSpore's AdamWeightDecay update, whose first steps are several times larger")
-    grad_clip: float = opt(1.0, "clip gradients to this global norm")
-    eval_every: int | None = opt(50, "validate every N steps")
-    ckpt_every: int | None = opt(100, "checkpoint every N steps")
+    grad_clip: float = opt(1.0, "clip gradients to this global norm", bounds="> 0")
+    eval_every: int | None = opt(50, "validate every N steps", positive=True)
+    ckpt_every: int | None = opt(100, "checkpoint every N steps", positive=True)
     # Mixed precision: the model computes in float16 (GPTConfig.compute_dtype), the weights and the
     # optimizer stay float32, and the loss is scaled dynamically. None: on for Ascend, off elsewhere.
     amp: bool | None = opt(False, "float16 compute with dynamic loss scaling (auto: on for Ascend, off elsewhere)")
-    loss_scale: float = opt(2.0 ** 16, "initial dynamic loss scale (with --amp)")
+    loss_scale: float = opt(2.0 ** 16, "initial dynamic loss scale (with --amp)", bounds=">= 1")
     loss_scale_window: int = opt(1000, "steps without overflow before the loss scale doubles", positive=True)
 
     def validate(self) -> None:
         unresolved = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
         if unresolved:
             raise ValueError(f"TrainConfig fields {unresolved} are still 'auto' (None): the flow resolves them")
-        require_positive_ints(steps=self.steps, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
-                              loss_scale_window=self.loss_scale_window)
+        check_fields(self)
         if not isinstance(self.amp, bool):
             raise ValueError(f"amp must be True or False, got {self.amp!r}")
-        if not self.loss_scale >= 1:
-            raise ValueError(f"loss_scale must be >= 1, got {self.loss_scale!r}")
         if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be an integer in [0, steps={self.steps}), got {self.warmup_steps!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        if not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
-        for name in ("beta1", "beta2"):
-            b = getattr(self, name)
-            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {b!r}")
-        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
-                or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
 
 
 @dataclass
@@ -233,29 +243,21 @@ class GenerationConfig:
                           flag="--no-cache")
     num_beams: int = opt(4, "beam width (beam search)", positive=True)
     length_penalty: float = opt(1.0, "beam score = sum log p / length ** this")
-    repetition_penalty: float = opt(1.0, "> 1 discourages tokens already in the sequence (CTRL-style)")
+    repetition_penalty: float = opt(1.0, "> 1 discourages tokens already in the sequence (CTRL-style)", bounds="> 0")
     no_repeat_ngram_size: int = opt(0, "never repeat an n-gram of this size (0: off)")
-    temperature: float = opt(1.0, "sampling temperature")
+    temperature: float = opt(1.0, "sampling temperature", bounds="> 0")
     top_k: int = opt(0, "sample from the k most likely tokens (0: off)")
-    top_p: float = opt(1.0, "sample from the smallest set reaching this probability (1: off)")
+    top_p: float = opt(1.0, "sample from the smallest set reaching this probability (1: off)", bounds="in (0, 1]")
     seed: int = opt(0, cli=False)
     truncate_prompt: bool = opt(False, "keep the last n_positions tokens of a too-long prompt instead of failing")
     suppress_ids: tuple = opt((), cli=False)  # never generate these (e.g. <pad>, <bos>, <unk>)
 
     def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
-        require_positive_ints(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+        check_fields(self)
         if self.max_new_tokens > MAX_NEW_TOKENS:
             raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS:,}, got {self.max_new_tokens:,}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if not isinstance(self.top_k, int) or self.top_k < 0:
             raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
-        if not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
         if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
             raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
 

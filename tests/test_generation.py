@@ -160,7 +160,7 @@ def test_penalty_helpers():
                                          r"or set truncate_prompt=True to keep its last 48 tokens"),
     ([], {}, r"the prompt is empty"),
     ([3, 64], {}, r"prompt token id 64 is outside the vocabulary \[0, 64\)"),
-    (PROMPT, dict(strategy="nucleus"), r"unknown strategy 'nucleus'; available: greedy, beam, sample"),
+    (PROMPT, dict(strategy="nucleus"), r"strategy must be one of greedy, beam, sample, got 'nucleus'"),
     (PROMPT, dict(temperature=0), r"temperature must be > 0, got 0"),
     (PROMPT, dict(top_p=0), r"top_p must be in \(0, 1\], got 0"),
 ])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ms_gpt.checks import check_buckets, require_choices, require_fractions, require_positive_ints
 from ms_gpt.config import FINETUNE_TASKS as TASKS
-from ms_gpt.config import POOLS, PRESETS, DataConfig, GenerationConfig, TrainConfig, opt
+from ms_gpt.config import POOLS, PRESETS, DataConfig, GenerationConfig, TrainConfig, check_fields, opt
 from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
 
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
@@ -92,15 +92,15 @@ class FinetuneConfig(RunConfig):
     lm_weight: float | None = opt(None, "λ of the auxiliary LM loss (0 turns it off)",
                                   none="by model size: 0.5 (GPT-1) from 1M parameters, 0 below (the LM term "
                                        "swamps a tiny model's task loss)")
-    classifier_dropout: float = opt(0.1, "dropout before the task head")
+    classifier_dropout: float = opt(0.1, "dropout before the task head", bounds="in [0, 1)")
     dropout: float | None = opt(None, "dropout of the trunk's embeddings, attention and residual branches while "
                                       "tuning", none="the checkpoint's own (0 after ms-gpt pretrain's short runs, "
-                                                     "0.1 for openai-gpt)")
+                                                     "0.1 for openai-gpt)", bounds="in [0, 1)")
     warmup_fraction: float | None = opt(None, "share of the steps for linear warmup",
-                                        none="by model size: 0.002 (GPT-1), 0.05 for small models")
+                                        none="by model size: 0.002 (GPT-1), 0.05 for small models", bounds="in [0, 1)")
     patience: int = opt(3, "stop after this many epochs that lower neither the validation loss nor raise the "
                            "validation accuracy (0: run every epoch)")
-    max_unk: float = opt(0.05, "largest share of <unk> among a split's tokens before the run stops")
+    max_unk: float = opt(0.05, "largest share of <unk> among a split's tokens before the run stops", bounds="in [0, 1)")
     allow_unk: bool = opt(False, "train even when a split has more <unk> tokens than --max-unk")
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
     reinit: bool = opt(False, "keep --init's architecture and tokenizer but start from random weights (baseline)")
@@ -120,24 +120,13 @@ class FinetuneConfig(RunConfig):
                "train.amp", "train.loss_scale", "train.loss_scale_window", "batching.static_shapes")
 
     def validate(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; available: {', '.join(TASKS)}")
-        require_positive_ints(batch_size=self.batching.batch_size)
-        for name in ("epochs", "train_limit"):
-            if getattr(self, name) is not None:
-                require_positive_ints(**{name: getattr(self, name)})
-        if self.batching.max_len is not None:
-            require_positive_ints(max_len=self.batching.max_len)
+        if self.task is None:
+            raise ValueError(f"task is required; one of {', '.join(TASKS)}")
+        check_fields(self)
         if self.lm_weight is not None and not (isinstance(self.lm_weight, (int, float)) and self.lm_weight >= 0):
             raise ValueError(f"lm_weight (λ) must be >= 0, got {self.lm_weight!r}")
-        if self.train.learning_rate is not None and not self.train.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.train.learning_rate!r}")
         if not isinstance(self.patience, int) or self.patience < 0:
             raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
-        require_fractions(classifier_dropout=self.classifier_dropout, max_unk=self.max_unk)
-        for name in ("warmup_fraction", "dropout"):
-            if getattr(self, name) is not None:
-                require_fractions(**{name: getattr(self, name)})
 
 
 PAIRINGS = ("given", "all")
@@ -167,9 +156,6 @@ class RewardConfig(FinetuneConfig):
     DERIVED = FinetuneConfig.DERIVED + ("task", "reinit")
     COMMAND = "reward"
 
-    def validate(self) -> None:
-        super().validate()
-        require_choices(pairs=(self.pairs, PAIRINGS))
     CLASSIFIER_META = {"role": "reward-model", "input": "<bos> prompt <sep> response <eos>"}
     SCORES = {"last": "the head's output at the last token",
               "mean": "the head's output on the average of the tokens' states",
@@ -188,7 +174,7 @@ class SFTConfig(RunConfig):
     train_limit: int | None = opt(None, "train on a seeded sample of this many exchanges", positive=True,
                                   none="all, or 2,000 steps' worth when one pass is longer (a dialogue corpus)")
     overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
-    warmup_fraction: float = opt(0.05, "share of the steps for linear warmup")
+    warmup_fraction: float = opt(0.05, "share of the steps for linear warmup", bounds="in [0, 1)")
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=8, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(
         steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
@@ -201,15 +187,7 @@ class SFTConfig(RunConfig):
     DERIVED = FinetuneConfig.DERIVED
 
     def validate(self) -> None:
-        require_positive_ints(batch_size=self.batching.batch_size)
-        for name in ("epochs", "train_limit"):
-            if getattr(self, name) is not None:
-                require_positive_ints(**{name: getattr(self, name)})
-        if self.batching.max_len is not None:
-            require_positive_ints(max_len=self.batching.max_len)
-        if self.train.learning_rate is not None and not self.train.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.train.learning_rate!r}")
-        require_fractions(warmup_fraction=self.warmup_fraction)
+        check_fields(self)
 
 
 SCORE_INPUTS = ("auto", "pair", "text")
