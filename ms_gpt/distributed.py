@@ -88,9 +88,9 @@ def with_fault_injection(progress, info: DistInfo, env=None):
     if fault is None or fault[0] != info.rank:
         return progress
 
-    def report(step, *args):
+    def report(step, **shown):
         if progress is not None:
-            progress(step, *args)
+            progress(step, **shown)
         if step == fault[1]:
             raise RuntimeError(f"fault injected (MS_GPT_FAULT_INJECT) on rank {info.rank} at step {step}")
 

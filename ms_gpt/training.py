@@ -245,60 +245,84 @@ class Trainer:
     def fit(self, train_ds, val_ds=None, until: int | None = None, progress=None) -> dict:
         """Train up to step ``until`` (default: cfg.steps), cycling the dataset; returns the last metrics.
 
-        SIGINT (Ctrl-C) or SIGTERM: the step under way finishes, a resumable checkpoint is saved, then
-        :class:`~ms_gpt.interrupt.Interrupted` is raised (a second signal exits at once). A
-        ``KeyboardInterrupt`` raised inside the loop (no handler installed: not the main thread) also saves."""
-        with interrupt.StopRequests() as stop:
-            try:
-                return self._fit(train_ds, val_ds, until, progress, stop)
-            except KeyboardInterrupt:
-                self.save({"interrupted": "KeyboardInterrupt"})
-                raise
-
-    def _fit(self, train_ds, val_ds, until, progress, stop) -> dict:
+        The loop is :func:`run_steps` (signals, checkpoint cadence, progress); this trainer's step is
+        :meth:`advance`: one batch, the compiled step, the record, the NaN and blow-up guards, validation every
+        ``eval_every`` steps. ``progress(step, **shown)``: called after each step (a ``common.step_bar``)."""
         until = self.cfg.steps if until is None else min(until, self.cfg.steps)
         self.model.set_train(True)
-        t0, tokens = time.perf_counter(), 0
-        last = {}
-        per_epoch = train_ds.get_dataset_size()
-        skip = self.step % per_epoch  # a resumed run continues mid-epoch where it stopped
-        scale_before = float(self.scaler.scale_value.asnumpy()) if self.scaler is not None else 1.0
-        while self.step < until:
-            for i, batch in enumerate(train_ds.create_tuple_iterator(num_epochs=1)):
-                if i < skip:
-                    continue
-                if self.step >= until:
-                    break
-                self.shapes_seen.add(tuple(batch[0].shape))
-                loss, finite = self._train_step(*batch)
-                stop.rearm()  # the compiled step installed MindSpore's SIGINT handler again
-                loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
-                lr = float(self.lrs[self.step])
-                record = {"step": self.step + 1, "loss": loss, "lr": lr}
-                if self.scaler is not None:
-                    record["loss_scale"] = scale_before
-                    scale_before = float(self.scaler.scale_value.asnumpy())
-                    if not finite:
-                        self._overflow(loss, lr, record["loss_scale"])
-                        record["skipped"] = True
-                elif not finite:
-                    raise TrainingDiverged(
-                        f"loss is {loss} at step {self.step} (learning rate {lr:.3g}); stopped without saving: "
-                        f"{self._kept()}")
-                self.step += 1
-                tokens += int(np.prod(batch[0].shape))
-                self.history.append(record)
-                self._check_blowup(loss, lr)
-                if progress is not None:
-                    progress(self.step, loss, lr, tokens / (time.perf_counter() - t0))
-                if val_ds is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
-                    last = self.evaluate(val_ds)
-                    self.history[-1].update(last)
-                if stop.signum is not None:
-                    self.save({"interrupted": signal.Signals(stop.signum).name})
-                    raise interrupt.Interrupted(stop.signum, self.step, self.out, self.resumable)
-                if self.step % self.cfg.ckpt_every == 0 or self.step == until:
-                    self.save()
-            skip = 0
-        last["tokens_per_s"] = tokens / max(time.perf_counter() - t0, 1e-9)
+        self._feed, self._val_ds, self._last = self._batches(train_ds), val_ds, {}
+        self._t0, self._tokens = time.perf_counter(), 0
+        self._scale_before = float(self.scaler.scale_value.asnumpy()) if self.scaler is not None else 1.0
+        run_steps(self, until, progress)
+        last = self._last
+        last["tokens_per_s"] = self._tokens / max(time.perf_counter() - self._t0, 1e-9)
         return last
+
+    @property
+    def ckpt_every(self) -> int:
+        return self.cfg.ckpt_every
+
+    def _batches(self, train_ds):
+        """The dataset's batches, epoch after epoch, from where the run stands (a resumed run continues
+        mid-epoch where it stopped)."""
+        skip = self.step % train_ds.get_dataset_size()
+        while True:
+            for i, batch in enumerate(train_ds.create_tuple_iterator(num_epochs=1)):
+                if i >= skip:
+                    yield batch
+            skip = 0
+
+    def advance(self, stop) -> dict:
+        """One training step (see :meth:`fit`); returns what the progress bar shows."""
+        batch = next(self._feed)
+        self.shapes_seen.add(tuple(batch[0].shape))
+        loss, finite = self._train_step(*batch)
+        stop.rearm()  # the compiled step installed MindSpore's SIGINT handler again
+        loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
+        lr = float(self.lrs[self.step])
+        record = {"step": self.step + 1, "loss": loss, "lr": lr}
+        if self.scaler is not None:
+            record["loss_scale"] = self._scale_before
+            self._scale_before = float(self.scaler.scale_value.asnumpy())
+            if not finite:
+                self._overflow(loss, lr, record["loss_scale"])
+                record["skipped"] = True
+        elif not finite:
+            raise TrainingDiverged(
+                f"loss is {loss} at step {self.step} (learning rate {lr:.3g}); stopped without saving: "
+                f"{self._kept()}")
+        self.step += 1
+        self._tokens += int(np.prod(batch[0].shape))
+        self.history.append(record)
+        self._check_blowup(loss, lr)
+        if self._val_ds is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+            self._last = self.evaluate(self._val_ds)
+            self.history[-1].update(self._last)
+        tps = self._tokens / (time.perf_counter() - self._t0)
+        return {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok_s": f"{tps:.0f}"}
+
+
+def run_steps(job, until: int, progress=None) -> None:
+    """The one training loop, which knows nothing of the model: every job (language model, classifier, reward
+    model, PPO) plugs in its step. ``job`` has ``step`` (steps done), ``advance(stop) -> dict`` (one step: it
+    moves ``step`` on and returns what the progress bar shows), ``save(extra=None)`` (a checkpoint of that
+    step), ``ckpt_every``, ``out`` and ``resumable``.
+
+    Runs ``advance`` until step ``until``, reports each step to ``progress(step, **shown)``, saves every
+    ``ckpt_every`` steps and at ``until``. SIGINT (Ctrl-C) or SIGTERM: the step under way finishes, a checkpoint
+    is saved, then :class:`~ms_gpt.interrupt.Interrupted` is raised (a second signal exits at once). A
+    ``KeyboardInterrupt`` raised inside the loop (no handler installed: not the main thread) also saves."""
+    with interrupt.StopRequests() as stop:
+        try:
+            while job.step < until:
+                shown = job.advance(stop)
+                if progress is not None:
+                    progress(job.step, **shown)
+                if stop.signum is not None:
+                    job.save({"interrupted": signal.Signals(stop.signum).name})
+                    raise interrupt.Interrupted(stop.signum, job.step, job.out, job.resumable)
+                if job.step % job.ckpt_every == 0 or job.step == until:
+                    job.save()
+        except KeyboardInterrupt:
+            job.save({"interrupted": "KeyboardInterrupt"})
+            raise

@@ -135,6 +135,25 @@ def toy_trainer(models, out, steps, seed=0, **settings):
                            lambda _, responses: share_of_the(responses), True)
 
 
+def test_ppo_steps_run_through_the_one_training_loop(models, tmp_path):
+    """PPO plugs its step into ms_gpt.training.run_steps: the progress callback sees its numbers, and a
+    KeyboardInterrupt inside the loop saves a checkpoint a new trainer resumes from."""
+    job = toy_trainer(models, tmp_path / "kb", steps=6)
+
+    def interrupt_at_2(step, **shown):
+        assert set(shown) == {"reward", "kl", "beta"}
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        job.fit(None, interrupt_at_2)
+    state = json.loads((tmp_path / "kb" / "train_state.json").read_text())
+    assert state["step"] == 2 and state["interrupted"] == "KeyboardInterrupt" and len(state["history"]) == 2
+    again = toy_trainer(models, tmp_path / "kb", steps=6)
+    again.resume()
+    assert again.step == 2 and again.fit(None)[-1]["step"] == 6
+
+
 def test_ppo_raises_a_toy_reward(models, tmp_path):
     history = toy_trainer(models, tmp_path / "toy", steps=40).fit(None)
     first = np.mean([h["reward"] for h in history[:5]])

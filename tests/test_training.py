@@ -144,7 +144,8 @@ def test_a_keyboard_interrupt_in_the_loop_saves_a_checkpoint_to_resume_from(data
     cfg = TrainConfig(steps=20, learning_rate=3e-3, warmup_steps=0, ckpt_every=1000)
     t = Trainer(new_model(tok), cfg, tmp_path)
 
-    def interrupt_at_7(step, loss, lr, tps):
+    def interrupt_at_7(step, **shown):
+        assert set(shown) == {"loss", "lr", "tok_s"}  # what the progress bar shows
         if step == 7:
             raise KeyboardInterrupt
 

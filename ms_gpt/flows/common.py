@@ -131,8 +131,9 @@ def finish(out: Path, metrics: dict, history=None) -> dict:
 
 @contextmanager
 def step_bar(enabled: bool, total: int, desc: str, initial: int = 0):
-    """Yield a ``progress(step, loss, lr, tokens_per_s)`` callback that advances a tqdm bar (closed on
-    exit, also on errors), or None when ``enabled`` is False."""
+    """Yield a ``progress(step, **shown)`` callback (what :func:`ms_gpt.training.run_steps` calls after each step)
+    that advances the tqdm bar, the one training progress bar, showing ``shown`` (closed on exit, also on
+    errors), or None when ``enabled`` is False."""
     if not enabled:
         yield None
         return
@@ -140,9 +141,9 @@ def step_bar(enabled: bool, total: int, desc: str, initial: int = 0):
 
     bar = tqdm(total=total, initial=initial, desc=desc, unit="step")
 
-    def report(step, loss, lr, tps):
+    def report(step, **shown):
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:.0f}")
+        bar.set_postfix(**shown)
 
     try:
         yield report

@@ -78,7 +78,9 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prom
     job = PPOTrainer(run, out, gpt, ref, prompter, prompts, scorer, settings.compiled)
     if cfg.resume:
         job.resume()
-    history = job.fit(cfg.until)
+    until = min(cfg.until or cfg.steps, cfg.steps)
+    with common.step_bar(cfg.progress, until, "ppo", initial=job.step) as report:
+        history = job.fit(cfg.until, report)
     metrics = {"policy": str(cfg.policy), "reward_model": str(cfg.reward), "prompts": str(cfg.prompts),
                "n_prompts": len(prompts.ids), "learning_rate": lr, "score_input": scorer.score_input,
                "score_transform": cfg.score_transform, "score_offset": job.score_offset,

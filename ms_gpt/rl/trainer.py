@@ -4,7 +4,6 @@ clipped policy and value losses, one compiled step each (formulas: :mod:`ms_gpt.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,14 +12,14 @@ import mindspore
 import numpy as np
 from mindspore import Tensor, ops
 
-from ms_gpt import atomic, checkpoint, generation, interrupt
+from ms_gpt import atomic, checkpoint, generation
 from ms_gpt.config import GenerationConfig
 from ms_gpt.optim import AdamW
 from ms_gpt.prompting import Prompter, join_text, suppressed_ids
 from ms_gpt.rl import ppo as rl
 from ms_gpt.rl import rollouts
 from ms_gpt.rl.value_head import ValueHead
-from ms_gpt.training import TrainingDiverged
+from ms_gpt.training import TrainingDiverged, run_steps
 
 if TYPE_CHECKING:  # the command's settings (ms_gpt.flows.configs); not imported at run time
     from ms_gpt.flows.configs import PPOConfig
@@ -127,10 +126,10 @@ class PPOTrainer:
         return {"step": self.step, "history": self.history, "beta": self.beta, "samples": self.samples,
                 "score_offset": self.score_offset, "train_config": {"steps": self.cfg.steps}}
 
-    def save(self, **extra) -> None:
+    def save(self, extra: dict | None = None) -> None:
         try:
-            checkpoint.save_train_state(self.out, self.gpt, self.optimizer, {**self.state(), **extra}, kind="lm",
-                                        extra={checkpoint.VALUE_HEAD: self.head})
+            checkpoint.save_train_state(self.out, self.gpt, self.optimizer, {**self.state(), **(extra or {})},
+                                        kind="lm", extra={checkpoint.VALUE_HEAD: self.head})
         except checkpoint.NonFiniteWeights as exc:
             raise TrainingDiverged(f"{exc}: {checkpoint.kept_checkpoint(self.out)}") from None
 
@@ -146,34 +145,27 @@ class PPOTrainer:
             self.controller.beta = self.beta
 
     # ------------------------------------------------------------------ loop
-    def fit(self, until: int | None) -> list:
+    resumable = True
+
+    @property
+    def ckpt_every(self) -> int:
+        return self.cfg.ckpt_every
+
+    def fit(self, until: int | None, progress=None) -> list:
+        """PPO steps up to ``until`` (default: cfg.steps) through the one training loop
+        (:func:`ms_gpt.training.run_steps`: signals, checkpoints, ``progress``); returns the history."""
         until = self.cfg.steps if until is None else min(until, self.cfg.steps)
         if self.cfg.score_transform == "logsigmoid" and self.score_offset is None:
             self.score_offset = self.calibrate()
-        bar = None
-        if self.cfg.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=until, initial=self.step, desc="ppo", unit="step")
-        try:
-            with interrupt.StopRequests() as stop:
-                while self.step < until:
-                    record = self.one_step(stop)
-                    self.history.append(record)
-                    self.step += 1
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.2f}",
-                                        beta=f"{record['beta']:.3f}")
-                    if stop.signum is not None:
-                        self.save(interrupted=signal.Signals(stop.signum).name)
-                        raise interrupt.Interrupted(stop.signum, self.step, self.out)
-                    if self.step % self.cfg.ckpt_every == 0 or self.step == until:
-                        self.save()
-        finally:
-            if bar is not None:
-                bar.close()
+        run_steps(self, until, progress)
         return self.history
+
+    def advance(self, stop) -> dict:
+        """One PPO step (rollouts, scores, advantages, ``ppo_epochs`` updates); returns what the bar shows."""
+        record = self.one_step(stop)
+        self.history.append(record)
+        self.step += 1
+        return {"reward": f"{record['reward']:.3f}", "kl": f"{record['kl']:.2f}", "beta": f"{record['beta']:.3f}"}
 
     def calibrate(self, batches: int = 4) -> float:
         """The mean reward-model score of the starting policy's responses to ``batches`` x --batch-size
