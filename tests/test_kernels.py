@@ -218,3 +218,19 @@ def test_kernels_that_cannot_be_built_are_a_one_line_error(venv_bin, tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "ms-gpt pretrain: MS_GPT_CPU_KERNELS=on, but no C++ compiler (g++) found to build the CPU kernels")
+
+
+def test_building_a_model_starts_no_compiler(tmp_path):
+    """Without device.setup a model takes the readable default (MindSpore's ops): nothing is compiled, even with
+    MS_GPT_CPU_KERNELS=on and no compiler; the choice is recorded on the model."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from ms_gpt.config import GPTConfig\nfrom ms_gpt.model import GPT\n"
+            "m = GPT(GPTConfig.preset('tiny'))\n"
+            "print(m.backend.name, type(m.decoder.layers[0].self_attn.attend).__name__)")
+    env = {**os.environ, kernels.ENV: "on", "CXX": "no-such-compiler", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["mindspore", "Attention"] and not (tmp_path / "cache").exists()
