@@ -118,3 +118,35 @@ def ppo_learning_rate(n_params: int) -> float:
     if not isinstance(n_params, int) or n_params <= 0:
         raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
     return PPO_LR_LARGE if n_params >= GPT1_SIZE else PPO_LR_SMALL
+
+
+# --- the help text of the defaults above (``ms-gpt COMMAND --help``): written from the numbers, never restated
+
+def _rate(x: float) -> str:
+    """3e-3, 2.5e-4, 6.25e-5: a learning rate as the help text writes it."""
+    mantissa, exponent = f"{x:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:g}M"
+
+
+PRETRAIN_LR_HELP = (f"by model size: {_rate(PRETRAIN_LR[0][1])} below {_millions(PRETRAIN_LR[0][0])} parameters "
+                    f"({_rate(PRETRAIN_LR[1][1])} when the token embedding is over {EMBEDDING_SHARE_MAX * 100:g} % of "
+                    f"them: a large vocabulary), {_rate(PRETRAIN_LR[1][1])} below {_millions(GPT1_SIZE)}, "
+                    f"{_rate(PRETRAIN_LR_LARGE)} (GPT-1's) from {_millions(GPT1_SIZE)}")
+FINETUNE_LR_HELP = (f"by model size: {_rate(GPT1_RECIPE.learning_rate)} (GPT-1) for GPT-1-size models, "
+                    f"{_rate(SMALL_RECIPE.learning_rate)} for small ones")
+FINETUNE_EPOCHS_HELP = (f"by model size: {GPT1_RECIPE.epochs} for GPT-1-size models, {SMALL_RECIPE.epochs} for "
+                        "small ones")
+FINETUNE_LM_WEIGHT_HELP = (f"by model size: {GPT1_RECIPE.lm_weight:g} (GPT-1) from {_millions(LM_TERM_FROM)} "
+                           "parameters, 0 below (the LM term swamps a tiny model's task loss)")
+FINETUNE_WARMUP_HELP = (f"by model size: {GPT1_RECIPE.warmup_fraction:g} (GPT-1), {SMALL_RECIPE.warmup_fraction:g} "
+                        "for small models")
+SFT_LR_HELP = (f"by model size: {_rate(SFT_LR_LARGE)} for GPT-1-size models ({_millions(GPT1_SIZE)} parameters "
+               f"and up), {_rate(SFT_LR_SMALL)} for smaller ones")
+SFT_EPOCHS_HELP = f"by data size: as many as fit in {SFT_STEP_BUDGET:,} steps, 1 to {SFT_MAX_EPOCHS}"
+SFT_LIMIT_HELP = f"all, or {SFT_STEP_BUDGET:,} steps' worth when one pass is longer (a dialogue corpus)"
+PPO_LR_HELP = (f"by model size: {_rate(PPO_LR_LARGE)} for GPT-1-size models ({_millions(GPT1_SIZE)} parameters "
+               f"and up), {_rate(PPO_LR_SMALL)} for smaller ones")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ms_gpt import recipes
 from ms_gpt.checks import check_buckets, require_choices, require_fractions, require_positive_ints
 from ms_gpt.config import FINETUNE_TASKS as TASKS
 from ms_gpt.config import POOLS, PRESETS, DataConfig, GenerationConfig, TrainConfig, check_fields, opt
@@ -68,9 +69,7 @@ class PretrainConfig(RunConfig):
     progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {"data.max_len": "--block-size"}
-    NONE_HELP = {"train.learning_rate": "by model size: 3e-3 below 5M parameters (1e-3 when the token embedding "
-                                       "is over 25 % of them: a large vocabulary), 1e-3 below 50M, 2.5e-4 (GPT-1's) "
-                                       "from 50M"}
+    NONE_HELP = {"train.learning_rate": recipes.PRETRAIN_LR_HELP}
     DERIVED = ("data.buckets",)
 
     def validate(self) -> None:
@@ -88,16 +87,15 @@ class FinetuneConfig(RunConfig):
     data: str | None = opt(None, "builtin:reviews-zh, or a folder with train/valid/test.jsonl", required=True)
     out: str | None = opt(None, "output folder (metrics.json, best/, loss.png)", required=True)
     epochs: int | None = opt(None, "passes over the training split (at most: early stopping may end sooner)",
-                             positive=True, none="by model size: 3 for GPT-1-size models, 10 for small ones")
+                             positive=True, none=recipes.FINETUNE_EPOCHS_HELP)
     lm_weight: float | None = opt(None, "λ of the auxiliary LM loss (0 turns it off)",
-                                  none="by model size: 0.5 (GPT-1) from 1M parameters, 0 below (the LM term "
-                                       "swamps a tiny model's task loss)")
+                                  none=recipes.FINETUNE_LM_WEIGHT_HELP)
     classifier_dropout: float = opt(0.1, "dropout before the task head", bounds="in [0, 1)")
     dropout: float | None = opt(None, "dropout of the trunk's embeddings, attention and residual branches while "
                                       "tuning", none="the checkpoint's own (0 after ms-gpt pretrain's short runs, "
                                                      "0.1 for openai-gpt)", bounds="in [0, 1)")
     warmup_fraction: float | None = opt(None, "share of the steps for linear warmup",
-                                        none="by model size: 0.002 (GPT-1), 0.05 for small models", bounds="in [0, 1)")
+                                        none=recipes.FINETUNE_WARMUP_HELP, bounds="in [0, 1)")
     patience: int = opt(3, "stop after this many epochs that lower neither the validation loss nor raise the "
                            "validation accuracy (0: run every epoch)")
     max_unk: float = opt(0.05, "largest share of <unk> among a split's tokens before the run stops", bounds="in [0, 1)")
@@ -115,7 +113,7 @@ class FinetuneConfig(RunConfig):
 
     COMMAND = "finetune"  # the ms-gpt command whose output folder this job writes (ms_gpt.ownership)
     FLAGS = {}
-    NONE_HELP = {"train.learning_rate": "by model size: 6.25e-5 (GPT-1) for GPT-1-size models, 1e-3 for small ones"}
+    NONE_HELP = {"train.learning_rate": recipes.FINETUNE_LR_HELP}
     DERIVED = ("train.steps", "train.warmup_steps", "train.eval_every", "train.ckpt_every", "train.min_lr_ratio",
                "train.amp", "train.loss_scale", "train.loss_scale_window", "batching.static_shapes")
 
@@ -170,9 +168,9 @@ class SFTConfig(RunConfig):
                            required=True)
     out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate and chat answer from)", required=True)
     epochs: int | None = opt(None, "passes over the exchanges", positive=True,
-                             none="by data size: as many as fit in 2,000 steps, 1 to 20")
+                             none=recipes.SFT_EPOCHS_HELP)
     train_limit: int | None = opt(None, "train on a seeded sample of this many exchanges", positive=True,
-                                  none="all, or 2,000 steps' worth when one pass is longer (a dialogue corpus)")
+                                  none=recipes.SFT_LIMIT_HELP)
     overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     warmup_fraction: float = opt(0.05, "share of the steps for linear warmup", bounds="in [0, 1)")
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=8, max_len=None))
@@ -182,8 +180,7 @@ class SFTConfig(RunConfig):
     progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {}
-    NONE_HELP = {"train.learning_rate": "by model size: 1e-4 for GPT-1-size models (50M parameters and up), 1e-3 "
-                                       "for smaller ones"}
+    NONE_HELP = {"train.learning_rate": recipes.SFT_LR_HELP}
     DERIVED = FinetuneConfig.DERIVED
 
     def validate(self) -> None:
@@ -214,8 +211,7 @@ class PPOConfig(RunConfig):
                              "advantages compare responses, not prompts", positive=True)
     ppo_epochs: int = opt(4, "optimisation passes over each batch of rollouts", positive=True)
     learning_rate: float | None = opt(None, "Adam's learning rate (constant)",
-                                      none="by model size: 1e-5 for GPT-1-size models (50M parameters and up), "
-                                           "1e-4 for smaller ones")
+                                      none=recipes.PPO_LR_HELP)
     init_kl_coef: float = opt(0.1, "β at the start: the weight of the per-token KL penalty to the reference")
     kl_target: float | None = opt(6.0, "the KL (nats per response) the adaptive controller steers β toward",
                                   none="none: β stays fixed")
