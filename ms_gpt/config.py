@@ -181,6 +181,9 @@ def check_fields(cfg) -> None:
 
 
 SCHEDULES = ("cosine", "linear", "constant")
+# TrainConfig fields a --resume may change (recorded in train_state.json's "changes"): a run that diverged
+# continues from its last finite checkpoint at a lower learning rate.
+RESUMABLE = ("learning_rate", "schedule", "min_lr_ratio")
 # The most tokens one generate/chat call may ask for: a long story on a character model is a few thousand; 10^8
 # would run for days printing nothing.
 MAX_NEW_TOKENS = 10_000

@@ -22,7 +22,7 @@ from mindspore.amp import DynamicLossScaler, all_finite
 
 from ms_gpt import backend as backends
 from ms_gpt import checkpoint, distributed, interrupt
-from ms_gpt.config import IGNORE, SCHEDULES, TrainConfig, config_diff  # noqa: F401  (TrainConfig: this module's API)
+from ms_gpt.config import IGNORE, RESUMABLE, SCHEDULES, TrainConfig, config_diff  # noqa: F401  (this module's API)
 from ms_gpt.errors import MsGptError
 from ms_gpt.optim import AdamW
 
@@ -36,9 +36,6 @@ class TrainingDiverged(MsGptError, RuntimeError):
 # The loss guard: a run whose mean loss over the last BLOWUP_WINDOW steps exceeds BLOWUP x its first step's
 # loss has diverged as surely as a NaN (--learning-rate 30 on a tiny model: validation loss 4.5 -> 4,455).
 BLOWUP, BLOWUP_WINDOW = 10.0, 5
-# TrainConfig fields a --resume may change (recorded in train_state.json's "changes"): a run that diverged
-# continues from its last finite checkpoint at a lower learning rate.
-RESUMABLE = ("learning_rate", "schedule", "min_lr_ratio")
 
 
 def lr_schedule(cfg: TrainConfig) -> np.ndarray:

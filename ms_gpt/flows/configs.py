@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ms_gpt import recipes
 from ms_gpt.checks import check_buckets, require_choices, require_fractions, require_positive_ints
 from ms_gpt.config import FINETUNE_TASKS as TASKS
-from ms_gpt.config import POOLS, PRESETS, DataConfig, GenerationConfig, TrainConfig, check_fields, opt
+from ms_gpt.config import POOLS, PRESETS, RESUMABLE, DataConfig, GenerationConfig, TrainConfig, check_fields, opt
 from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
 
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
@@ -35,7 +35,27 @@ class RunConfig:
 
 
 @dataclass
-class PretrainConfig(RunConfig):
+class TrainingRun(RunConfig):
+    """What every command that trains into ``--out`` accepts besides."""
+
+    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
+    progress: bool = opt(True, "show a progress bar")
+
+
+@dataclass
+class ResumableRun(TrainingRun):
+    """A training command that stops at a step and continues later."""
+
+    until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
+                            positive=True, none="the last step")
+    resume: bool = opt(False, "continue the run saved in --out (the same settings)")
+
+    # Settings that may differ between a run and its --resume (config_diff's ``free``).
+    RESUME_FREE = RUN_ONLY + ("until",)
+
+
+@dataclass
+class PretrainConfig(ResumableRun):
     out: str | None = opt(None, "output folder (checkpoint, tokenizer/, metrics.json, loss.png)", required=True)
     corpus: str = opt("builtin:demo-en", "builtin:peoples-daily, builtin:reviews-zh, builtin:demo-en, or a .txt "
                                          "file/folder")
@@ -60,15 +80,11 @@ class PretrainConfig(RunConfig):
     train: TrainConfig = opt(factory=lambda: TrainConfig(steps=200, learning_rate=None, warmup_steps=None,
                                                          weight_decay=0.1, beta2=0.99,
                                                          eval_every=None, ckpt_every=None, amp=None))
-    until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
-                            positive=True, none="the last step")
-    resume: bool = opt(False, "continue the run saved in --out (the same settings)")
-    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     distributed: bool = opt(False, "data-parallel over the workers msrun starts (scripts/run_distributed.sh); "
                                    "--batch-size is per worker")
-    progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {"data.max_len": "--block-size"}
+    RESUME_FREE = ResumableRun.RESUME_FREE + tuple(f"train.{name}" for name in RESUMABLE)
     NONE_HELP = {"train.learning_rate": recipes.PRETRAIN_LR_HELP}
     DERIVED = ("data.buckets",)
 
@@ -80,7 +96,7 @@ class PretrainConfig(RunConfig):
 
 
 @dataclass
-class FinetuneConfig(RunConfig):
+class FinetuneConfig(TrainingRun):
     init: str | None = opt(None, "an ms_gpt checkpoint folder (ms-gpt pretrain) or a Hugging Face openai-gpt "
                                  "folder", required=True)
     task: str | None = opt(None, "GPT-1 task", choices=TASKS, required=True)
@@ -102,14 +118,12 @@ class FinetuneConfig(RunConfig):
     allow_unk: bool = opt(False, "train even when a split has more <unk> tokens than --max-unk")
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
     reinit: bool = opt(False, "keep --init's architecture and tokenizer but start from random weights (baseline)")
-    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     pool: str = opt("last", "what the head reads: last = the extract token (GPT-1), mean = average of real tokens, "
                             "max = their element-wise maximum", choices=POOLS)
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=32, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(
         steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
         eval_every=None, ckpt_every=None, amp=False))
-    progress: bool = opt(True, "show a progress bar")
 
     COMMAND = "finetune"  # the ms-gpt command whose output folder this job writes (ms_gpt.ownership)
     FLAGS = {}
@@ -161,7 +175,7 @@ class RewardConfig(FinetuneConfig):
 
 
 @dataclass
-class SFTConfig(RunConfig):
+class SFTConfig(TrainingRun):
     init: str | None = opt(None, "an ms_gpt checkpoint folder or a Hugging Face openai-gpt folder", required=True)
     data: str | None = opt(None, 'builtin:chitchat (English conversations, split by conversation), or a JSONL file of '
                                  '{"prompt": ..., "response": ...} (optionally "context": [earlier turns])',
@@ -171,13 +185,11 @@ class SFTConfig(RunConfig):
                              none=recipes.SFT_EPOCHS_HELP)
     train_limit: int | None = opt(None, "train on a seeded sample of this many exchanges", positive=True,
                                   none=recipes.SFT_LIMIT_HELP)
-    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
     warmup_fraction: float = opt(0.05, "share of the steps for linear warmup", bounds="in [0, 1)")
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=8, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(
         steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
         eval_every=None, ckpt_every=None, amp=False))
-    progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {}
     NONE_HELP = {"train.learning_rate": recipes.SFT_LR_HELP}
@@ -194,7 +206,7 @@ KL_PENALTIES = ("reward", "loss")
 
 
 @dataclass
-class PPOConfig(RunConfig):
+class PPOConfig(ResumableRun):
     policy: str | None = opt(None, "the model to tune: a folder written by ms-gpt pretrain or sft (it is also the "
                                    "frozen reference of the KL penalty)", required=True)
     reward: str | None = opt(None, "a reward model: a folder written by ms-gpt reward", required=True)
@@ -249,13 +261,9 @@ class PPOConfig(RunConfig):
                                           "prompts, measured before the first step")
     ckpt_every: int | None = opt(None, "save a resumable checkpoint every N steps", positive=True,
                                  none="every 10 steps and at the end")
-    until: int | None = opt(None, "stop after this step with a checkpoint (continue later with --resume)",
-                            positive=True, none="the last step")
-    resume: bool = opt(False, "continue the run saved in --out (the same settings)")
-    overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
-    progress: bool = opt(True, "show a progress bar")
 
     FLAGS = {}
+    RESUME_FREE = ResumableRun.RESUME_FREE + ("learning_rate",)
     DERIVED = ()
 
     def validate(self) -> None:

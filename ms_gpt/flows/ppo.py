@@ -25,7 +25,7 @@ import numpy as np
 from ms_gpt import atomic, checkpoint, recipes
 from ms_gpt.data.prompts import load_prompts
 from ms_gpt.flows import common
-from ms_gpt.flows.configs import RUN_ONLY, PPOConfig
+from ms_gpt.flows.configs import PPOConfig
 from ms_gpt.model import count_parameters
 from ms_gpt.prompting import Prompter, score_input
 from ms_gpt.rl.reward import RewardScorer
@@ -60,7 +60,7 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prom
     run = dataclasses.replace(cfg, learning_rate=lr, kl_horizon=cfg.kl_horizon or 10 * cfg.batch_size,
                               ckpt_every=cfg.ckpt_every or CKPT_EVERY, score_input=scorer.score_input)
     done = common.finished(out, min(cfg.until or cfg.steps, cfg.steps)) if cfg.resume else None
-    common.record_run(out, run, free=RUN_ONLY + ("until", "learning_rate"), resume=cfg.resume, write=done is None)
+    common.record_run(out, run, free=cfg.RESUME_FREE, resume=cfg.resume, write=done is None)
     if done is not None:
         return done
     if not cfg.resume:

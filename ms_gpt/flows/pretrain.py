@@ -10,14 +10,13 @@ from ms_gpt.config import GPTConfig
 from ms_gpt.data import block_dataset, encode_lines, load_corpus
 from ms_gpt.data.corpus import split_corpus
 from ms_gpt.flows import common
-from ms_gpt.flows.configs import RUN_ONLY, PretrainConfig
+from ms_gpt.flows.configs import PretrainConfig
 from ms_gpt.model import GPT, count_parameters
-from ms_gpt.training import RESUMABLE, Trainer
+from ms_gpt.training import Trainer
 
 _ZH = ("builtin:peoples-daily", "builtin:reviews-zh")
 # settings that may change between a run and its --resume (the learning rate and schedule too: a run that
 # diverged continues from its last finite checkpoint at a lower --learning-rate)
-RESUME_FREE = RUN_ONLY + ("until",) + tuple(f"train.{name}" for name in RESUMABLE)
 
 
 def tokenizer_kind(cfg: PretrainConfig) -> str:
@@ -108,7 +107,7 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
         out.mkdir(parents=True, exist_ok=True)
         run = dataclasses.replace(cfg, train=train_cfg, boundaries=mode, dropout=dropout,
                                   data=dataclasses.replace(cfg.data, static_shapes=settings.static_shapes))
-        common.record_run(out, run, free=RESUME_FREE, resume=cfg.resume, write=done is None)
+        common.record_run(out, run, free=cfg.RESUME_FREE, resume=cfg.resume, write=done is None)
     if done is not None:
         return done
     if dist.is_writer:
