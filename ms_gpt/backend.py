@@ -66,12 +66,15 @@ class LayerNorm(nn.Cell):
         return self.norm(x, w, b)[0]
 
 
+_BMM_T = ops.BatchMatMul(transpose_b=True)  # q k^T without materialising k^T; made once, not per call
+
+
 def scaled_dot_product_attention(q, k, v, attn_mask, keep=None, compute_dtype=mindspore.float32):
     """softmax(q k^T / sqrt(d_k) + mask) v with the softmax in float32; q [b, h, l_q, d_k], k and v
     [b, h, l_k, d_k], ``attn_mask`` [b, 1 or h, l_q, l_k] bool (True = may not attend), ``keep``: the
     attention dropout's multipliers [b, h, l_q, l_k] or None. Returns (context [b, h, l_q, d_k], weights)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = ops.BatchMatMul(transpose_b=True)(q.astype(compute_dtype), k.astype(compute_dtype))
+    scores = _BMM_T(q.astype(compute_dtype), k.astype(compute_dtype))
     scores = ops.masked_fill(scores.astype(mindspore.float32) * scale, attn_mask, MASK_VALUE)
     weights = ops.softmax(scores, axis=-1)
     dropped = weights if keep is None else weights * keep
@@ -351,8 +354,4 @@ def choose(target: str) -> MindSporeOps:
 
     global _default
     _default = get("cpu-kernels") if kernels.enabled(target) else _MINDSPORE
-    return _default
-
-
-def default() -> MindSporeOps:
     return _default

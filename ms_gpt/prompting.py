@@ -118,9 +118,6 @@ class Prompter:
             return self.answer(new, at_line_end)
         return join_text(self.tok, self.tok.decode(prompt_ids).lstrip("\n"), self.answer(new, at_line_end))
 
-    def join(self, *parts: str) -> str:
-        return join_text(self.tok, *parts)
-
 
 def open_checkpoint(ckpt: str | Path):
     """``(model, prompter)`` of a folder written by ms-gpt pretrain, sft or ppo, the tokenizer checked against
