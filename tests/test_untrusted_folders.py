@@ -152,7 +152,7 @@ from ms_gpt.flows import configs, sft
 from ms_gpt.flows import common
 real = common.step_bar
 def stopping(enabled, total, desc, initial=0):
-    def report(step, *rest):
+    def report(step, **shown):
         if step == 2:
             raise KeyboardInterrupt
     class Bar:
