@@ -234,8 +234,7 @@ def sample(model, prompts, config: GenerationConfig | None = None, *, prompt_len
         runner = _Runner(model, cfg.use_cache, cache_size)
         logits = runner.start(ids)
         for t in range(steps):
-            seqs = [ids[row, starts[row]:prompt_len].tolist() + new[row, :t].tolist() for row in range(b)]
-            scores = _processed(logits, seqs, cfg)
+            scores = _processed(logits, ids, new[:, :t], starts, cfg)
             if cfg.strategy == "greedy":
                 token = scores.argmax(-1)
                 logp = _log_softmax(scores)
@@ -258,14 +257,17 @@ def sample(model, prompts, config: GenerationConfig | None = None, *, prompt_len
     return Samples(np.concatenate([ids, new], axis=1), mask, logprobs, prompt_len)
 
 
-def _processed(logits, seqs, cfg):
-    """The logits after the repetition penalty, the suppressed ids and the banned n-grams (each row's own)."""
-    out = np.stack([apply_repetition_penalty(logits[row:row + 1], [seq], cfg.repetition_penalty)[0]
-                    for row, seq in enumerate(seqs)])
-    out = _suppress(out, cfg)
-    for row, seq in enumerate(seqs):
-        for t in banned_ngram_tokens(seq, cfg.no_repeat_ngram_size):
-            out[row, t] = -np.inf
+def _processed(logits, prompts, new, starts, cfg):
+    """The logits after the repetition penalty, the suppressed ids and the banned n-grams, each row judged by
+    its own tokens (``prompts`` [b, P] left-padded from ``starts``, then ``new`` [b, t])."""
+    if cfg.repetition_penalty != 1.0 or cfg.no_repeat_ngram_size:
+        seqs = [prompts[row, starts[row]:].tolist() + new[row].tolist() for row in range(len(starts))]
+        logits = apply_repetition_penalty(logits, seqs, cfg.repetition_penalty)
+    out = _suppress(logits, cfg)
+    if cfg.no_repeat_ngram_size:
+        for row, seq in enumerate(seqs):
+            for t in banned_ngram_tokens(seq, cfg.no_repeat_ngram_size):
+                out[row, t] = -np.inf
     return out
 
 
