@@ -11,21 +11,6 @@ def require_positive_ints(prefix: str = "", **values) -> None:
             raise ValueError(f"{prefix}{name} must be a positive integer, got {v!r}")
 
 
-def require_fractions(**values) -> None:
-    """Raise ``ValueError("<name> must be in [0, 1), got <value>")`` for the first value outside [0, 1)."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {v!r}")
-
-
-def require_choices(**values) -> None:
-    """Raise ``ValueError("<name> must be one of <a>, <b>, got <value>")`` for the first ``name=(value,
-    allowed)`` whose value is not in ``allowed``."""
-    for name, (v, allowed) in values.items():
-        if v not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {v!r}")
-
-
 def check_buckets(buckets, max_len: int, what: str = "max_len") -> tuple:
     """Strictly increasing positive lengths whose last is ``max_len`` (called ``what`` in the error)."""
     try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,26 +48,101 @@ MAX_SIZES = {"vocab_size": 4_000_000, "n_positions": 1 << 20, "d_model": 1 << 16
              "d_ff": 1 << 18}
 
 
+def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, choices=None, positive: bool = False,
+        required: bool = False, cli: bool = True, none: str = "auto", bounds: str | None = None,
+        most: int | None = None):
+    """A dataclass field with what its command-line flag needs and what it may hold: ``help``, ``choices``,
+    ``positive`` (ints > 0), ``bounds`` (a number's range, one of :data:`BOUNDS`), ``most`` (the largest value
+    allowed), ``required`` (no usable default), ``flag`` (another flag name), ``cli=False`` (not a flag), ``none``
+    (what a None default means, shown in the help). :func:`check_fields` enforces ``choices``, ``positive``,
+    ``bounds`` and ``most``: the configs' one validator."""
+    if bounds is not None and bounds not in BOUNDS:
+        raise ValueError(f"bounds {bounds!r} is not one of {', '.join(BOUNDS)}")
+    meta = {"help": help, "flag": flag, "choices": choices, "positive": positive, "required": required, "cli": cli,
+            "none": none, "bounds": bounds, "most": most}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# The ranges a field may declare (opt(bounds=...)), as the error message writes them.
+BOUNDS = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, ">= 1": lambda v: v >= 1,
+          "in [0, 1)": lambda v: 0 <= v < 1, "in [0, 1]": lambda v: 0 <= v <= 1, "in (0, 1]": lambda v: 0 < v <= 1,
+          "in (0, 1)": lambda v: 0 < v < 1, "a finite number": math.isfinite,
+          "an integer >= 0": lambda v: _integer(v) and v >= 0}
+
+
+def check_fields(cfg, prefix: str = "") -> None:
+    """Enforce the field metadata of the dataclass ``cfg`` and of the dataclasses it holds: a value in its
+    ``choices``, a ``positive`` integer, a number within its ``bounds`` and at most its ``most``. None (auto,
+    resolved later) passes. The first bad field is a ValueError naming it (after ``prefix``), what it must be,
+    and the value given."""
+    for path, f, _ in _leaves(type(cfg)):
+        value = cfg
+        for name in path:
+            value = getattr(value, name)
+        if value is None:
+            continue
+        name, meta = prefix + path[-1], f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+        if meta.get("positive"):
+            require_positive_ints(**{name: value})
+        if meta.get("most") is not None and value > meta["most"]:
+            raise ValueError(f"{name} must be at most {meta['most']:,}, got {value:,}"
+                             + (" (an edited or damaged config?)" if prefix else ""))
+        rule = meta.get("bounds")
+        if rule and (isinstance(value, bool) or not isinstance(value, (int, float)) or not BOUNDS[rule](value)):
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
+
+
+class Validated:
+    """A config's one validator: :meth:`validate` enforces its fields' metadata (:func:`check_fields`, the
+    nested configs' included), then :meth:`check_relations`, the rules that relate fields (divisibility, an
+    order) which no single field's metadata can say."""
+
+    PREFIX = ""  # what errors put before a field's name
+
+    def validate(self) -> None:
+        check_fields(self, self.PREFIX)
+        for f in dataclasses.fields(self):
+            inner = getattr(self, f.name)
+            if isinstance(inner, Validated):
+                inner.check_relations()
+        self.check_relations()
+
+    def check_relations(self) -> None:
+        """Rules between fields; none unless a config adds them."""
+
+
 @dataclass
-class GPTConfig:
-    vocab_size: int = 40478
-    n_positions: int = 512  # longest sequence the position table covers
-    d_model: int = 768
-    n_layer: int = 12
-    n_head: int = 12
-    d_ff: int = 3072
-    activation: str = "gelu"  # gelu (exact erf, GPT-1), relu (tutorial), gelu_tanh
-    positions: str = "learned"  # learned (GPT-1, tutorial) or sinusoidal (fixed table)
-    norm: str = "post"  # post-LN: x = LN(x + f(x)) (GPT-1, tutorial); pre-LN: x = x + f(LN(x))
-    final_norm: bool = False  # a LayerNorm after the last layer (usual with pre-LN)
-    tie_word_embeddings: bool = True  # LM head shares the token embedding (GPT-1)
-    embd_dropout: float = 0.1
-    attn_dropout: float = 0.1
-    resid_dropout: float = 0.1
-    layer_norm_eps: float = 1e-5
-    pad_token_id: int | None = None  # None: no padding in the inputs
-    initializer_range: float = 0.02
-    compute_dtype: str = "float32"  # matmul dtype; LayerNorm and softmax always run in float32
+class GPTConfig(Validated):
+    vocab_size: int = opt(40478, "token ids the embedding covers", positive=True, most=MAX_SIZES["vocab_size"])
+    n_positions: int = opt(512, "longest sequence the position table covers", positive=True,
+                           most=MAX_SIZES["n_positions"])
+    d_model: int = opt(768, "width of the residual stream", positive=True, most=MAX_SIZES["d_model"])
+    n_layer: int = opt(12, "decoder layers", positive=True, most=MAX_SIZES["n_layer"])
+    n_head: int = opt(12, "attention heads (d_model must be divisible by it)", positive=True, most=MAX_SIZES["n_head"])
+    d_ff: int = opt(3072, "width of the feed-forward layer", positive=True, most=MAX_SIZES["d_ff"])
+    activation: str = opt("gelu", "gelu (exact erf, GPT-1), relu (tutorial), gelu_tanh", choices=ACTIVATIONS)
+    positions: str = opt("learned", "learned (GPT-1, tutorial) or sinusoidal (fixed table)", choices=POSITIONS)
+    norm: str = opt("post", "post-LN: x = LN(x + f(x)) (GPT-1, tutorial); pre-LN: x = x + f(LN(x))", choices=NORMS)
+    final_norm: bool = opt(False, "a LayerNorm after the last layer (usual with pre-LN)")
+    tie_word_embeddings: bool = opt(True, "the LM head shares the token embedding (GPT-1)")
+    embd_dropout: float = opt(0.1, "dropout of the embeddings", bounds="in [0, 1)")
+    attn_dropout: float = opt(0.1, "dropout of the attention weights", bounds="in [0, 1)")
+    resid_dropout: float = opt(0.1, "dropout of the residual branches", bounds="in [0, 1)")
+    layer_norm_eps: float = opt(1e-5, "LayerNorm's epsilon", bounds="> 0")
+    pad_token_id: int | None = opt(None, "the padding id (None: no padding in the inputs)")
+    initializer_range: float = opt(0.02, "standard deviation of the initial weights", bounds=">= 0")
+    compute_dtype: str = opt("float32", "matmul dtype; LayerNorm and softmax always run in float32",
+                             choices=COMPUTE_DTYPES)
+
+    PREFIX = "GPTConfig."  # errors name the model config's fields so
 
     def __post_init__(self):
         self.validate()
@@ -75,27 +151,12 @@ class GPTConfig:
     def d_k(self) -> int:
         return self.d_model // self.n_head
 
-    def validate(self) -> None:
-        require_positive_ints("GPTConfig.", **{n: getattr(self, n) for n in MAX_SIZES})
-        for name, most in MAX_SIZES.items():
-            if getattr(self, name) > most:
-                raise ValueError(f"GPTConfig.{name} must be at most {most:,}, got {getattr(self, name):,} (an edited or "
-                                 "damaged config?)")
+    def check_relations(self) -> None:
         if self.d_model % self.n_head:
             raise ValueError(
                 f"GPTConfig.d_model ({self.d_model}) must be divisible by n_head ({self.n_head}); "
                 f"e.g. n_head in {[h for h in range(1, min(self.d_model, 64) + 1) if self.d_model % h == 0][-4:]}"
             )
-        for name, allowed in (("activation", ACTIVATIONS), ("positions", POSITIONS), ("norm", NORMS),
-                              ("compute_dtype", COMPUTE_DTYPES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"GPTConfig.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("embd_dropout", "attn_dropout", "resid_dropout"):
-            p = getattr(self, name)
-            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {p!r}")
-        if not self.layer_norm_eps > 0:
-            raise ValueError(f"GPTConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.pad_token_id is not None and not (
             isinstance(self.pad_token_id, int) and 0 <= self.pad_token_id < self.vocab_size
         ):
@@ -140,46 +201,6 @@ PRESETS = {
 }
 
 
-def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, choices=None, positive: bool = False,
-        required: bool = False, cli: bool = True, none: str = "auto", bounds: str | None = None):
-    """A dataclass field with what its command-line flag needs: ``help``, ``choices``, ``positive`` (ints
-    > 0), ``bounds`` (a number's range, one of :data:`BOUNDS`), ``required`` (no usable default), ``flag``
-    (another flag name), ``cli=False`` (not a flag), ``none`` (what a None default means, shown in the help).
-    :func:`check_fields` enforces ``choices``, ``positive`` and ``bounds``: the configs' one validator."""
-    if bounds is not None and bounds not in BOUNDS:
-        raise ValueError(f"bounds {bounds!r} is not one of {', '.join(BOUNDS)}")
-    meta = {"help": help, "flag": flag, "choices": choices, "positive": positive, "required": required, "cli": cli,
-            "none": none, "bounds": bounds}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-# The ranges a number field may declare (opt(bounds=...)), as the error message writes them.
-BOUNDS = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, ">= 1": lambda v: v >= 1,
-          "in [0, 1)": lambda v: 0 <= v < 1, "in [0, 1]": lambda v: 0 <= v <= 1, "in (0, 1]": lambda v: 0 < v <= 1}
-
-
-def check_fields(cfg) -> None:
-    """Enforce the field metadata of the dataclass ``cfg`` and of the dataclasses it holds: a value in its
-    ``choices``, a ``positive`` integer, a number within its ``bounds``. None (auto, resolved later) passes. The
-    first bad field is a ValueError naming it, what it must be, and the value given."""
-    for path, f, _ in _leaves(type(cfg)):
-        value = cfg
-        for name in path:
-            value = getattr(value, name)
-        if value is None:
-            continue
-        name, meta = path[-1], f.metadata
-        if meta.get("choices") and value not in meta["choices"]:
-            raise ValueError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
-        if meta.get("positive"):
-            require_positive_ints(**{name: value})
-        rule = meta.get("bounds")
-        if rule and (isinstance(value, bool) or not isinstance(value, (int, float)) or not BOUNDS[rule](value)):
-            raise ValueError(f"{name} must be {rule}, got {value!r}")
-
-
 SCHEDULES = ("cosine", "linear", "constant")
 # TrainConfig fields a --resume may change (recorded in train_state.json's "changes"): a run that diverged
 # continues from its last finite checkpoint at a lower learning rate.
@@ -195,10 +216,10 @@ POOLS = ("last", "mean", "max")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Validated):
     steps: int = opt(200, "optimizer steps", positive=True)
     learning_rate: float = opt(3e-4, "peak learning rate", bounds="> 0")
-    warmup_steps: int | None = opt(20, "linear warmup steps")
+    warmup_steps: int | None = opt(20, "linear warmup steps", bounds="an integer >= 0")
     schedule: str = opt("cosine", "decay after warmup", choices=SCHEDULES)
     min_lr_ratio: float = opt(0.1, "the learning rate decays to this share of the peak", bounds="in [0, 1]")
     weight_decay: float = opt(0.01, "AdamW weight decay (matrices only)", bounds=">= 0")
@@ -219,15 +240,17 @@ class TrainConfig:
         unresolved = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]
         if unresolved:
             raise ValueError(f"TrainConfig fields {unresolved} are still 'auto' (None): the flow resolves them")
-        check_fields(self)
-        if not isinstance(self.amp, bool):
+        super().validate()
+
+    def check_relations(self) -> None:
+        if self.amp is not None and not isinstance(self.amp, bool):
             raise ValueError(f"amp must be True or False, got {self.amp!r}")
-        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps < self.steps:
+        if self.warmup_steps is not None and self.steps is not None and not self.warmup_steps < self.steps:
             raise ValueError(f"warmup_steps must be an integer in [0, steps={self.steps}), got {self.warmup_steps!r}")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Validated):
     batch_size: int = opt(16, "sequences per batch", positive=True)
     max_len: int | None = opt(None, "tokens per sequence", positive=True, none="the model's n_positions, at most 512")
     buckets: tuple | None = opt(None, "static length buckets, e.g. 32,64,128 (the last = the maximum length); "
@@ -236,10 +259,10 @@ class DataConfig:
 
 
 @dataclass
-class GenerationConfig:
+class GenerationConfig(Validated):
     strategy: str = opt("greedy", "decoding strategy", choices=STRATEGIES)
     max_new_tokens: int = opt(32, "tokens to generate at most, up to 10,000 (past the position table the model reads "
-                                  "the last 3/4 of it)", positive=True)
+                                  "the last 3/4 of it)", positive=True, most=MAX_NEW_TOKENS)
     eos_id: int | None = opt(None, cli=False)
     stop_ids: tuple = opt((), cli=False)  # more tokens that end the text (e.g. a newline)
     use_cache: bool = opt(True, "decode over the key/value cache (--no-cache: recompute the whole sequence)",
@@ -247,22 +270,13 @@ class GenerationConfig:
     num_beams: int = opt(4, "beam width (beam search)", positive=True)
     length_penalty: float = opt(1.0, "beam score = sum log p / length ** this")
     repetition_penalty: float = opt(1.0, "> 1 discourages tokens already in the sequence (CTRL-style)", bounds="> 0")
-    no_repeat_ngram_size: int = opt(0, "never repeat an n-gram of this size (0: off)")
+    no_repeat_ngram_size: int = opt(0, "never repeat an n-gram of this size (0: off)", bounds="an integer >= 0")
     temperature: float = opt(1.0, "sampling temperature", bounds="> 0")
-    top_k: int = opt(0, "sample from the k most likely tokens (0: off)")
+    top_k: int = opt(0, "sample from the k most likely tokens (0: off)", bounds="an integer >= 0")
     top_p: float = opt(1.0, "sample from the smallest set reaching this probability (1: off)", bounds="in (0, 1]")
     seed: int = opt(0, cli=False)
     truncate_prompt: bool = opt(False, "keep the last n_positions tokens of a too-long prompt instead of failing")
     suppress_ids: tuple = opt((), cli=False)  # never generate these (e.g. <pad>, <bos>, <unk>)
-
-    def validate(self) -> None:
-        check_fields(self)
-        if self.max_new_tokens > MAX_NEW_TOKENS:
-            raise ValueError(f"max_new_tokens must be at most {MAX_NEW_TOKENS:,}, got {self.max_new_tokens:,}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
-        if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
-            raise ValueError(f"no_repeat_ngram_size must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
 
 
 # ------------------------------------------------------------------------------ dataclasses <-> flags
@@ -349,7 +363,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None,
         if base is tuple and default:
             shown = ",".join(map(str, default))
         quiet = meta.get("required") or (base is bool and not _optional(kind))
-        help_text = meta.get("help", "") + ("" if quiet else f" (default: {shown})")
+        help_text = getattr(cls, "HELP", {}).get(dotted, meta.get("help", ""))  # a flow may word a shared field
+        help_text += "" if quiet else f" (default: {shown})"
         if base is bool and default is True and not meta.get("flag"):
             help_text += " (on by default; this flag turns it off)"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
@@ -374,8 +389,29 @@ def _set(target: dict, dotted: str, value) -> None:
     target[leaf] = value
 
 
+def upgrade(cls, data: dict) -> dict:
+    """A config record written before some of ``cls``'s fields moved or were renamed (``cls.MOVED``: old name ->
+    dotted new path), in today's shape; other records unchanged. A nested config the old record did not have
+    starts from today's defaults (which are what the old code did: a moved field keeps its behaviour)."""
+    moved = getattr(cls, "MOVED", {})
+    if not any(old in data for old in moved):
+        return data
+    data, defaults = json.loads(json.dumps(data)), to_dict(cls())
+    for old, new in moved.items():
+        if old in data:
+            value, parent, default = data.pop(old), data, defaults
+            *parents, leaf = new.split(".")
+            for p in parents:
+                default = default[p]
+                parent = parent.setdefault(p, dict(default))
+            parent[leaf] = value
+    return data
+
+
 def build(cls, data: dict, where: str = "config"):
-    """``cls`` from a (nested) dict; unknown keys are an error naming them and the known ones."""
+    """``cls`` from a (nested) dict, upgraded from an older record's field names (:func:`upgrade`); unknown keys
+    are an error naming them and the known ones."""
+    data = upgrade(cls, data)
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
@@ -431,6 +467,7 @@ def from_args(cls, args: argparse.Namespace):
             raise ValueError(f"--config {config_file}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, dict):
             raise ValueError(f"--config {config_file}: expected a JSON object of {cls.__name__} fields")
+        data = upgrade(cls, data)
     for dotted, value in vars(args).items():
         if dotted in ("command", "config") or dotted.startswith("_"):
             continue

@@ -64,9 +64,12 @@ def lm_objective(model, ids, labels):
     return model.lm_loss(model(ids), labels)
 
 
-def make_optimizer(model, cfg: TrainConfig) -> AdamW:
-    """AdamW over the trainable weights (matrices decayed), clipping to ``cfg.grad_clip`` inside."""
-    return AdamW(model.trainable_params(), lr_schedule(cfg), weight_decay=cfg.weight_decay,
+def make_optimizer(model, cfg: TrainConfig, params=None, updates_per_step: int = 1) -> AdamW:
+    """AdamW over ``params`` (default: the model's trainable weights; matrices decayed) at :func:`lr_schedule`'s
+    rates, each held for ``updates_per_step`` updates (PPO's passes over one batch), clipping to ``cfg.grad_clip``
+    inside."""
+    params = model.trainable_params() if params is None else params
+    return AdamW(params, np.repeat(lr_schedule(cfg), updates_per_step), weight_decay=cfg.weight_decay,
                  betas=(cfg.beta1, cfg.beta2), eps=1e-8, max_norm=cfg.grad_clip, bias_correction=cfg.bias_correction,
                  backend=model.backend)
 

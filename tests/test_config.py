@@ -68,3 +68,78 @@ def test_buckets_none_means_no_buckets_and_build_rejects_bad_nesting():
     assert cfg.batching.buckets == ()
     with pytest.raises(ValueError, match=r"train must be an object of TrainConfig fields"):
         build(configs.PretrainConfig, {"train": 3})
+
+
+JOB_CONFIGS = (configs.PretrainConfig, configs.FinetuneConfig, configs.RewardConfig, configs.SFTConfig,
+               configs.PPOConfig, configs.GenerateConfig, configs.ChatConfig, configs.SmokeConfig, configs.ImdbConfig)
+
+
+def test_field_metadata_is_the_one_validator():
+    """No config writes its own validate(): each inherits Validated's (the fields' metadata, then the rules that
+    relate fields), and every job's config holds the run-control fields of RunConfig once."""
+    from ms_gpt.config import GenerationConfig, GPTConfig, TrainConfig, Validated
+
+    for cls in JOB_CONFIGS + (GPTConfig, GenerationConfig):
+        assert "validate" not in vars(cls), cls.__name__
+        assert issubclass(cls, Validated) and issubclass(cls, configs.RunConfig) or cls in (GPTConfig,
+                                                                                            GenerationConfig)
+    assert set(vars(TrainConfig)) & {"validate"}  # TrainConfig adds only the "auto must be resolved" check
+    for cls in JOB_CONFIGS:  # no job restates a run-control field
+        for name in ("device", "seed", "mode", "overwrite", "progress", "until", "resume"):
+            assert name not in cls.__dict__.get("__annotations__", {}) or (cls, name) == (configs.ImdbConfig,
+                                                                                          "resume"), (cls, name)
+
+
+@pytest.mark.parametrize("cls, changes, message", [
+    (configs.PretrainConfig, {"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+    (configs.PretrainConfig, {"boundaries": "lines"}, r"boundaries must be one of auto, eos, newline, got 'lines'"),
+    (configs.PPOConfig, {"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
+    (configs.PPOConfig, {"clip_range": 0}, r"clip_range must be > 0, got 0"),
+    (configs.PPOConfig, {"kl_target": -1.0}, r"kl_target must be > 0, got -1.0"),
+    (configs.PPOConfig, {"batch_size": 1}, r"batch_size must be >= 2"),
+    (configs.SmokeConfig, {"learning_rate": 0}, r"learning_rate must be > 0, got 0"),
+    (configs.SmokeConfig, {"n_embd": 30}, r"n_embd \(30\) must be divisible by n_head \(4\)"),
+    (configs.ImdbConfig, {"subset": 0}, r"subset must be in \(0, 1\], got 0"),
+    (configs.ImdbConfig, {"val_fraction": 1.0}, r"val_fraction must be in \(0, 1\), got 1.0"),
+    (configs.ImdbConfig, {"until_epoch": 4}, r"until_epoch \(4\) is after the last epoch \(3\)"),
+    (configs.ImdbConfig, {"eval_batch_size": 0}, r"eval_batch_size must be a positive integer, got 0"),
+    (configs.GenerateConfig, {"ckpt": "c"}, None),
+])
+def test_each_job_config_is_checked_by_its_field_metadata(cls, changes, message):
+    cfg = cls(**changes)
+    if message is None:
+        cfg.validate()
+        return
+    with pytest.raises(ValueError, match=message):
+        cfg.validate()
+
+
+def test_nested_configs_are_checked_through_the_job():
+    from ms_gpt.config import GenerationConfig, TrainConfig
+
+    with pytest.raises(ValueError, match=r"top_k must be an integer >= 0, got -1"):
+        configs.ChatConfig(generation=GenerationConfig(top_k=-1)).validate()
+    with pytest.raises(ValueError, match=r"warmup_steps must be an integer in \[0, steps=10\), got 10"):
+        configs.PretrainConfig(train=TrainConfig(steps=10, warmup_steps=10)).validate()
+    with pytest.raises(ValueError, match=r"PPO keeps its learning rate constant"):
+        configs.PPOConfig(train=TrainConfig(warmup_steps=0, schedule="cosine")).validate()
+
+
+def test_run_folders_from_before_a_field_moved_still_load(tmp_path):
+    """PPO's steps/learning_rate/grad_clip/ckpt_every moved into its TrainConfig, and max_grad_norm became
+    grad_clip: a run_config.json written before (top-level names) loads with --config and compares equal on
+    --resume."""
+    from ms_gpt.config import config_diff, upgrade
+
+    old = to_dict(configs.PPOConfig(policy="p", reward="r", prompts="x", out="o"))
+    del old["train"]  # the record as 3995857 wrote it: these four at the top, the optimiser hard-coded
+    old.update(steps=7, learning_rate=1e-4, grad_clip=0.5, ckpt_every=2)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    cfg = parse(configs.PPOConfig, ["--config", str(path)])
+    assert (cfg.train.steps, cfg.train.learning_rate, cfg.train.grad_clip, cfg.train.ckpt_every) == (7, 1e-4, 0.5, 2)
+    assert parse(configs.PPOConfig, ["--config", str(path), "--steps", "9"]).train.steps == 9  # the flag wins
+    assert config_diff(upgrade(configs.PPOConfig, old), to_dict(cfg)) == {}
+    path.write_text(json.dumps({"out": "o", "max_grad_norm": 0.25}))
+    assert parse(configs.ImdbConfig, ["--config", str(path)]).grad_clip == 0.25
+    assert parse(configs.SmokeConfig, ["--config", str(path)]).grad_clip == 0.25

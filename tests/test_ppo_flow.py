@@ -1,6 +1,7 @@
 """``ms-gpt ppo``: rollouts through the KV cache agree with a full forward, PPO raises a toy reward, the
 command runs end to end (its folder generates, metrics.json has per-step records), resume repeats the
 uninterrupted run, and bad inputs give clear errors."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -127,9 +128,9 @@ def toy_trainer(models, out, steps, seed=0, **settings):
     prompts = flow.encode_prompts(PROMPTS.split("\n")[:-1], Prompter(tok, "documents"), 12, gpt.config.n_positions,
                                   "toy", False)
 
-    cfg = PPOConfig(policy="toy", reward="toy", prompts="toy", out=str(out), steps=steps, batch_size=16,
-                    max_new_tokens=12, learning_rate=1e-4, kl_horizon=160, ckpt_every=1000, progress=False, seed=seed,
-                    **settings)
+    cfg = PPOConfig(policy="toy", reward="toy", prompts="toy", out=str(out), batch_size=16, max_new_tokens=12,
+                    kl_horizon=160, progress=False, seed=seed, **settings)
+    cfg.train = dataclasses.replace(cfg.train, steps=steps, learning_rate=1e-4, ckpt_every=1000)
     Path(out).mkdir(parents=True, exist_ok=True)
     return flow.PPOTrainer(cfg, Path(out), gpt, ref, Prompter(tok, "documents"), prompts,
                            lambda _, responses: share_of_the(responses), True)
@@ -377,7 +378,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 64
     ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
     assert (ppo_config["init_kl_coef"], ppo_config["kl_target"], ppo_config["kl_penalty"]) == (0.3, None, "loss")
-    assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["learning_rate"]) == (4, 1, 5e-5)
+    assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["train"]["learning_rate"]) == (4, 1, 5e-5)
     assert (ppo_config["lam"], ppo_config["vf_coef"]) == (1.0, 0.0)  # the leave-one-out baseline alone
     assert reward_config["pairs"] == "all"
     assert ppo_config["score_transform"] == "raw" and ppo_config["score_offset"] is None

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ms_gpt import atomic, checkpoint, device, ownership
-from ms_gpt.config import config_diff, to_dict
+from ms_gpt.config import config_diff, to_dict, upgrade
 from ms_gpt.data.batching import Shapes
 
 
@@ -47,6 +47,7 @@ def record_run(out: Path, cfg, free=(), resume: bool = False, write: bool = True
     first check it against the saved one, naming every field that differs (``write=False``: only check)."""
     record = to_dict(cfg)
     saved = checkpoint.read_run_config(out) if resume else None
+    saved = upgrade(type(cfg), saved) if saved is not None else None
     if saved is not None:
         diff = config_diff(saved, record, free)
         if diff:

@@ -2,19 +2,20 @@
 
 ``ms-gpt COMMAND`` flags are generated from these fields (``ms_gpt.config.add_flags``); ``--config
 run.json`` loads a whole run. ``FLAGS`` renames a few flags to the names users know (``--block-size``
-for pretraining's sequence length); ``DERIVED`` lists the fields a flow computes itself (no flag).
+for pretraining's sequence length); ``DERIVED`` lists the fields a flow computes itself (no flag); ``HELP``
+words a shared field's help for this flow; ``MOVED`` maps a field's name in older run folders to today's.
+Checking is the fields' metadata (``ms_gpt.config.Validated``): no config here writes a ``validate``.
 Pure Python: ``ms-gpt --help`` imports this without MindSpore.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ms_gpt import recipes
-from ms_gpt.checks import check_buckets, require_choices, require_fractions, require_positive_ints
+from ms_gpt.checks import check_buckets
 from ms_gpt.config import FINETUNE_TASKS as TASKS
-from ms_gpt.config import POOLS, PRESETS, RESUMABLE, DataConfig, GenerationConfig, TrainConfig, check_fields, opt
+from ms_gpt.config import POOLS, PRESETS, RESUMABLE, DataConfig, GenerationConfig, TrainConfig, Validated, opt
 from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
 
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
@@ -24,8 +25,9 @@ RUN_ONLY = ("out", "device", "mode", "progress", "resume", "overwrite")
 
 
 @dataclass
-class RunConfig:
-    """What every command accepts."""
+class RunConfig(Validated):
+    """What every command accepts. ``validate()`` (:class:`ms_gpt.config.Validated`) is a command's one check of
+    its settings: every field's metadata, the nested configs' included, then the rules between fields."""
 
     device: str | None = opt(None, "Ascend, GPU or CPU", none="$MS_GPT_DEVICE, else auto: Ascend > GPU > CPU")
     seed: int = opt(0, "seed for Python, NumPy and MindSpore")
@@ -72,7 +74,7 @@ class PretrainConfig(ResumableRun):
                           choices=BOUNDARIES, none="auto")
     dropout: float | None = opt(None, "dropout of the embeddings, attention and residual branches",
                                 none="0: a short pretraining run sees each token about once, so it does not "
-                                     "overfit and dropout only slows it down")
+                                     "overfit and dropout only slows it down", bounds="in [0, 1)")
     data: DataConfig = opt(factory=lambda: DataConfig(batch_size=16, max_len=64))
     # nanoGPT's small-model settings (weight decay 0.1, β2 0.99, warmup up to 100 steps, cosine to 10 %), with the
     # learning rate by model size (ms_gpt/recipes.py): measured by scripts/compare_nanogpt.py to train the small
@@ -88,12 +90,6 @@ class PretrainConfig(ResumableRun):
     NONE_HELP = {"train.learning_rate": recipes.PRETRAIN_LR_HELP}
     DERIVED = ("data.buckets",)
 
-    def validate(self) -> None:
-        if self.dropout is not None:
-            require_fractions(dropout=self.dropout)
-        if self.boundaries not in BOUNDARIES:
-            raise ValueError(f"boundaries must be one of {', '.join(BOUNDARIES)}, got {self.boundaries!r}")
-
 
 @dataclass
 class FinetuneConfig(TrainingRun):
@@ -105,7 +101,7 @@ class FinetuneConfig(TrainingRun):
     epochs: int | None = opt(None, "passes over the training split (at most: early stopping may end sooner)",
                              positive=True, none=recipes.FINETUNE_EPOCHS_HELP)
     lm_weight: float | None = opt(None, "λ of the auxiliary LM loss (0 turns it off)",
-                                  none=recipes.FINETUNE_LM_WEIGHT_HELP)
+                                  none=recipes.FINETUNE_LM_WEIGHT_HELP, bounds=">= 0")
     classifier_dropout: float = opt(0.1, "dropout before the task head", bounds="in [0, 1)")
     dropout: float | None = opt(None, "dropout of the trunk's embeddings, attention and residual branches while "
                                       "tuning", none="the checkpoint's own (0 after ms-gpt pretrain's short runs, "
@@ -113,7 +109,7 @@ class FinetuneConfig(TrainingRun):
     warmup_fraction: float | None = opt(None, "share of the steps for linear warmup",
                                         none=recipes.FINETUNE_WARMUP_HELP, bounds="in [0, 1)")
     patience: int = opt(3, "stop after this many epochs that lower neither the validation loss nor raise the "
-                           "validation accuracy (0: run every epoch)")
+                           "validation accuracy (0: run every epoch)", bounds="an integer >= 0")
     max_unk: float = opt(0.05, "largest share of <unk> among a split's tokens before the run stops", bounds="in [0, 1)")
     allow_unk: bool = opt(False, "train even when a split has more <unk> tokens than --max-unk")
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
@@ -131,14 +127,9 @@ class FinetuneConfig(TrainingRun):
     DERIVED = ("train.steps", "train.warmup_steps", "train.eval_every", "train.ckpt_every", "train.min_lr_ratio",
                "train.amp", "train.loss_scale", "train.loss_scale_window", "batching.static_shapes")
 
-    def validate(self) -> None:
+    def check_relations(self) -> None:
         if self.task is None:
             raise ValueError(f"task is required; one of {', '.join(TASKS)}")
-        check_fields(self)
-        if self.lm_weight is not None and not (isinstance(self.lm_weight, (int, float)) and self.lm_weight >= 0):
-            raise ValueError(f"lm_weight (λ) must be >= 0, got {self.lm_weight!r}")
-        if not isinstance(self.patience, int) or self.patience < 0:
-            raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
 
 
 PAIRINGS = ("given", "all")
@@ -154,7 +145,8 @@ class RewardConfig(FinetuneConfig):
     out: str | None = opt(None, "output folder (metrics.json, best/ = the reward model, loss.png)", required=True)
     # The auxiliary LM loss over both responses' tokens helps a small reward model (1.37M-parameter char GPT on
     # builtin:reviews-zh-pairs, --max-len 64, 2 epochs: test pairwise accuracy 0.838 at λ 0, 0.874 at 0.5).
-    lm_weight: float | None = opt(0.5, "λ of the auxiliary LM loss over the responses' tokens (0 turns it off)")
+    lm_weight: float | None = opt(0.5, "λ of the auxiliary LM loss over the responses' tokens (0 turns it off)",
+                                  bounds=">= 0")
 
     pool: str = opt("last", "what the head reads: last = the last token (the usual reward model), mean = the "
                             "average of the real tokens' states, max = their element-wise maximum", choices=POOLS)
@@ -195,9 +187,6 @@ class SFTConfig(TrainingRun):
     NONE_HELP = {"train.learning_rate": recipes.SFT_LR_HELP}
     DERIVED = FinetuneConfig.DERIVED
 
-    def validate(self) -> None:
-        check_fields(self)
-
 
 SCORE_INPUTS = ("auto", "pair", "text")
 SCORE_TRANSFORMS = ("raw", "logsigmoid")
@@ -214,7 +203,6 @@ class PPOConfig(ResumableRun):
                                     "prompt a line", required=True)
     out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate and chat use, metrics.json, ppo.png)",
                           required=True)
-    steps: int = opt(60, "PPO steps (each: one batch of rollouts, then --ppo-epochs passes over it)", positive=True)
     batch_size: int = opt(16, "rollouts (prompts continued) per step", positive=True)
     max_new_tokens: int = opt(32, "the longest response (a response ends earlier at <eos>)", positive=True)
     group_size: int = opt(1, "responses sampled per prompt: --batch-size / G prompts a step, each continued G "
@@ -222,11 +210,10 @@ class PPOConfig(ResumableRun):
                              "other G - 1 responses to its prompt (a leave-one-out baseline, as RLOO), so the "
                              "advantages compare responses, not prompts", positive=True)
     ppo_epochs: int = opt(4, "optimisation passes over each batch of rollouts", positive=True)
-    learning_rate: float | None = opt(None, "Adam's learning rate (constant)",
-                                      none=recipes.PPO_LR_HELP)
-    init_kl_coef: float = opt(0.1, "β at the start: the weight of the per-token KL penalty to the reference")
+    init_kl_coef: float = opt(0.1, "β at the start: the weight of the per-token KL penalty to the reference",
+                              bounds=">= 0")
     kl_target: float | None = opt(6.0, "the KL (nats per response) the adaptive controller steers β toward",
-                                  none="none: β stays fixed")
+                                  none="none: β stays fixed", bounds="> 0")
     kl_penalty: str = opt("reward", "where β's KL penalty enters: reward = -β (log π - log π_ref) of each sampled "
                                     "token in the per-token reward (Ziegler et al.); loss = β x the exact "
                                     "per-position KL over the vocabulary as a loss term beside the clipped "
@@ -236,18 +223,17 @@ class PPOConfig(ResumableRun):
     kl_horizon: int | None = opt(None, "rollouts over which β may change by 20 % at most (Ziegler et al.: 10000)",
                                  positive=True, none="10 steps' rollouts (10 x --batch-size): a short run's β "
                                                      "can still move")
-    gamma: float = opt(1.0, "discount γ of generalised advantage estimation")
-    lam: float = opt(0.95, "λ of generalised advantage estimation")
-    clip_range: float = opt(0.2, "ε of PPO's clipped ratio")
-    value_clip: float = opt(0.2, "how far the value estimates may move from the rollout's per update")
-    vf_coef: float = opt(0.1, "weight of the value loss beside the policy loss")
+    gamma: float = opt(1.0, "discount γ of generalised advantage estimation", bounds="in [0, 1]")
+    lam: float = opt(0.95, "λ of generalised advantage estimation", bounds="in [0, 1]")
+    clip_range: float = opt(0.2, "ε of PPO's clipped ratio", bounds="> 0")
+    value_clip: float = opt(0.2, "how far the value estimates may move from the rollout's per update", bounds="> 0")
+    vf_coef: float = opt(0.1, "weight of the value loss beside the policy loss", bounds=">= 0")
     entropy_coef: float = opt(0.0, "weight of an entropy bonus: this times the policy's mean entropy per token is "
-                                   "subtracted from the loss (0: none)")
+                                   "subtracted from the loss (0: none)", bounds=">= 0")
     value_trunk: str = opt("shared", "what the value loss trains: shared = the value head and, through its input, "
                                      "the policy's trunk (one network, as Ziegler et al.); detached = the head "
                                      "alone (the trunk's states reach it without a gradient, so only the policy "
                                      "loss moves the policy)", choices=VALUE_TRUNKS)
-    grad_clip: float = opt(1.0, "clip gradients to this global norm")
     score_input: str = opt("auto", "what the reward model reads: pair = the prompt and the response (<bos> prompt "
                                    "<sep> response <eos>); text = prompt and response as one text (a reward model "
                                    "trained on pairs with empty prompts, such as builtin:reviews-zh-pairs)",
@@ -258,50 +244,42 @@ class PPOConfig(ResumableRun):
                                choices=SCORE_TRANSFORMS)
     score_offset: float | None = opt(None, "the score that logsigmoid centres on",
                                      none="the mean score of the starting policy's responses to 4 x --batch-size "
-                                          "prompts, measured before the first step")
-    ckpt_every: int | None = opt(None, "save a resumable checkpoint every N steps", positive=True,
-                                 none="every 10 steps and at the end")
+                                          "prompts, measured before the first step", bounds="a finite number")
+    # The optimiser: Adam at a constant learning rate with β2 0.95 (minGPT's), bias-corrected as PyTorch's AdamW,
+    # no weight decay, clipping at norm 1.
+    train: TrainConfig = opt(factory=lambda: TrainConfig(
+        steps=60, learning_rate=None, warmup_steps=0, schedule="constant", min_lr_ratio=1.0, weight_decay=0.0,
+        beta1=0.9, beta2=0.95, bias_correction=True, grad_clip=1.0, eval_every=None, ckpt_every=None, amp=False))
 
     FLAGS = {}
-    RESUME_FREE = ResumableRun.RESUME_FREE + ("learning_rate",)
-    DERIVED = ()
+    HELP = {"train.steps": "PPO steps (each: one batch of rollouts, then --ppo-epochs passes over it)",
+            "train.learning_rate": "Adam's learning rate (constant)",
+            "train.ckpt_every": "save a resumable checkpoint every N steps"}
+    NONE_HELP = {"train.learning_rate": recipes.PPO_LR_HELP, "train.ckpt_every": "every 10 steps and at the end"}
+    RESUME_FREE = ResumableRun.RESUME_FREE + ("train.learning_rate",)
+    DERIVED = ("train.warmup_steps", "train.schedule", "train.min_lr_ratio", "train.eval_every", "train.amp",
+               "train.loss_scale", "train.loss_scale_window")
+    # Fields that moved into ``train`` (run folders written before 2026-12-06 hold them at the top).
+    MOVED = {"steps": "train.steps", "learning_rate": "train.learning_rate", "grad_clip": "train.grad_clip",
+             "ckpt_every": "train.ckpt_every"}
 
-    def validate(self) -> None:
-        require_positive_ints(steps=self.steps, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                              ppo_epochs=self.ppo_epochs, group_size=self.group_size)
-        for name in ("kl_horizon", "ckpt_every", "until"):
-            if getattr(self, name) is not None:
-                require_positive_ints(**{name: getattr(self, name)})
+    def check_relations(self) -> None:
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (advantages are whitened over the batch), got {self.batch_size}")
         if self.batch_size % self.group_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size}): "
                              f"each step continues batch_size / group_size prompts group_size times")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        for name in ("init_kl_coef", "vf_coef", "entropy_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("clip_range", "value_clip", "grad_clip"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.kl_target is not None and not self.kl_target > 0:
-            raise ValueError(f"kl_target must be > 0 (or none), got {self.kl_target!r}")
         if self.kl_target is not None and not self.init_kl_coef > 0:
             raise ValueError("an adaptive KL controller (--kl-target) needs --init-kl-coef > 0; give --kl-target none "
                              "for no penalty")
-        for name in ("gamma", "lam"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        require_choices(score_input=(self.score_input, SCORE_INPUTS), kl_penalty=(self.kl_penalty, KL_PENALTIES),
-                        value_trunk=(self.value_trunk, VALUE_TRUNKS),
-                        score_transform=(self.score_transform, SCORE_TRANSFORMS))
-        if self.score_offset is not None and not math.isfinite(self.score_offset):
-            raise ValueError(f"score_offset must be a finite number, got {self.score_offset!r}")
         if self.score_offset is not None and self.score_transform != "logsigmoid":
             raise ValueError(f"score_offset ({self.score_offset}) is the centre of --score-transform logsigmoid; "
                              f"with --score-transform {self.score_transform} it would be ignored")
+        fixed = {"warmup_steps": 0, "schedule": "constant", "amp": False}
+        changed = {k: getattr(self.train, k) for k, v in fixed.items() if getattr(self.train, k) != v}
+        if changed:
+            raise ValueError(f"train settings {changed}: PPO keeps its learning rate constant in float32; "
+                             f"accepted: {fixed}")
 
 
 @dataclass
@@ -337,8 +315,8 @@ class SmokeConfig(RunConfig):
     seq_len: int = opt(48, "characters per review", positive=True)
     n_train: int = opt(2400, "training reviews", positive=True)
     n_eval: int = opt(256, "held-out reviews", positive=True)
-    learning_rate: float = opt(2e-3, "peak learning rate")
-    max_grad_norm: float = opt(1.0, "clip gradients to this global norm")
+    learning_rate: float = opt(2e-3, "peak learning rate", bounds="> 0")
+    grad_clip: float = opt(1.0, "clip gradients to this global norm", bounds="> 0")
     n_layer: int = opt(2, "layers of the tiny openai-gpt", positive=True)
     n_embd: int = opt(64, "width of the tiny openai-gpt", positive=True)
     n_head: int = opt(4, "attention heads", positive=True)
@@ -346,14 +324,11 @@ class SmokeConfig(RunConfig):
 
     FLAGS = {}
     DERIVED = ("mode",)
+    MOVED = {"max_grad_norm": "grad_clip"}  # the name before 2026-12-06
 
-    def validate(self) -> None:
-        require_positive_ints(**{n: getattr(self, n) for n in (
-            "steps", "batch_size", "seq_len", "n_train", "n_eval", "n_layer", "n_embd", "n_head", "max_vocab")})
+    def check_relations(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
 
 
 @dataclass
@@ -364,18 +339,19 @@ class ImdbConfig(RunConfig):
                                      "CSV with text,label", none="load_dataset('imdb') from $HF_ENDPOINT")
     out: str | None = opt(None, "output folder (metrics.json, best/, checkpoints/)", required=True)
     epochs: int = opt(3, "the course's 3", positive=True)
-    learning_rate: float = opt(2e-5, "peak learning rate")
+    learning_rate: float = opt(2e-5, "peak learning rate", bounds="> 0")
     batch_size: int = opt(4, "reviews per batch", positive=True)
     max_seq_len: int = opt(512, "tokens per review, <bos>/<eos> included", positive=True)
-    subset: float = opt(0.1, "share of train and of test used (the course's 0.1; 1 = the full set)")
-    val_fraction: float = opt(0.3, "validation share of the subset (the course's 0.7 / 0.3)")
+    subset: float = opt(0.1, "share of train and of test used (the course's 0.1; 1 = the full set)",
+                        bounds="in (0, 1]")
+    val_fraction: float = opt(0.3, "validation share of the subset (the course's 0.7 / 0.3)", bounds="in (0, 1)")
     buckets: tuple | None = opt(None, "static length buckets, e.g. 128,256,512 (the last = --max-seq-len): far less "
                                       "padding", none="none")
     static_shapes: bool | None = opt(None, "pad to fixed shapes (auto: on for Ascend or $MS_GPT_STATIC_SHAPES)")
     course_tokens: bool = opt(False, "encode as the course does (no <bos>/<eos> around the text)")
-    weight_decay: float = opt(0.0, "AdamW weight decay")
-    warmup_ratio: float = opt(0.0, "share of the steps for linear warmup")
-    max_grad_norm: float = opt(1.0, "clip gradients to this global norm")
+    weight_decay: float = opt(0.0, "AdamW weight decay", bounds=">= 0")
+    warmup_ratio: float = opt(0.0, "share of the steps for linear warmup", bounds="in [0, 1)")
+    grad_clip: float = opt(1.0, "clip gradients to this global norm", bounds="> 0")
     eval_batch_size: int | None = opt(None, "reviews per evaluation batch", positive=True, none="--batch-size")
     until_epoch: int | None = opt(None, "stop after epoch N with its checkpoint (continue later with --resume)",
                                   positive=True, none="the last epoch")
@@ -385,21 +361,11 @@ class ImdbConfig(RunConfig):
     DERIVED = ("mode",)
     # Settings that may change between a run and its --resume.
     RESUME_FREE = RUN_ONLY + ("until_epoch",)
+    MOVED = {"max_grad_norm": "grad_clip"}  # the name before 2026-12-06
 
-    def validate(self) -> None:
-        require_positive_ints(epochs=self.epochs, batch_size=self.batch_size, max_seq_len=self.max_seq_len)
-        if self.eval_batch_size is not None:
-            require_positive_ints(eval_batch_size=self.eval_batch_size)
-        if self.until_epoch is not None:
-            require_positive_ints(until_epoch=self.until_epoch)
-            if self.until_epoch > self.epochs:
-                raise ValueError(f"until_epoch ({self.until_epoch}) is after the last epoch ({self.epochs})")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 < self.subset <= 1:
-            raise ValueError(f"subset must be in (0, 1], got {self.subset!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+    def check_relations(self) -> None:
+        if self.until_epoch is not None and self.until_epoch > self.epochs:
+            raise ValueError(f"until_epoch ({self.until_epoch}) is after the last epoch ({self.epochs})")
         if self.max_seq_len < 3 and not self.course_tokens:
             raise ValueError(f"max_seq_len must be >= 3 (<bos>, one token, <eos>), got {self.max_seq_len}")
         if self.buckets == ():  # --buckets none

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ms_gpt import atomic, checkpoint, compat, ownership
-from ms_gpt.config import config_diff, to_dict
+from ms_gpt.config import config_diff, to_dict, upgrade
 from ms_gpt.data import imdb
 from ms_gpt.data.imdb_pipeline import (  # noqa: F401
     IGNORE,
@@ -89,7 +89,7 @@ def _check_resume(out: Path, cfg: ImdbConfig, log=print):
     saved = checkpoint.read_run_config(out)
     if not have or saved is None:
         raise ValueError(f"--resume: {out} has no saved run ({checkpoint.RUN_CONFIG} and {CKPT_DIR}/checkpoint-*)")
-    diff = config_diff(saved, current, free=ImdbConfig.RESUME_FREE)
+    diff = config_diff(upgrade(ImdbConfig, saved), current, free=ImdbConfig.RESUME_FREE)
     if diff:
         was = ", ".join(f"{k}={a!r}" for k, (a, _) in diff.items())
         raise ValueError(f"--resume with different settings than the saved run: {', '.join(diff)} (saved: {was})")
@@ -175,7 +175,7 @@ def _finetune_imdb(cfg: ImdbConfig, log) -> dict:
         per_device_train_batch_size=1, per_device_eval_batch_size=1,  # items are whole batches
         eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", load_best_model_at_end=True,
         metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=2,
-        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm,
+        weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.grad_clip,
         remove_unused_columns=False, report_to=[], seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=True,
         save_safetensors=True,
     )

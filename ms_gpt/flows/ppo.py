@@ -56,10 +56,12 @@ def ppo(cfg: PPOConfig) -> dict:
 def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prompts: Prompts,
          scorer: RewardScorer) -> dict:
     tok, chat = prompter.tok, prompter.dialogue
-    lr = cfg.learning_rate or recipes.ppo_learning_rate(count_parameters(gpt))
-    run = dataclasses.replace(cfg, learning_rate=lr, kl_horizon=cfg.kl_horizon or 10 * cfg.batch_size,
-                              ckpt_every=cfg.ckpt_every or CKPT_EVERY, score_input=scorer.score_input)
-    done = common.finished(out, min(cfg.until or cfg.steps, cfg.steps)) if cfg.resume else None
+    lr = cfg.train.learning_rate or recipes.ppo_learning_rate(count_parameters(gpt))
+    train = dataclasses.replace(cfg.train, learning_rate=lr, ckpt_every=cfg.train.ckpt_every or CKPT_EVERY)
+    run = dataclasses.replace(cfg, train=train, kl_horizon=cfg.kl_horizon or 10 * cfg.batch_size,
+                              score_input=scorer.score_input)
+    until = min(cfg.until or train.steps, train.steps)
+    done = common.finished(out, until) if cfg.resume else None
     common.record_run(out, run, free=cfg.RESUME_FREE, resume=cfg.resume, write=done is None)
     if done is not None:
         return done
@@ -78,7 +80,6 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prom
     job = PPOTrainer(run, out, gpt, ref, prompter, prompts, scorer, settings.compiled)
     if cfg.resume:
         job.resume()
-    until = min(cfg.until or cfg.steps, cfg.steps)
     with common.step_bar(cfg.progress, until, "ppo", initial=job.step) as report:
         history = job.fit(cfg.until, report)
     metrics = {"policy": str(cfg.policy), "reward_model": str(cfg.reward), "prompts": str(cfg.prompts),

@@ -97,7 +97,7 @@ def _run(cfg: SmokeConfig) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=64, learning_rate=cfg.learning_rate, max_grad_norm=cfg.max_grad_norm,
+            per_device_eval_batch_size=64, learning_rate=cfg.learning_rate, max_grad_norm=cfg.grad_clip,
             warmup_steps=0, weight_decay=0.01, logging_steps=1, save_strategy="no", report_to=[],
             seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=True,
         )

@@ -25,6 +25,10 @@ inline int64_t elements_of(int ndim, const int64_t *shape) {
   return ndim == 0 ? 1 : rows_of(ndim, shape) * shape[ndim - 1];
 }
 
+// A Custom op's tensors arrive as params[]: its inputs, then its outputs.
+inline const float *input_at(void **params, int i) { return static_cast<const float *>(params[i]); }
+inline float *output_at(void **params, int i) { return static_cast<float *>(params[i]); }
+
 int g_threads = 1;  // set by SetThreads (Python: ms_gpt.kernels.library)
 
 // A small pool of sleeping worker threads: parallel_for(n, fn) runs fn(begin, end) on up to g_threads
@@ -290,13 +294,9 @@ extern "C" int AdamWClipStep(int nparam, void **params, int *ndims, int64_t **sh
 extern "C" int LayerNormForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
                                 void *) {
   if (nparam != 7) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *w = static_cast<const float *>(params[1]);
-  const float *b = static_cast<const float *>(params[2]);
-  const float eps = *static_cast<const float *>(params[3]);
-  float *y = static_cast<float *>(params[4]);
-  float *mean = static_cast<float *>(params[5]);
-  float *rstd = static_cast<float *>(params[6]);
+  const float *x = input_at(params, 0), *w = input_at(params, 1), *b = input_at(params, 2);
+  const float eps = *input_at(params, 3);
+  float *y = output_at(params, 4), *mean = output_at(params, 5), *rstd = output_at(params, 6);
   const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
   pool().parallel_for(m, std::max<int64_t>(1, 8192 / d), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
@@ -319,14 +319,9 @@ extern "C" int LayerNormForward(int nparam, void **params, int *ndims, int64_t *
 extern "C" int LayerNormBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **, void *,
                                  void *) {
   if (nparam != 8) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *w = static_cast<const float *>(params[1]);
-  const float *mean = static_cast<const float *>(params[2]);
-  const float *rstd = static_cast<const float *>(params[3]);
-  const float *dy = static_cast<const float *>(params[4]);
-  float *dx = static_cast<float *>(params[5]);
-  float *dw = static_cast<float *>(params[6]);
-  float *db = static_cast<float *>(params[7]);
+  const float *x = input_at(params, 0), *w = input_at(params, 1), *mean = input_at(params, 2);
+  const float *rstd = input_at(params, 3), *dy = input_at(params, 4);
+  float *dx = output_at(params, 5), *dw = output_at(params, 6), *db = output_at(params, 7);
   const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
   pool().parallel_for(m, std::max<int64_t>(1, 8192 / d), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {

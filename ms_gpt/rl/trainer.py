@@ -14,12 +14,11 @@ from mindspore import Tensor, ops
 
 from ms_gpt import atomic, checkpoint, generation
 from ms_gpt.config import GenerationConfig
-from ms_gpt.optim import AdamW
 from ms_gpt.prompting import Prompter, join_text, suppressed_ids
 from ms_gpt.rl import ppo as rl
 from ms_gpt.rl import rollouts
 from ms_gpt.rl.value_head import ValueHead
-from ms_gpt.training import TrainingDiverged, run_steps
+from ms_gpt.training import TrainingDiverged, make_optimizer, run_steps
 
 if TYPE_CHECKING:  # the command's settings (ms_gpt.flows.configs); not imported at run time
     from ms_gpt.flows.configs import PPOConfig
@@ -72,10 +71,8 @@ class PPOTrainer:
             model.set_train(False)  # no dropout: the ratios PPO takes must compare the same distributions
         ref.set_grad(False)
         self.head = ValueHead(gpt.config.d_model)
-        self.optimizer = AdamW(gpt.trainable_params() + self.head.trainable_params(),
-                               np.full(cfg.steps * cfg.ppo_epochs, cfg.learning_rate, np.float32), weight_decay=0.0,
-                               betas=(0.9, 0.95), max_norm=cfg.grad_clip, bias_correction=True,
-                               backend=gpt.backend)
+        self.optimizer = make_optimizer(gpt, cfg.train, gpt.trainable_params() + self.head.trainable_params(),
+                                        updates_per_step=cfg.ppo_epochs)
         self.controller = rl.AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon) \
             if cfg.kl_target is not None else None
         self.beta = cfg.init_kl_coef
@@ -124,7 +121,7 @@ class PPOTrainer:
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
         return {"step": self.step, "history": self.history, "beta": self.beta, "samples": self.samples,
-                "score_offset": self.score_offset, "train_config": {"steps": self.cfg.steps}}
+                "score_offset": self.score_offset, "train_config": {"steps": self.cfg.train.steps}}
 
     def save(self, extra: dict | None = None) -> None:
         try:
@@ -137,7 +134,7 @@ class PPOTrainer:
         state = checkpoint.load_train_state(self.out, self.gpt, self.optimizer,
                                             extra={checkpoint.VALUE_HEAD: self.head})
         rates = self.optimizer.learning_rate  # restored from optimizer.ckpt: this run's --learning-rate from here on
-        rates.set_data(Tensor(np.full(rates.shape, self.cfg.learning_rate, np.float32)))
+        rates.set_data(Tensor(np.full(rates.shape, self.cfg.train.learning_rate, np.float32)))
         self.step, self.history = state["step"], state["history"]
         self.beta, self.samples = state["beta"], state.get("samples", [])
         self.score_offset = state.get("score_offset", self.score_offset)
@@ -149,12 +146,12 @@ class PPOTrainer:
 
     @property
     def ckpt_every(self) -> int:
-        return self.cfg.ckpt_every
+        return self.cfg.train.ckpt_every
 
     def fit(self, until: int | None, progress=None) -> list:
-        """PPO steps up to ``until`` (default: cfg.steps) through the one training loop
+        """PPO steps up to ``until`` (default: cfg.train.steps) through the one training loop
         (:func:`ms_gpt.training.run_steps`: signals, checkpoints, ``progress``); returns the history."""
-        until = self.cfg.steps if until is None else min(until, self.cfg.steps)
+        until = self.cfg.train.steps if until is None else min(until, self.cfg.train.steps)
         if self.cfg.score_transform == "logsigmoid" and self.score_offset is None:
             self.score_offset = self.calibrate()
         run_steps(self, until, progress)
