@@ -18,7 +18,7 @@ no case (float16 compute, cached decoding's attention) it uses the MindSpore cel
 The choice is made once per model, like Hugging Face's ``config._attn_implementation``: ``GPT(config,
 backend=NAME)`` records it as ``model.backend``, and the model's layers, its optimizer and its loss use that
 one. Without a name a model takes the process's default, which is ``mindspore`` until
-:func:`ms_gpt.device.setup` calls :func:`choose` (``MS_GPT_CPU_KERNELS=auto|on|off``; ``auto`` picks the CPU
+:func:`ms_gpt.environment.device.setup` calls :func:`choose` (``MS_GPT_CPU_KERNELS=auto|on|off``; ``auto`` picks the CPU
 kernels when the target is CPU and they build). So building a model never starts a compiler.
 """
 

@@ -86,9 +86,9 @@ def _diagnostics(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``ms-gpt``. Run from the command line (``argv`` None), SIGINT is routed past MindSpore's own
-    handler first (see :mod:`ms_gpt.interrupt`), so that Ctrl-C saves a checkpoint."""
+    handler first (see :mod:`ms_gpt.run_folder.interrupt`), so that Ctrl-C saves a checkpoint."""
     if argv is None:
-        from ms_gpt import interrupt
+        from ms_gpt.run_folder import interrupt
 
         interrupt.route_sigint()
     parser = build_parser()
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _doctor(args) -> int:
-    from ms_gpt import doctor
+    from ms_gpt.environment import doctor
 
     env = doctor.collect()
     try:
@@ -115,7 +115,7 @@ def _doctor(args) -> int:
         print(f"ms-gpt doctor: {exc}", file=sys.stderr)
         return 2
     if args.device:
-        from ms_gpt.device import DeviceError, resolve_target
+        from ms_gpt.environment.device import DeviceError, resolve_target
 
         try:
             resolve_target(args.device, available=env.targets or ["CPU"])
@@ -131,7 +131,7 @@ def _run_job(name: str, job, show=lambda r: json.dumps(r, ensure_ascii=False), d
     and exit 2 (``debug``: the traceback too); a signal that stopped training after its checkpoint exits
     128 + the signal's number."""
     from ms_gpt.errors import MsGptError
-    from ms_gpt.interrupt import Interrupted
+    from ms_gpt.run_folder.interrupt import Interrupted
 
     try:
         result = job()
@@ -196,13 +196,15 @@ def _job(command: str, args) -> int:
 
 
 def _convert(args) -> int:
-    """The input is read first; then ``--out`` is claimed like a run folder (:mod:`ms_gpt.ownership`): new,
+    """The input is read first; then ``--out`` is claimed like a run folder (:mod:`ms_gpt.run_folder.ownership`): new,
     empty, or an earlier convert's of the same direction with ``--overwrite``; never the input."""
-    from ms_gpt import checkpoint, convert, device, ownership
+    from ms_gpt import convert
+    from ms_gpt.environment import device
+    from ms_gpt.run_folder import checkpoint, names, ownership
 
     flag, source = ("--from-hf", args.from_hf) if args.from_hf else ("--to-hf", args.to_hf)
     command = f"convert {flag}"
-    written = ("config.json", "model.safetensors") if args.to_hf else checkpoint.RUN_ENTRIES
+    written = names.HF_EXPORT if args.to_hf else names.RUN_ENTRIES
 
     def job():
         device.setup(args.device, mode="pynative", seed=args.seed)

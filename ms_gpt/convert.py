@@ -1,4 +1,4 @@
-"""Hugging Face ``openai-gpt`` weights <-> ms_gpt cells (ms_gpt's own folders: :mod:`ms_gpt.checkpoint`).
+"""Hugging Face ``openai-gpt`` weights <-> ms_gpt cells (ms_gpt's own folders: :mod:`ms_gpt.run_folder.checkpoint`).
 
 GPT-1's Hugging Face layout (``OpenAIGPTLMHeadModel``/``OpenAIGPTModel``):
 
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic
 from ms_gpt.config import GPTConfig
 from ms_gpt.errors import MsGptError
 from ms_gpt.model import GPT
 from ms_gpt.model.params import check_shapes, load_params, model_params
+from ms_gpt.run_folder import atomic
 
 _AFN = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 _AFN_BACK = {"gelu": "gelu", "relu": "relu", "gelu_tanh": "gelu_new"}
@@ -270,7 +270,7 @@ def load_hf_openai_gpt(hf_dir: str | Path, backend=None, **overrides):
 def export_hf_openai_gpt(model, out_dir: str | Path) -> Path:
     """Write ``config.json`` + ``model.safetensors`` that transformers' OpenAIGPTLMHeadModel loads, each
     atomically; other files in ``out_dir`` are left alone (``ms-gpt convert`` decides whether it may write
-    there: :mod:`ms_gpt.ownership`)."""
+    there: :mod:`ms_gpt.run_folder.ownership`)."""
     from safetensors.numpy import save_file
 
     state = ms_to_hf_state(model_params(model), model.config)

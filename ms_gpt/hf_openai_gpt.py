@@ -1,7 +1,7 @@
 """openai-gpt under mindnlp for the MindNLP flow (``ms-gpt finetune-imdb``): the model named by ``--model`` (a
 hub name, a local Hugging Face folder, or an ms_gpt checkpoint exported through :mod:`ms_gpt.convert`), its
 tokenizer with the flow's special tokens and the two-label sequence classifier (``transformers`` is
-mindnlp's: import ``mindnlp`` first, see :mod:`ms_gpt.compat`)."""
+mindnlp's: import ``mindnlp`` first, see :mod:`ms_gpt.environment.compat`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import json
 import os
 from pathlib import Path
 
-from ms_gpt import checkpoint, convert
+from ms_gpt import convert
 from ms_gpt.data import imdb
 from ms_gpt.errors import MsGptError
+from ms_gpt.run_folder import checkpoint
 from ms_gpt.text.bpe import BPETokenizer
 
 SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}

@@ -2,7 +2,7 @@
 into text.
 
 A language model's folder records its prompt form (``prompting.json``, written with its tokenizer by
-``pretrain``, ``sft`` and ``ppo``; read by :func:`ms_gpt.checkpoint.prompt_form`, which also recognises
+``pretrain``, ``sft`` and ``ppo``; read by :func:`ms_gpt.run_folder.checkpoint.prompt_form`, which also recognises
 folders from before the record):
 
 - ``documents`` - pretrained on ``<bos> line <eos>``: a prompt is ``<bos> prompt``, the text ends at ``<eos>``;
@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ms_gpt import checkpoint
 from ms_gpt.config import GenerationConfig
 from ms_gpt.generation import generate
+from ms_gpt.run_folder import checkpoint
 
 FORMS = checkpoint.PROMPT_FORMS
 
@@ -121,7 +121,7 @@ class Prompter:
 
 def open_checkpoint(ckpt: str | Path):
     """``(model, prompter)`` of a folder written by ms-gpt pretrain, sft or ppo, the tokenizer checked against
-    the model (:func:`ms_gpt.checkpoint.load_init`)."""
+    the model (:func:`ms_gpt.run_folder.checkpoint.load_init`)."""
     if not (Path(ckpt) / checkpoint.TOKENIZER).is_dir():
         raise FileNotFoundError(f"{ckpt}/tokenizer not found: --ckpt must be a folder written by ms-gpt pretrain, "
                                 "sft or ppo")

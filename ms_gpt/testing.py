@@ -13,13 +13,13 @@ from pathlib import Path
 import mindspore
 import numpy as np
 
-from ms_gpt import atomic, convert
+from ms_gpt import convert
 from ms_gpt.config import GPTConfig
 from ms_gpt.data.imdb import LABELS, Rows, check_rows
 from ms_gpt.model import GPT
+from ms_gpt.run_folder import atomic
 from ms_gpt.text.base import UNK
 from ms_gpt.text.bpe import BPETokenizer
-
 
 POSITIVE = ("great", "wonderful", "loved", "brilliant", "excellent", "moving", "superb", "delightful", "charming",
             "masterpiece")

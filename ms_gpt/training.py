@@ -21,10 +21,11 @@ from mindspore import ops
 from mindspore.amp import DynamicLossScaler, all_finite
 
 from ms_gpt import backend as backends
-from ms_gpt import checkpoint, distributed, interrupt
 from ms_gpt.config import IGNORE, RESUMABLE, SCHEDULES, TrainConfig, config_diff  # noqa: F401  (this module's API)
+from ms_gpt.environment import distributed
 from ms_gpt.errors import MsGptError
 from ms_gpt.optim import AdamW
+from ms_gpt.run_folder import checkpoint, interrupt
 
 
 class TrainingDiverged(MsGptError, RuntimeError):
@@ -82,7 +83,7 @@ class Trainer:
 
     def __init__(self, model, cfg: TrainConfig, out_dir: str | Path, jit: bool = True, objective=None, dist=None,
                  resumable: bool = True):
-        """``dist``: a :class:`ms_gpt.distributed.DistInfo` for data-parallel training (gradients and the
+        """``dist``: a :class:`ms_gpt.environment.distributed.DistInfo` for data-parallel training (gradients and the
         logged loss averaged over the workers; only rank 0 writes checkpoints). ``resumable``: the job offers
         ``--resume`` (what a stop on a signal tells the user)."""
         cfg.validate()
@@ -146,41 +147,50 @@ class Trainer:
         self.history: list = []
         self.shapes_seen: set = set()  # distinct input shapes trained on (each one a compile)
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints (through save_job/resume_job)
+    extra_cells: dict = {}  # nothing saved beside the model and the optimizer
+
+    @property
+    def checkpoint_kind(self) -> str:
+        return "lm" if self.objective is lm_objective else "training"  # e.g. a fine-tune's trunk + head
+
+    def state(self) -> dict:
+        """This trainer's part of ``train_state.json``."""
+        state = {"step": self.step, "train_config": asdict(self.cfg), "history": self.history,
+                 "skipped": self.skipped, "changes": self.changes}
+        if self.scaler is not None:
+            state["loss_scale"] = {"value": float(self.scaler.scale_value.asnumpy()),
+                                   "counter": int(self.scaler.counter.asnumpy())}
+        return state
+
     def save(self, extra: dict | None = None) -> Path:
-        """The model, the optimizer and ``train_state.json`` (see :func:`checkpoint.save_train_state`).
-        In a data-parallel run only rank 0 writes (the workers hold the same weights)."""
+        """The model, the optimizer and ``train_state.json`` (:func:`save_job`). In a data-parallel run only
+        rank 0 writes (the workers hold the same weights)."""
         if not self.dist.is_writer:
             try:  # every worker holds rank 0's weights: all stop where rank 0 refuses the save
                 checkpoint.require_finite([self.model], self.step)
             except checkpoint.NonFiniteWeights as exc:
                 raise TrainingDiverged(f"{exc}: {self._kept()}") from None
             return self.out
-        state = {"step": self.step, "train_config": asdict(self.cfg), "history": self.history,
-                 "skipped": self.skipped, "changes": self.changes, **(extra or {})}
-        if self.scaler is not None:
-            state["loss_scale"] = {"value": float(self.scaler.scale_value.asnumpy()),
-                                   "counter": int(self.scaler.counter.asnumpy())}
-        kind = "lm" if self.objective is lm_objective else "training"  # e.g. a fine-tune's trunk + head
-        try:
-            checkpoint.save_train_state(self.out, self.model, self.optimizer, state, kind=kind)
-        except checkpoint.NonFiniteWeights as exc:
-            raise TrainingDiverged(f"{exc}: {self._kept()}") from None
+        save_job(self, extra)
         return self.out
 
     def resume(self) -> int:
-        """Continue the run saved in ``out_dir``: the same settings (the data order and the step count depend
-        on them), except the learning rate and schedule (:data:`RESUMABLE`), whose change is recorded."""
-        checkpoint.recover(self.out)  # a save a kill interrupted after its commit: finished first
-        state_file = self.out / checkpoint.TRAIN_STATE
-        saved = checkpoint.read_json(state_file).get("train_config", {}) if state_file.is_file() else None
-        now = asdict(self.cfg)
-        diff = config_diff(saved, now, free=RESUMABLE) if saved is not None else None
-        if diff:  # before any weights are read: the optimizer's tables would not even fit
+        """Continue the run saved in ``out_dir`` (:func:`resume_job`): the same settings (the data order and the
+        step count depend on them), except the learning rate and schedule (:data:`RESUMABLE`), whose change is
+        recorded."""
+        return resume_job(self)
+
+    def check_resume(self, saved: dict) -> None:
+        """Refuse a resume with other settings, before any weights are read (the optimizer's tables would not
+        even fit)."""
+        diff = config_diff(saved.get("train_config", {}), asdict(self.cfg), free=RESUMABLE)
+        if diff:
             raise ValueError(f"{self.out} was trained with other settings (saved, now): {diff}; "
                              "resume with the same ones")
-        state = checkpoint.load_train_state(self.out, self.model, self.optimizer)
-        saved = state["train_config"]
+
+    def restore(self, state: dict) -> None:
+        saved, now = state["train_config"], asdict(self.cfg)
         self.step, self.history, self.skipped = state["step"], state["history"], state.get("skipped", 0)
         self.changes = state.get("changes", [])
         changed = {k: [saved.get(k), now[k]] for k in RESUMABLE if saved.get(k, now[k]) != now[k]}
@@ -193,7 +203,6 @@ class Trainer:
         if self.scaler is not None and "loss_scale" in state:
             self.scaler.scale_value.set_data(mindspore.Tensor(state["loss_scale"]["value"], mindspore.float32))
             self.scaler.counter.set_data(mindspore.Tensor(state["loss_scale"]["counter"], mindspore.int32))
-        return self.step
 
     def input_shapes(self) -> list:
         """The distinct shapes of the first input this trainer's steps were given, sorted (this process)."""
@@ -302,15 +311,41 @@ class Trainer:
         return {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok_s": f"{tps:.0f}"}
 
 
+def save_job(job, extra: dict | None = None) -> None:
+    """A job's checkpoint of its current step: ``job.model``, ``job.optimizer``, ``job.extra_cells`` (file name ->
+    cell, e.g. PPO's value head) and ``train_state.json`` = ``job.state()`` plus ``extra``, written through the
+    run folder's commit protocol (:func:`ms_gpt.run_folder.checkpoint.save_train_state`). Weights that are not
+    finite are not saved: :class:`TrainingDiverged`, naming the checkpoint the folder keeps."""
+    try:
+        checkpoint.save_train_state(job.out, job.model, job.optimizer, {**job.state(), **(extra or {})},
+                                    kind=job.checkpoint_kind, extra=job.extra_cells)
+    except checkpoint.NonFiniteWeights as exc:
+        raise TrainingDiverged(f"{exc}: {checkpoint.kept_checkpoint(job.out, job.resumable)}") from None
+
+
+def resume_job(job) -> int:
+    """Continue a job from its run folder: a save that a kill interrupted after its commit is finished first,
+    ``job.check_resume(saved_state)`` may refuse before any weights are read, the model, the optimizer and the
+    extra cells are loaded, and ``job.restore(state)`` puts the job's own state back. Returns the step."""
+    checkpoint.recover(job.out)
+    state_file = job.out / checkpoint.TRAIN_STATE
+    if state_file.is_file():
+        job.check_resume(checkpoint.read_json(state_file))
+    job.restore(checkpoint.load_train_state(job.out, job.model, job.optimizer, extra=job.extra_cells))
+    return job.step
+
+
 def run_steps(job, until: int, progress=None) -> None:
     """The one training loop, which knows nothing of the model: every job (language model, classifier, reward
     model, PPO) plugs in its step. ``job`` has ``step`` (steps done), ``advance(stop) -> dict`` (one step: it
     moves ``step`` on and returns what the progress bar shows), ``save(extra=None)`` (a checkpoint of that
-    step), ``ckpt_every``, ``out`` and ``resumable``.
+    step, normally :func:`save_job`), ``ckpt_every``, ``out`` and ``resumable``; :func:`save_job` and
+    :func:`resume_job` read ``model``, ``optimizer``, ``extra_cells``, ``checkpoint_kind``, ``state()``,
+    ``check_resume(saved)`` and ``restore(state)``.
 
     Runs ``advance`` until step ``until``, reports each step to ``progress(step, **shown)``, saves every
     ``ckpt_every`` steps and at ``until``. SIGINT (Ctrl-C) or SIGTERM: the step under way finishes, a checkpoint
-    is saved, then :class:`~ms_gpt.interrupt.Interrupted` is raised (a second signal exits at once). A
+    is saved, then :class:`~ms_gpt.run_folder.interrupt.Interrupted` is raised (a second signal exits at once). A
     ``KeyboardInterrupt`` raised inside the loop (no handler installed: not the main thread) also saves."""
     with interrupt.StopRequests() as stop:
         try:

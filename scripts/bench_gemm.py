@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     import numpy as np
     from mindspore import mint, ops
 
-    from ms_gpt import device, kernels
+    from ms_gpt import kernels
+    from ms_gpt.environment import device
 
     device.setup("CPU", mode="jit", seed=0)
     mm2d, bmm = ops.MatMul(transpose_b=True), ops.BatchMatMul(transpose_b=True)

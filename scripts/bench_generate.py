@@ -37,7 +37,7 @@ def config(args):
 def build(args):
     import numpy as np
 
-    from ms_gpt import device
+    from ms_gpt.environment import device
     from ms_gpt.model import GPT
 
     device.setup(args.device, mode="pynative", seed=0)

@@ -40,11 +40,12 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from ms_gpt import device, testing
-    from ms_gpt.config import parse_lengths
     from ms_gpt import hf_openai_gpt as hf
+    from ms_gpt import testing
+    from ms_gpt.config import parse_lengths
     from ms_gpt.data import imdb_pipeline as mi
     from ms_gpt.data.batching import check_buckets
+    from ms_gpt.environment import device
 
     buckets = check_buckets(parse_lengths(args.buckets), args.max_seq_len, "max_seq_len")
     settings = device.setup("CPU", mode="pynative", seed=args.seed)
@@ -54,7 +55,7 @@ def main(argv=None) -> dict:
                                                 vocab_size=300, n_positions=args.max_seq_len, seed=args.seed,
                                                 n_layer=args.n_layer, d_model=args.n_embd, n_head=args.n_head)
     if not args.no_train:
-        from ms_gpt import compat
+        from ms_gpt.environment import compat
 
         compat.import_mindnlp()
     tok = hf.load_tokenizer(str(model_dir))

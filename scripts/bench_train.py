@@ -119,11 +119,10 @@ def bench_mindspore(args) -> dict:
     import mindspore
     import numpy as np
 
-    from ms_gpt import device
+    from ms_gpt import kernels
+    from ms_gpt.environment import device
     from ms_gpt.model import GPT, count_parameters
     from ms_gpt.training import TrainConfig, Trainer
-
-    from ms_gpt import kernels
 
     settings = device.setup(args.device, mode=args.mode, seed=0)
     cfg = model_config(args, compute_dtype="float16" if args.amp else "float32")

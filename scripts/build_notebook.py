@@ -62,7 +62,8 @@ The PyTorch tutorial's classes, as MindSpore cells: `ScaledDotProductAttention`,
 is tied to the token embedding, as in GPT-1). Shapes on a batch of 2 sequences of 6 tokens, 0 = padding:"""))
 cells.append(code('''import numpy as np
 import mindspore
-from ms_gpt import GPTConfig, device
+from ms_gpt import GPTConfig
+from ms_gpt.environment import device
 from ms_gpt.model import (GPT, MultiHeadAttention, PoswiseFeedForwardNet, ScaledDotProductAttention,
                           count_parameters, get_attn_pad_mask, get_attn_subsequent_mask)
 

@@ -139,9 +139,9 @@ def main() -> int:
     if args.lm_weight is not None and not args.lm_weight >= 0:
         p.error(f"--lm-weight must be >= 0 or auto, got {args.lm_weight}")
 
-    from ms_gpt import atomic
     from ms_gpt.data.corpus import peoples_daily
     from ms_gpt.data.tasks import reviews_zh_splits
+    from ms_gpt.run_folder import atomic
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -109,11 +109,12 @@ def held_out_setup(pre: Path, rm: Path, n_prompts: int, new_tokens: int):
     stops)``."""
     import numpy as np
 
-    from ms_gpt import checkpoint, device
     from ms_gpt.data.prompts import load_prompts
+    from ms_gpt.environment import device
+    from ms_gpt.prompting import Prompter, score_input
     from ms_gpt.rl.reward import RewardScorer
     from ms_gpt.rl.trainer import encode_prompts
-    from ms_gpt.prompting import Prompter, score_input
+    from ms_gpt.run_folder import checkpoint
 
     device.setup("CPU" if not os.environ.get("MS_GPT_DEVICE") else None, mode="jit", seed=0)
     ref, tok = checkpoint.load_for_tuning(pre, need_sep=False)
@@ -135,9 +136,10 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
     import mindspore
     import numpy as np
 
-    from ms_gpt import checkpoint, generation
-    from ms_gpt.rl import rollouts
+    from ms_gpt import generation
     from ms_gpt.prompting import join_text, suppressed_ids
+    from ms_gpt.rl import rollouts
+    from ms_gpt.run_folder import checkpoint
 
     gpt, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False)
     bias = rollouts.logit_bias(gpt.config.vocab_size, suppressed_ids(tok))
@@ -159,7 +161,11 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
 
 
 def main() -> int:
-    from ms_gpt.flows.configs import KL_PENALTIES, PAIRINGS, SCORE_TRANSFORMS  # pure Python: no MindSpore before the arguments are read
+    from ms_gpt.flows.configs import (  # pure Python: no MindSpore before the arguments are read
+        KL_PENALTIES,
+        PAIRINGS,
+        SCORE_TRANSFORMS,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/ppo-demo")

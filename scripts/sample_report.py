@@ -34,11 +34,12 @@ def main(argv=None) -> int:
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
-    from ms_gpt import atomic, device, sample_quality
+    from ms_gpt import sample_quality
     from ms_gpt.config import GenerationConfig
-    from ms_gpt import checkpoint
     from ms_gpt.data.corpus import held_out_lines
+    from ms_gpt.environment import device
     from ms_gpt.prompting import Writer
+    from ms_gpt.run_folder import atomic, checkpoint
 
     device.setup(args.device, mode="jit", seed=args.seed)
     held_out = held_out_lines(checkpoint.read_run_config(Path(args.ckpt)), f"{args.ckpt}/{checkpoint.RUN_CONFIG}")

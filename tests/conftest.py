@@ -26,8 +26,8 @@ def venv_bin() -> Path:
 @pytest.fixture(scope="module")
 def tiny_blocks():
     """``(tokenizer, dataset)``: the demo corpus' training part as 16-token blocks, 8 a batch (CPU, PyNative)."""
-    from ms_gpt import device
     from ms_gpt.data import block_dataset, demo_en, encode_lines, train_val_split
+    from ms_gpt.environment import device
     from ms_gpt.text import WhitespaceTokenizer
 
     device.setup("CPU", mode="pynative", seed=0)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from ms_gpt import compat, device
+from ms_gpt.environment import compat, device
 from ms_gpt.flows import mindnlp_imdb as mi
 
 model_dir, data_dir, out_dir, mode = sys.argv[1:5]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ms_gpt import atomic
+from ms_gpt.run_folder import atomic
 
 
 def test_write_json_roundtrip_and_no_leftovers(tmp_path):

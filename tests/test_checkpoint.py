@@ -1,12 +1,13 @@
-"""ms_gpt.checkpoint: the run folder's files, their format record, and clear errors for the wrong folder."""
+"""ms_gpt.run_folder.checkpoint: the run folder's files, their format record, and clear errors for the wrong folder."""
 import json
 
 import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import GPTConfig, checkpoint
+from ms_gpt import GPTConfig
 from ms_gpt.model import GPT
+from ms_gpt.run_folder import checkpoint
 from ms_gpt.text import WhitespaceTokenizer
 
 

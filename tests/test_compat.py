@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from ms_gpt import compat
+from ms_gpt.environment import compat
 
 UNPATCHED_ADAMW = """
 import mindnlp, torch
@@ -80,7 +80,7 @@ def test_import_order_check_detects_real_torch_first():
 PATCHED_PROBE = r"""
 import json, sys
 import numpy as np
-from ms_gpt import compat
+from ms_gpt.environment import compat
 compat.import_mindnlp()
 import mindtorch._apis.cpu as api
 import torch

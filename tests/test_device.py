@@ -2,8 +2,8 @@ from unittest import mock
 
 import pytest
 
-from ms_gpt import device
-from ms_gpt.device import DeviceError
+from ms_gpt.environment import device
+from ms_gpt.environment.device import DeviceError
 
 
 @pytest.mark.parametrize("name,want", [("ascend", "Ascend"), ("NPU", "Ascend"), ("gpu", "GPU"),

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ms_gpt import distributed
 from ms_gpt.data import block_dataset
+from ms_gpt.environment import distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -68,7 +68,7 @@ def test_two_workers_match_one_process_with_the_global_batch(tmp_path):
     assert results[0]["train_loss"] == results[1]["train_loss"]  # both workers report the global loss
     assert json.loads(dp.stdout.strip().splitlines()[-1])["train_loss"] == m["train_loss"]
     # Only rank 0 wrote; its checkpoint works in single-process generate, like the single run's.
-    from ms_gpt import checkpoint
+    from ms_gpt.run_folder import checkpoint
 
     wa, wb = (checkpoint.model_params(checkpoint.load_model(tmp_path / d)) for d in ("dp", "one"))
     assert max(float(np.abs(wa[k] - wb[k]).max()) for k in wa) < 1e-5

@@ -8,9 +8,10 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import GPTConfig, checkpoint
-from ms_gpt.distributed import DistInfo
+from ms_gpt import GPTConfig
+from ms_gpt.environment.distributed import DistInfo
 from ms_gpt.model import GPT
+from ms_gpt.run_folder import checkpoint
 from ms_gpt.training import BLOWUP, TrainConfig, Trainer, TrainingDiverged
 
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ms_gpt import doctor
+from ms_gpt.environment import doctor
 
 GOOD_PACKAGES = {
     "mindspore": "2.7.0", "mindnlp": "0.5.1", "transformers": "4.56.2", "tokenizers": "0.22.1",
@@ -246,7 +246,7 @@ def test_cli_doctor_json_exit_zero(venv_bin):
 
 
 def test_cli_doctor_unavailable_device_fails(venv_bin):
-    from ms_gpt.device import available_targets
+    from ms_gpt.environment.device import available_targets
 
     if "Ascend" in available_targets():
         pytest.skip("this machine has Ascend: nothing unavailable to ask for")

@@ -244,7 +244,8 @@ def test_classification_report_numbers():
 def test_init_grows_for_appended_specials_and_rejects_a_foreign_tokenizer(pretrained, tmp_path):
     import shutil
 
-    from ms_gpt import checkpoint, text
+    from ms_gpt import text
+    from ms_gpt.run_folder import checkpoint
 
     model, tok = checkpoint.load_init(pretrained)
     assert model.config.vocab_size == tok.vocab_size
@@ -268,9 +269,10 @@ def test_init_grows_for_appended_specials_and_rejects_a_foreign_tokenizer(pretra
 def test_init_from_a_hugging_face_folder_appends_the_specials(tmp_path):
     """openai-gpt's case: a BPE vocabulary without <pad>/<bos>/<eos>/<unk>; they are appended and the
     embedding grows by 4 rows."""
-    from ms_gpt import checkpoint, convert, text
+    from ms_gpt import convert, text
     from ms_gpt.data import demo_en
     from ms_gpt.model import GPT
+    from ms_gpt.run_folder import checkpoint
 
     bpe = text.BPETokenizer.train(demo_en(300), 120)
     vocab = {t: i - 4 for t, i in bpe.vocab.items() if t not in text.SPECIALS}
@@ -289,8 +291,8 @@ def test_init_from_a_hugging_face_folder_appends_the_specials(tmp_path):
 # --------------------------------------------------------------------------- the flow, every task
 @pytest.mark.parametrize("task", list(ROWS))
 def test_finetune_learns_each_task(pretrained, tmp_path, task):
-    from ms_gpt.checkpoint import load_classifier
     from ms_gpt.flows.finetune import finetune
+    from ms_gpt.run_folder.checkpoint import load_classifier
 
     data = write_splits(tmp_path / "data", ROWS[task])
     # 4 epochs: rows are reshuffled every epoch now, and 3 left entailment at 0.83 for seed 0 (1.0 with 4)
@@ -597,8 +599,8 @@ def test_an_unknown_pool_is_refused_with_the_choices():
 
 
 def test_a_max_pool_head_is_saved_and_loaded_as_max(tmp_path):
-    from ms_gpt.checkpoint import load_classifier, save_classifier
     from ms_gpt.model import GPTForSequenceClassification
+    from ms_gpt.run_folder.checkpoint import load_classifier, save_classifier
 
     clf = GPTForSequenceClassification(GPTConfig.preset("tiny"), 2, pool="max", classifier_dropout=0.0)
     clf.set_train(False)

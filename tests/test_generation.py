@@ -12,7 +12,7 @@ PROMPT = [5, 9, 13, 2]
 
 @pytest.fixture(scope="module")
 def model():
-    from ms_gpt import device
+    from ms_gpt.environment import device
 
     device.setup("CPU", mode="pynative", seed=0)  # blocking launch: the per-op cost dominates decoding
     m = GPT(GPTConfig.preset("tiny", pad_token_id=None, n_positions=48))

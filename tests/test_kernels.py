@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from mindspore import Parameter, Tensor, ops
 
-from ms_gpt import backend, device, kernels
+from ms_gpt import backend, kernels
 from ms_gpt.config import GPTConfig
+from ms_gpt.environment import device
 from ms_gpt.optim import AdamW
 
 device.setup("CPU", mode="jit", seed=0)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ms_gpt import backend, device
+from ms_gpt import backend
 from ms_gpt.config import GPTConfig
+from ms_gpt.environment import device
 from ms_gpt.model import GPT, GPTForSequenceClassification
 from ms_gpt.optim import AdamW
 

@@ -16,6 +16,7 @@ import pytest
 from ms_gpt import cli, testing
 from ms_gpt.data import imdb
 from ms_gpt.flows import mindnlp_imdb as mi
+from ms_gpt.hf_openai_gpt import SPECIAL_TOKENS
 
 HERE = Path(__file__).resolve().parent
 CHILD_ENV = {**os.environ, "GLOG_v": "3"}
@@ -34,7 +35,7 @@ def tokenizer(env):
 
     tok = OpenAIGPTTokenizer.from_pretrained(str(env["model"]))
     assert tok.pad_token_id is None and tok.bos_token_id is None  # as openai-gpt: only <unk>
-    tok.add_special_tokens(mi.SPECIAL_TOKENS)
+    tok.add_special_tokens(SPECIAL_TOKENS)
     return tok
 
 
@@ -241,8 +242,9 @@ def test_model_and_run_errors(env, tmp_path, capsys):
 
 def tiny_ms_gpt_checkpoint(out: Path, texts, kind="bpe") -> Path:
     """What ``ms-gpt pretrain --tokenizer bpe`` leaves: model.ckpt + gpt_config.json + tokenizer/ (GPT-1 shaped)."""
-    from ms_gpt import GPTConfig, checkpoint
+    from ms_gpt import GPTConfig
     from ms_gpt.model import GPT
+    from ms_gpt.run_folder import checkpoint
     from ms_gpt.text.bpe import BPETokenizer
     from ms_gpt.text.vocab import WhitespaceTokenizer
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ms_gpt import cli, ownership
+from ms_gpt import cli
 from ms_gpt.data import demo_en
+from ms_gpt.run_folder import ownership
 from ms_gpt.testing import write_random_openai_gpt
 
 

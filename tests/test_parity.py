@@ -80,7 +80,7 @@ def test_export_back_to_transformers(ref, tmp_path):
 
 MINDNLP_LOGITS = r"""
 import sys, numpy as np
-from ms_gpt import compat
+from ms_gpt.environment import compat
 compat.import_mindnlp()
 import torch
 from transformers import OpenAIGPTLMHeadModel
@@ -108,7 +108,7 @@ def test_ms_checkpoint_roundtrip_and_convert_cli(ref, tmp_path, venv_bin):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["config"]["vocab_size"] == 102
-    from ms_gpt import checkpoint
+    from ms_gpt.run_folder import checkpoint
 
     model = checkpoint.load_model(ms_dir)
     assert real_diff(ms_logits(model, ref["batch"]), ref["logits"], ref["mask"]) <= TOL
@@ -136,7 +136,7 @@ def test_conversion_errors(ref, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "n_layer": 3}))
     with pytest.raises(convert.ConversionError, match=r"weight 'transformer.h.2.attn.c_attn.weight' is missing"):
         convert.load_hf_openai_gpt(tmp_path)
-    from ms_gpt import checkpoint
+    from ms_gpt.run_folder import checkpoint
 
     with pytest.raises(checkpoint.CheckpointError, match=r"gpt_config.json not found"):
         checkpoint.load_model(tmp_path)

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ms_gpt import doctor
+from ms_gpt.environment import doctor
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_ascend_pins  # noqa: E402
-
 
 CPU_LOCK = ROOT / "docker" / "requirements-x86_64.txt"
 # Python 3.10 selects every line (the marker lines are for < 3.11); read_pins refuses non-== lines.

@@ -11,8 +11,9 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import checkpoint, device
+from ms_gpt.environment import device
 from ms_gpt.rl import rollouts
+from ms_gpt.run_folder import checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_reward import write_pairs  # noqa: E402
@@ -118,9 +119,9 @@ def share_of_the(texts):  # the toy reward: how often "the" appears in a respons
 
 
 def toy_trainer(models, out, steps, seed=0, **settings):
-    from ms_gpt.rl import trainer as flow
     from ms_gpt.flows.configs import PPOConfig
     from ms_gpt.prompting import Prompter
+    from ms_gpt.rl import trainer as flow
 
     device.setup("CPU", mode="jit", seed=seed)
     gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)

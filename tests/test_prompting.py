@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from ms_gpt import checkpoint
 from ms_gpt.prompting import Prompter, join_text, score_input, suppressed_ids
+from ms_gpt.run_folder import checkpoint
 from ms_gpt.text import WhitespaceTokenizer
 
 

@@ -14,8 +14,9 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import GPTConfig, atomic, checkpoint, cli, ownership, run_lock
+from ms_gpt import GPTConfig, cli
 from ms_gpt.model import GPT
+from ms_gpt.run_folder import atomic, checkpoint, ownership, run_lock
 from ms_gpt.training import TrainConfig, Trainer
 
 
@@ -73,7 +74,7 @@ def test_a_real_signal_saves_a_resumable_checkpoint_and_exits_128_plus_signal(ve
 
 
 def test_a_second_signal_exits_at_once(tmp_path):
-    script = ("import os, signal, time\nfrom ms_gpt.interrupt import StopRequests\n"
+    script = ("import os, signal, time\nfrom ms_gpt.run_folder.interrupt import StopRequests\n"
               "with StopRequests() as stop:\n"
               "    os.kill(os.getpid(), signal.SIGINT)\n"
               "    time.sleep(0.2)\n"

@@ -29,8 +29,8 @@ def char_run(tmp_path_factory, venv_bin):
 def test_char_runs_train_on_the_text_itself(char_run):
     """auto boundaries = newline for a char tokenizer: the stream is the text with its line breaks, no
     <bos>/<eos>; dropout defaults to 0 and nanoGPT's optimizer settings are the defaults."""
-    from ms_gpt import checkpoint
     from ms_gpt.flows.pretrain import encode_stream
+    from ms_gpt.run_folder import checkpoint
 
     out, m = char_run
     assert (m["boundaries"], m["dropout"], m["tokenizer"]) == ("newline", 0.0, "char")
@@ -70,10 +70,10 @@ def test_generate_writes_past_the_position_table_and_can_stop_at_a_line_break(ch
 
 
 def test_pretrain_flags_reach_the_model_and_optimizer(tmp_path):
-    from ms_gpt import checkpoint
     from ms_gpt.config import DataConfig, TrainConfig
     from ms_gpt.flows.configs import PretrainConfig
     from ms_gpt.flows.pretrain import pretrain
+    from ms_gpt.run_folder import checkpoint
     from ms_gpt.training import make_optimizer
 
     corpus, val = tmp_path / "c.txt", tmp_path / "v.txt"
@@ -152,8 +152,8 @@ def test_sample_report_script(char_run, venv_bin, root):
     # random characters of this text would hit its ~45 distinct 2-grams about 1 time in 12; after 120 steps
     # the tiny model's samples are mostly the text's 2-grams
     assert figures["with_unk"] == 0 and figures["bigram_coverage"] >= 0.5 and 0 < figures["distinct_2"] <= 1
-    from ms_gpt import checkpoint
     from ms_gpt.data.corpus import held_out_lines
+    from ms_gpt.run_folder import checkpoint
 
     held_out = held_out_lines(checkpoint.read_run_config(out))
     assert saved["samples_text"][0]["prompt"] == held_out[0][:2]

@@ -9,9 +9,11 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import GPTConfig, checkpoint, device
+from ms_gpt import GPTConfig
 from ms_gpt.data.preferences import as_choice_task, load_preferences, reviews_zh_pairs
 from ms_gpt.data.tasks import DataError, reviews_zh_splits
+from ms_gpt.environment import device
+from ms_gpt.run_folder import checkpoint
 
 SUBJECTS = ["the cat", "the dog", "my sister", "the farmer", "a young girl", "the baker", "our teacher", "his friend"]
 
@@ -34,8 +36,8 @@ def test_the_two_choice_loss_is_the_pairwise_loss_and_starts_near_ln2():
     reference = np.mean(np.log1p(np.exp(-(r[:, 0] - r[:, 1]))))  # -log σ(r_c - r_r)
     assert loss == pytest.approx(reference, abs=1e-6) and abs(r[:, 0] - r[:, 1]).max() > 0.01
     # ms-gpt reward's head starts at zero: every response scores alike, the loss is ln 2
-    from ms_gpt.flows.configs import RewardConfig
     from ms_gpt.finetuning import build_classifier
+    from ms_gpt.flows.configs import RewardConfig
     from ms_gpt.model import GPT
 
     cfg = RewardConfig(init="x", data="y", out="z")

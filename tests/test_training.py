@@ -6,8 +6,9 @@ import mindspore
 import numpy as np
 import pytest
 
-from ms_gpt import GPTConfig, device
+from ms_gpt import GPTConfig
 from ms_gpt.data import block_dataset, demo_en, encode_lines, train_val_split
+from ms_gpt.environment import device
 from ms_gpt.model import GPT
 from ms_gpt.text import WhitespaceTokenizer
 from ms_gpt.training import TrainConfig, Trainer, TrainingDiverged, lr_schedule

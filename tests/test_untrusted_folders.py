@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from ms_gpt import checkpoint, cli, ownership
+from ms_gpt import cli
 from ms_gpt.data.dialogue import read_pairs
 from ms_gpt.data.tasks import DataError, iter_jsonl
-from ms_gpt.interrupt import Interrupted
+from ms_gpt.run_folder import checkpoint, ownership
+from ms_gpt.run_folder.interrupt import Interrupted
 
 
 def ms_gpt(venv_bin, *args):

@@ -17,9 +17,10 @@ import mindspore
 import numpy as np
 
 from ms_gpt.checks import require_positive_ints
+
 # IGNORE (-100) labels the filler rows that complete a static batch; the loss and the metrics skip them.
 from ms_gpt.data.batching import IGNORE, Shapes, batch_rows, check_buckets
-from ms_gpt.device import static_shapes_policy
+from ms_gpt.environment.device import static_shapes_policy
 
 COLUMNS = ("input_ids", "attention_mask", "labels")
 

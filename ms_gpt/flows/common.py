@@ -8,9 +8,10 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from ms_gpt import atomic, checkpoint, device, ownership
 from ms_gpt.config import config_diff, to_dict, upgrade
 from ms_gpt.data.batching import Shapes
+from ms_gpt.environment import device
+from ms_gpt.run_folder import atomic, checkpoint, ownership
 
 
 def setup(cfg, static_shapes: bool | None = None) -> device.DeviceSettings:
@@ -62,7 +63,7 @@ def record_run(out: Path, cfg, free=(), resume: bool = False, write: bool = True
 def run_folder(out, command: str, resume: bool = False, overwrite: bool = False, inputs: dict | None = None,
                writer: bool = True, resumable: bool = False):
     """Own the run folder ``out`` for the job ``command``: a new or empty folder or one of that command's own
-    (:mod:`ms_gpt.ownership`; never ``/``, home or the current folder, never one of the ``inputs``, flag ->
+    (:mod:`ms_gpt.run_folder.ownership`; never ``/``, home or the current folder, never one of the ``inputs``, flag ->
     path), its lock held (one writer per folder; a second run is refused naming the holder), a checkpoint a
     kill interrupted mid-save finished. Without ``resume``, a folder holding an earlier run is refused unless
     ``overwrite`` (which clears that run's files, and only those; ``resumable``: the job has --resume, so an
@@ -80,7 +81,7 @@ def run_folder(out, command: str, resume: bool = False, overwrite: bool = False,
                                  "or choose another --out")
             if held:
                 checkpoint.clear_run(out)
-            checkpoint.recover(out, clean=True)
+            checkpoint.remove_leftovers(out)
             ownership.write_marker(out, command)
         yield out
 

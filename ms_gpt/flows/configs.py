@@ -16,7 +16,7 @@ from ms_gpt import recipes
 from ms_gpt.checks import check_buckets
 from ms_gpt.config import FINETUNE_TASKS as TASKS
 from ms_gpt.config import POOLS, PRESETS, RESUMABLE, DataConfig, GenerationConfig, TrainConfig, Validated, opt
-from ms_gpt.device import MODES  # device.py imports MindSpore only when a device is set up
+from ms_gpt.environment.device import MODES  # device.py imports MindSpore only when a device is set up
 
 TOKENIZERS = ("auto", "whitespace", "char", "jieba", "bpe")
 BOUNDARIES = ("auto", "eos", "newline")
@@ -121,7 +121,7 @@ class FinetuneConfig(TrainingRun):
         steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,
         eval_every=None, ckpt_every=None, amp=False))
 
-    COMMAND = "finetune"  # the ms-gpt command whose output folder this job writes (ms_gpt.ownership)
+    COMMAND = "finetune"  # the ms-gpt command whose output folder this job writes (ms_gpt.run_folder.ownership)
     FLAGS = {}
     NONE_HELP = {"train.learning_rate": recipes.FINETUNE_LR_HELP}
     DERIVED = ("train.steps", "train.warmup_steps", "train.eval_every", "train.ckpt_every", "train.min_lr_ratio",

@@ -21,15 +21,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import checkpoint
 from ms_gpt.data import tasks
 from ms_gpt.data.batching import default_buckets
 from ms_gpt.data.preferences import as_choice_task, load_preferences
-from ms_gpt.finetuning import (Predictor, better, build_classifier, check_unknown, choice_margin,
-                               classification_report, make_objective, mean_cross_entropy, resolve_defaults, stop_now,
-                               unknown_shares)
+from ms_gpt.finetuning import (
+    Predictor,
+    better,
+    build_classifier,
+    check_unknown,
+    choice_margin,
+    classification_report,
+    make_objective,
+    mean_cross_entropy,
+    resolve_defaults,
+    stop_now,
+    unknown_shares,
+)
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import FinetuneConfig, RewardConfig
+from ms_gpt.run_folder import checkpoint
 from ms_gpt.training import Trainer
 
 BEST = checkpoint.BEST
@@ -50,7 +60,7 @@ def reward(cfg: RewardConfig) -> dict:
     (``--pool mean``: on the average of the tokens' states), trained on ``-log σ(r(chosen) - r(rejected))``:
     fine-tuning's two-choice head with the chosen response as the gold choice, which is the same loss
     (:mod:`ms_gpt.data.preferences`); the head starts at 0. Early stopping, the best checkpoint (``OUT/best``,
-    loaded by :func:`ms_gpt.checkpoint.load_reward`), the ``<unk>`` guard and the defaults by model size are
+    loaded by :func:`ms_gpt.run_folder.checkpoint.load_reward`), the ``<unk>`` guard and the defaults by model size are
     ``finetune``'s. ``metrics.json`` has the held-out pairwise accuracy (``accuracy``: the share of test pairs
     with r(chosen) > r(rejected)) and the reward margin (``test_margin``). The head's ``classifier.json`` also
     records what it reads (``score_input``): ``text`` when every training prompt was empty (the response is

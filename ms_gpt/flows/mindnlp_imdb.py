@@ -21,14 +21,13 @@ What this version changes, and why:
 
 from __future__ import annotations
 
-import sys
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic, checkpoint, compat, ownership
 from ms_gpt.config import config_diff, to_dict, upgrade
 from ms_gpt.data import imdb
 from ms_gpt.data.imdb_pipeline import (  # noqa: F401
@@ -39,22 +38,11 @@ from ms_gpt.data.imdb_pipeline import (  # noqa: F401
     encode,
     process_dataset,
 )
+from ms_gpt.environment import compat
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ImdbConfig
-from ms_gpt.hf_openai_gpt import (  # noqa: F401  (re-exported: the flow's names)
-    HF_TOKENIZER_FILES,
-    HF_WEIGHT_FILES,
-    HUB_MODEL,
-    INIT_DIR,
-    SPECIAL_TOKENS,
-    ModelError,
-    check_hf_dir,
-    check_model_length,
-    export_ms_checkpoint,
-    load_classifier,
-    load_tokenizer,
-    resolve_model,
-)
+from ms_gpt.hf_openai_gpt import check_model_length, load_classifier, load_tokenizer, resolve_model
+from ms_gpt.run_folder import atomic, checkpoint, ownership
 
 CKPT_DIR, BEST_DIR = "checkpoints", "best"
 
@@ -126,8 +114,7 @@ def finetune_imdb(cfg: ImdbConfig, log=print) -> dict:
     """The course's flow into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
     inputs = {"--model": cfg.model, "--data-dir": cfg.data_dir}
-    with ownership.claim(cfg.out, "finetune-imdb", inputs):
-        ownership.write_marker(cfg.out, "finetune-imdb")
+    with ownership.claim(cfg.out, "finetune-imdb", inputs, mark=True):
         return _finetune_imdb(cfg, log)
 
 

@@ -11,7 +11,7 @@ controller moves β toward ``--kl-target`` nats per response. The pieces are the
 The output folder is a language-model checkpoint (``ms-gpt generate``/``chat`` use it as they would the
 policy: the tokenizer, ``sft.json`` and the prompt style are carried over) plus ``value_head.ckpt``,
 ``metrics.json`` (``steps``: one record per step), ``ppo.png`` and ``ppo.json``. Checkpoints are the
-training state's commit protocol (:func:`ms_gpt.checkpoint.save_train_state`); ``--resume`` continues.
+training state's commit protocol (:func:`ms_gpt.run_folder.checkpoint.save_train_state`); ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic, checkpoint, recipes
+from ms_gpt import recipes
 from ms_gpt.data.prompts import load_prompts
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import PPOConfig
@@ -30,6 +30,7 @@ from ms_gpt.model import count_parameters
 from ms_gpt.prompting import Prompter, score_input
 from ms_gpt.rl.reward import RewardScorer
 from ms_gpt.rl.trainer import CKPT_EVERY, PPOTrainer, Prompts, encode_prompts, plot
+from ms_gpt.run_folder import atomic, checkpoint
 
 
 def ppo(cfg: PPOConfig) -> dict:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ms_gpt import checkpoint, distributed, recipes, text
+from ms_gpt import recipes, text
 from ms_gpt.config import GPTConfig
 from ms_gpt.data import block_dataset, encode_lines, load_corpus
 from ms_gpt.data.corpus import split_corpus
+from ms_gpt.environment import distributed
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import PretrainConfig
 from ms_gpt.model import GPT, count_parameters
+from ms_gpt.run_folder import checkpoint
 from ms_gpt.training import Trainer
 
 _ZH = ("builtin:peoples-daily", "builtin:reviews-zh")

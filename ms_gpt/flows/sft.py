@@ -15,13 +15,14 @@ import math
 import random
 from pathlib import Path
 
-from ms_gpt import atomic, checkpoint, recipes
+from ms_gpt import recipes
 from ms_gpt.data.batching import batch_rows, default_buckets
 from ms_gpt.data.dialogue import encode_exchange, load_dialogue
 from ms_gpt.data.pipeline import LM_COLUMNS, lm_pad_values
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import SFTConfig
 from ms_gpt.model import count_parameters
+from ms_gpt.run_folder import atomic, checkpoint
 from ms_gpt.training import Trainer
 
 TEMPLATE = "<bos> turn <sep> ... <sep> response <eos>"

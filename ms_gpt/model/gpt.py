@@ -146,7 +146,8 @@ def check_input_ids(input_ids, config: GPTConfig) -> None:
 
 
 def _default_seed(seed: int | None) -> int:
-    """Dropout keys come from ``seed``, else MindSpore's global seed (set by ``ms_gpt.device.setup``), else 0."""
+    """Dropout keys come from ``seed``, else MindSpore's global seed (set by
+    ``ms_gpt.environment.device.setup``), else 0."""
     if seed is None:
         seed = mindspore.get_seed()
     return 0 if seed is None else int(seed)

@@ -12,13 +12,14 @@ import mindspore
 import numpy as np
 from mindspore import Tensor, ops
 
-from ms_gpt import atomic, checkpoint, generation
+from ms_gpt import generation
 from ms_gpt.config import GenerationConfig
 from ms_gpt.prompting import Prompter, join_text, suppressed_ids
 from ms_gpt.rl import ppo as rl
 from ms_gpt.rl import rollouts
 from ms_gpt.rl.value_head import ValueHead
-from ms_gpt.training import TrainingDiverged, make_optimizer, run_steps
+from ms_gpt.run_folder import atomic, checkpoint
+from ms_gpt.training import make_optimizer, resume_job, run_steps, save_job
 
 if TYPE_CHECKING:  # the command's settings (ms_gpt.flows.configs); not imported at run time
     from ms_gpt.flows.configs import PPOConfig
@@ -118,21 +119,31 @@ class PPOTrainer:
         self.step, self.history, self.samples = 0, [], []
         self.score_offset = cfg.score_offset  # measured before the first step when logsigmoid needs it
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints (training.save_job/resume_job)
+    checkpoint_kind = "lm"  # the folder generates like any language model's
+
+    @property
+    def model(self):
+        return self.gpt
+
+    @property
+    def extra_cells(self) -> dict:
+        return {checkpoint.VALUE_HEAD: self.head}
+
     def state(self) -> dict:
         return {"step": self.step, "history": self.history, "beta": self.beta, "samples": self.samples,
                 "score_offset": self.score_offset, "train_config": {"steps": self.cfg.train.steps}}
 
     def save(self, extra: dict | None = None) -> None:
-        try:
-            checkpoint.save_train_state(self.out, self.gpt, self.optimizer, {**self.state(), **(extra or {})},
-                                        kind="lm", extra={checkpoint.VALUE_HEAD: self.head})
-        except checkpoint.NonFiniteWeights as exc:
-            raise TrainingDiverged(f"{exc}: {checkpoint.kept_checkpoint(self.out)}") from None
+        save_job(self, extra)
 
-    def resume(self) -> None:
-        state = checkpoint.load_train_state(self.out, self.gpt, self.optimizer,
-                                            extra={checkpoint.VALUE_HEAD: self.head})
+    def resume(self) -> int:
+        return resume_job(self)
+
+    def check_resume(self, saved: dict) -> None:
+        """Nothing to add: the command compared the run's settings with the folder's (``record_run``)."""
+
+    def restore(self, state: dict) -> None:
         rates = self.optimizer.learning_rate  # restored from optimizer.ckpt: this run's --learning-rate from here on
         rates.set_data(Tensor(np.full(rates.shape, self.cfg.train.learning_rate, np.float32)))
         self.step, self.history = state["step"], state["history"]

@@ -12,7 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from ms_gpt import atomic
+from ms_gpt.run_folder import atomic
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)

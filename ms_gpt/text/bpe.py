@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from ms_gpt import atomic
+from ms_gpt.run_folder import atomic
 from ms_gpt.text.base import SPECIALS, UNK, Tokenizer
 
 SUFFIX = "</w>"

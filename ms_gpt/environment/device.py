@@ -177,7 +177,7 @@ def setup(
         if current != target:
             raise DeviceError(
                 f"MindSpore already runs on {current} in this process, so {target!r} cannot be selected "
-                f"({exc}); call ms_gpt.device.setup() before anything runs a kernel, or start a new process"
+                f"({exc}); call ms_gpt.environment.device.setup() before anything runs a kernel, or start a new process"
             ) from exc
     mindspore.set_context(mode=mindspore.GRAPH_MODE if mode == "graph" else mindspore.PYNATIVE_MODE)
     if target == "CPU" and mode != "graph":

@@ -13,7 +13,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-
 KILL_AT = "MS_GPT_KILL_AT"  # test hook: SIGKILL this process at the N-th fault point
 _points_passed = 0
 

@@ -68,7 +68,7 @@ def check_import_order(modules: dict | None = None) -> None:
         raise ImportOrderError(
             "real PyTorch (torch from %s) was imported before mindnlp; mindnlp 0.5.x maps "
             "`import torch` to its bundled mindtorch and transformers then fails (e.g. in "
-            "flex_attention). Fix: `import mindnlp` (or call ms_gpt.compat.import_mindnlp()) before "
+            "flex_attention). Fix: `import mindnlp` (or call ms_gpt.environment.compat.import_mindnlp()) before "
             "anything imports torch, or run the PyTorch part in a separate process."
             % getattr(modules["torch"], "__file__", "?")
         )

@@ -118,14 +118,14 @@ def read_cann_version(root: str | os.PathLike = "/usr/local/Ascend") -> str | No
 
 def collect(cann_root: str = "/usr/local/Ascend", probe_targets: bool = True) -> Environment:
     """Snapshot the running interpreter's environment."""
-    from ms_gpt.compat import is_real_torch
+    from ms_gpt.environment.compat import is_real_torch
 
     packages = {name: _version(name) for name in REPORTED}
     requires = {name: _requires(name) for name in ("mindnlp", "transformers", "datasets") if packages.get(name)}
     targets, target_error = [], ""
     if probe_targets and packages["mindspore"]:
         try:
-            from ms_gpt.device import available_targets
+            from ms_gpt.environment.device import available_targets
 
             targets = available_targets()
         except Exception as exc:  # a broken mindspore is exactly what doctor must survive
@@ -245,7 +245,7 @@ def diagnose(env: Environment) -> list[Diagnosis]:
             "real-torch-before-mindnlp", "error",
             "real PyTorch is imported in this process and mindnlp is not: mindnlp 0.5.x must be imported "
             "first (it maps `import torch` to mindtorch); transformers then fails in flex_attention",
-            "import mindnlp (ms_gpt.compat.import_mindnlp()) before anything imports torch, or restart "
+            "import mindnlp (ms_gpt.environment.compat.import_mindnlp()) before anything imports torch, or restart "
             "the kernel and do so; run real-PyTorch code in a separate process",
         ))
     if p.get("transformers") and not p.get("ftfy"):
@@ -269,7 +269,8 @@ def diagnose(env: Environment) -> list[Diagnosis]:
         out.append(Diagnosis(
             "real-torch-installed", "warning",
             f"real PyTorch {p['torch']} is installed beside mindnlp: harmless if mindnlp is imported first",
-            "import mindnlp before torch (ms_gpt.compat.import_mindnlp()); keep PyTorch work in a subprocess",
+            "import mindnlp before torch (ms_gpt.environment.compat.import_mindnlp()); keep PyTorch work in a "
+            "subprocess",
         ))
     out.extend(_requirement_problems(env))
     if env.cann is not None and "Ascend" not in env.targets and env.packages.get("mindspore"):
@@ -351,7 +352,7 @@ STALE_API = (
     ("stale-mindnlp-engine", r"\bmindnlp\.engine\b",
      "mindnlp.engine (Trainer, callbacks) was removed in mindnlp 0.5",
      "transformers' Trainer/TrainingArguments via mindnlp.transformers (import mindnlp first); "
-     "ms_gpt.compat patches the optimizer gaps on CPU/GPU"),
+     "ms_gpt.environment.compat patches the optimizer gaps on CPU/GPU"),
     ("stale-mindnlp-metrics", r"\bmindnlp\.metrics\b",
      "mindnlp.metrics was removed in mindnlp 0.5",
      "compute metrics with numpy in compute_metrics (evaluate.load('accuracy') needs the hub)"),
@@ -366,13 +367,13 @@ STALE_API = (
      "pip install --no-deps transformers==4.56.2 tokenizers==0.22.1 huggingface-hub==0.35.3"),
     ("error-addcdiv", r"No implementation for function: addcdiv",
      "mindtorch (mindnlp 0.5.1) has no CPU/GPU addcdiv, which AdamW needs",
-     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it adds addcdiv)"),
+     "call ms_gpt.environment.compat.import_mindnlp() instead of import mindnlp (it adds addcdiv)"),
     ("error-norm-axis", r"type of 'axis' should be one of int, tuple, list, but got NoneType",
      "mindtorch's linalg_vector_norm does not accept dim=None (gradient clipping)",
-     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it patches the norm)"),
+     "call ms_gpt.environment.compat.import_mindnlp() instead of import mindnlp (it patches the norm)"),
     ("error-autograd-profiler", r"module 'mindtorch\.autograd' has no attribute 'profiler'",
      "mindtorch (mindnlp 0.5.1) lacks torch.autograd.profiler, which Optimizer.zero_grad() enters",
-     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it provides the no-op profiler)"),
+     "call ms_gpt.environment.compat.import_mindnlp() instead of import mindnlp (it provides the no-op profiler)"),
     ("error-tensor-device", r"Tensor must have device",
      "plain MindSpore code ran after `import mindnlp`, which rebinds mindspore.Tensor operators to mindtorch",
      "run mindnlp jobs and from-scratch MindSpore code in separate processes (or import mindnlp only "
@@ -384,10 +385,10 @@ STALE_API = (
      "data_collator=collate_batch and per_device_train_batch_size=1 (what ms-gpt finetune-imdb does)"),
     ("error-safe-open-backend", r"unexpected keyword argument 'backend'|'fast_safe_open' object has no attribute",
      "mindnlp 0.5.1's safetensors reader does not take safetensors 0.8's backend= (load_best_model_at_end)",
-     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it adapts safe_open)"),
+     "call ms_gpt.environment.compat.import_mindnlp() instead of import mindnlp (it adapts safe_open)"),
     ("error-safe-globals", r"module 'mindtorch\.serialization' has no attribute 'safe_globals'",
      "mindtorch lacks torch.serialization.safe_globals, which the Trainer uses to resume from a checkpoint",
-     "call ms_gpt.compat.import_mindnlp() instead of import mindnlp (it provides safe_globals)"),
+     "call ms_gpt.environment.compat.import_mindnlp() instead of import mindnlp (it provides safe_globals)"),
     ("error-pyarrow-numpy", r"pyarrow requires NumPy 2\.0 or newer",
      "pyarrow >= 26 with numpy 1.x (mindspore 2.7 needs numpy<2)",
      "pip install --no-deps pyarrow==21.0.0 datasets==4.3.0"),

@@ -32,25 +32,18 @@ from pathlib import Path
 import mindspore
 import numpy as np
 
-from ms_gpt import atomic, convert, ownership, text
+from ms_gpt import convert, text
 from ms_gpt.config import GPTConfig, config_diff
 from ms_gpt.errors import MsGptError
 from ms_gpt.model import GPT, GPTForSequenceClassification
 from ms_gpt.model.params import check_shapes, load_params, model_params
+from ms_gpt.run_folder import atomic, ownership
+from ms_gpt.run_folder.names import (BEST, CLASSIFIER, FORMAT, GPT_CONFIG, METRICS, MODEL, OPTIMIZER, PPO, PROMPTING,
+                                     RUN_CONFIG, RUN_ENTRIES, SFT, TOKENIZER, TRAIN_STATE, VALUE_HEAD)
+from ms_gpt.run_folder.names import LOSS_PLOT, PPO_PLOT  # noqa: F401 (the flows write them as checkpoint.LOSS_PLOT)
 
 FORMAT_VERSION = 1
-FORMAT, GPT_CONFIG, MODEL, TOKENIZER = "format.json", "gpt_config.json", "model.ckpt", "tokenizer"
-RUN_CONFIG, OPTIMIZER, TRAIN_STATE, METRICS, LOSS_PLOT = (
-    "run_config.json", "optimizer.ckpt", "train_state.json", "metrics.json", "loss.png")
-CLASSIFIER = "classifier.json"
-SFT = "sft.json"  # written by ms-gpt sft: the prompt template; generate then answers in that format
-VALUE_HEAD, PPO, PPO_PLOT = "value_head.ckpt", "ppo.json", "ppo.png"  # written by ms-gpt ppo
-BEST = "best"  # a fine-tune's best classifier (a folder)
-PROMPTING = "prompting.json"  # how the model is prompted: {"form": "documents" | "lines" | "dialogue"}
 PROMPT_FORMS = ("documents", "lines", "dialogue")
-# Everything a job writes into its run folder (what --overwrite removes; other files are left alone).
-RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, VALUE_HEAD, GPT_CONFIG, FORMAT, RUN_CONFIG, METRICS, LOSS_PLOT,
-               CLASSIFIER, SFT, PPO, PPO_PLOT, TOKENIZER, BEST, PROMPTING)
 
 
 class CheckpointError(MsGptError, ValueError):
@@ -273,7 +266,7 @@ def describe_run(directory: str | Path) -> tuple[str, bool] | None:
 def clear_run(directory: str | Path) -> None:
     """Remove what an earlier job wrote into ``directory`` (:data:`RUN_ENTRIES`; the state file first, so
     that an interrupted clear never looks resumable). Other files are left alone; the leftovers of
-    interrupted writes are :func:`recover`'s (``clean=True``), which the caller has run."""
+    interrupted writes are :func:`remove_leftovers`' to delete."""
     directory = Path(directory)
     for name in RUN_ENTRIES:
         path = directory / name
@@ -394,26 +387,33 @@ def _publish(directory: Path) -> None:
     shutil.rmtree(commit, ignore_errors=True)
 
 
-def recover(directory: str | Path, clean: bool = False) -> bool:
-    """Finish a training checkpoint that was committed but not fully moved into place (a kill mid-save);
-    with ``clean`` (a writer holding the folder's lock, the folder accepted as its own) also delete the
-    leftovers of interrupted writes (uncommitted ``.pending-XXXXXXXX`` folders, ``.NAME.XXXXXXXX.tmp`` files of
-    ms_gpt's own files: :func:`ms_gpt.ownership.is_leftover`). True when something was rolled forward."""
+def recover(directory: str | Path) -> bool:
+    """Finish a training checkpoint that was committed but not fully moved into place (a kill mid-save), and
+    an ``atomic_dir`` swap of the tokenizer or best/ folder. True when a checkpoint was rolled forward."""
     directory = Path(directory)
     rolled = (directory / COMMIT).is_dir()
     if rolled:
         _publish(directory)
     for name in (TOKENIZER, BEST):
         atomic.recover_dir(directory / name)
-    if clean and directory.is_dir():
-        for leftover in directory.iterdir():
-            if not ownership.is_leftover(leftover.name) or leftover.name == COMMIT:
-                continue  # only what an interrupted ms_gpt write leaves; never a user's file
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
     return rolled
+
+
+def remove_leftovers(directory: str | Path) -> None:
+    """Delete the leftovers of interrupted ms_gpt writes in ``directory``: uncommitted ``.pending-XXXXXXXX``
+    folders, ``.NAME.XXXXXXXX.tmp`` files of ms_gpt's own files (:func:`ms_gpt.run_folder.ownership.is_leftover`);
+    never a user's file. Only for a writer holding the folder's lock, once the folder is accepted as its own
+    and :func:`recover` has rolled a committed save forward."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for leftover in directory.iterdir():
+        if not ownership.is_leftover(leftover.name) or leftover.name == COMMIT:
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def kept_checkpoint(directory: Path, resumable: bool = True) -> str:

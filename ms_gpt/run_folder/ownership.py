@@ -23,14 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ms_gpt.errors import MsGptError
+from ms_gpt.run_folder.names import HF_EXPORT, MINDNLP_ENTRIES, RUN_ENTRIES
 
 MARKER = ".ms_gpt.json"  # {"command": "pretrain"}: the ms-gpt command whose output the folder holds
 LOCK = ".lock"  # run_lock's file
-# Files and folders ms_gpt writes at the top of a run folder (checkpoint.RUN_ENTRIES, the Hugging Face export's
-# files, the MindNLP flow's folders); kept here so this module needs no MindSpore.
-OWN_FILES = ("train_state.json", "optimizer.ckpt", "model.ckpt", "value_head.ckpt", "gpt_config.json", "format.json",
-             "run_config.json", "metrics.json", "loss.png", "classifier.json", "sft.json", "ppo.json", "ppo.png",
-             "tokenizer", "best", "config.json", "model.safetensors", "checkpoints", "model", "init_hf", "prompting.json")
+# Files and folders ms_gpt writes at the top of a run folder: the checkpoint's, the Hugging Face export's, the
+# MindNLP flow's.
+OWN_FILES = RUN_ENTRIES + HF_EXPORT + MINDNLP_ENTRIES
 _RAND = r"[a-z0-9_]{8}"  # tempfile's random part
 _LEFTOVER = re.compile(
     r"^(?:\.pending-" + _RAND + r"|\.commit"
@@ -61,7 +60,7 @@ def read_marker(out: Path) -> dict | None:
 
 
 def write_marker(out: Path, command: str) -> None:
-    from ms_gpt import atomic
+    from ms_gpt.run_folder import atomic
 
     if (read_marker(out) or {}).get("command") != command:
         atomic.write_json(Path(out) / MARKER, {"command": command})
@@ -146,11 +145,12 @@ def check_inputs(out, inputs: dict) -> None:
 
 
 @contextmanager
-def claim(out, command: str, inputs: dict | None = None, writer: bool = True):
+def claim(out, command: str, inputs: dict | None = None, writer: bool = True, mark: bool = False):
     """Hold ``out`` for ``command``: checked (:func:`check_out`, :func:`check_inputs`), then its lock held
     (one writer per folder) and checked again under it. ``writer=False`` (a data-parallel worker that writes
-    nothing) only yields. The caller writes the marker (:func:`write_marker`) once it accepts the run."""
-    from ms_gpt import run_lock
+    nothing) only yields. ``mark``: the folder is accepted as it is and marked as ``command``'s at once;
+    otherwise the caller writes the marker (:func:`write_marker`) once it accepts the run."""
+    from ms_gpt.run_folder import run_lock
 
     out = Path(out)
     if writer:
@@ -159,4 +159,6 @@ def claim(out, command: str, inputs: dict | None = None, writer: bool = True):
     with run_lock.hold(out, enabled=writer):
         if writer:
             check_out(out, command)
+            if mark:
+                write_marker(out, command)
         yield out
