@@ -164,7 +164,7 @@ def straight_run(tmp_path_factory, venv_bin):
     """An uninterrupted 6-step pretrain (checkpoints at 2, 4, 6) and the number of fault points it passes
     before its first checkpoint save (run_config.json, the tokenizer)."""
     tmp = tmp_path_factory.mktemp("straight")
-    script = ("from ms_gpt import atomic, cli\nseen = []\n"
+    script = ("from ms_gpt import cli\nfrom ms_gpt.run_folder import atomic\nseen = []\n"
               "atomic.fault_point = lambda where: seen.append(where)\n"
               f"assert cli.main({[str(a) for a in pretrain_args(tmp / 'run', 6, '--ckpt-every', 2)]!r}) == 0\n"
               "print(next(i for i, w in enumerate(seen) if '.pending-' in w))\n")
@@ -217,7 +217,7 @@ def test_two_runs_started_together_one_wins(venv_bin, tmp_path):
 
 
 def test_a_dead_holders_lock_is_taken_over(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom ms_gpt import run_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom ms_gpt.run_folder import run_lock\n"
                                f"with run_lock.hold({str(tmp_path)!r}):\n    print('held', flush=True)\n"
                                "    time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "held\n"
