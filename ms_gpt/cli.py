@@ -40,7 +40,9 @@ JOBS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command. A job's required flags are required unless ``argv`` gives ``--config`` (the
+    run file may hold them; the config then says which one is missing)."""
     from ms_gpt.config import add_flags
     from ms_gpt.flows import configs
 
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="GPT-1 on MindSpore: from-scratch cells, the MindNLP openai-gpt flow, pinned environments.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    given = sys.argv[1:] if argv is None else argv
+    config_given = any(a == "--config" or a.startswith("--config=") for a in given)
 
     doc = sub.add_parser("doctor", help="report versions and devices; diagnose known breakages (exit 0 = healthy)")
     _common(doc)
@@ -61,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command, (name, _, help_text) in JOBS.items():
         cls = getattr(configs, name)
         job = sub.add_parser(command, help=help_text)
-        add_flags(job, cls, renames=cls.FLAGS, hidden=cls.DERIVED)
+        add_flags(job, cls, renames=cls.FLAGS, hidden=cls.DERIVED, require=not config_given)
         _diagnostics(job)
 
     conv = sub.add_parser("convert", help="Hugging Face openai-gpt folder <-> ms_gpt checkpoint folder")
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         from ms_gpt.run_folder import interrupt
 
         interrupt.route_sigint()
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

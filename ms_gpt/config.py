@@ -50,16 +50,17 @@ MAX_SIZES = {"vocab_size": 4_000_000, "n_positions": 1 << 20, "d_model": 1 << 16
 
 def opt(default=None, help: str = "", *, factory=None, flag: str | None = None, choices=None, positive: bool = False,
         required: bool = False, cli: bool = True, none: str = "auto", bounds: str | None = None,
-        most: int | None = None):
+        most: int | None = None, off: str | None = None):
     """A dataclass field with what its command-line flag needs and what it may hold: ``help``, ``choices``,
     ``positive`` (ints > 0), ``bounds`` (a number's range, one of :data:`BOUNDS`), ``most`` (the largest value
     allowed), ``required`` (no usable default), ``flag`` (another flag name), ``cli=False`` (not a flag), ``none``
-    (what a None default means, shown in the help). :func:`check_fields` enforces ``choices``, ``positive``,
-    ``bounds`` and ``most``: the configs' one validator."""
+    (what a None default means, shown in the help), ``off`` (a switch that is on by default: what its ``--no-``
+    flag does, the flag's help). :func:`check_fields` enforces ``choices``, ``positive``, ``bounds`` and ``most``:
+    the configs' one validator."""
     if bounds is not None and bounds not in BOUNDS:
         raise ValueError(f"bounds {bounds!r} is not one of {', '.join(BOUNDS)}")
     meta = {"help": help, "flag": flag, "choices": choices, "positive": positive, "required": required, "cli": cli,
-            "none": none, "bounds": bounds, "most": most}
+            "none": none, "bounds": bounds, "most": most, "off": off}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -226,7 +227,9 @@ class TrainConfig(Validated):
     beta1: float = opt(0.9, "AdamW β1 (first-moment decay)", bounds="in [0, 1)")
     beta2: float = opt(0.999, "AdamW β2 (second-moment decay)", bounds="in [0, 1)")
     bias_correction: bool = opt(False, "Adam's bias correction of the moments (PyTorch's AdamW); without it "
-                                       "MindSpore's AdamWeightDecay update, whose first steps are several times larger")
+                                       "MindSpore's AdamWeightDecay update, whose first steps are several times larger",
+                                off="Adam without bias correction (MindSpore's AdamWeightDecay update, whose first "
+                                    "steps are several times larger)")
     grad_clip: float = opt(1.0, "clip gradients to this global norm", bounds="> 0")
     eval_every: int | None = opt(50, "validate every N steps", positive=True)
     ckpt_every: int | None = opt(100, "checkpoint every N steps", positive=True)
@@ -265,8 +268,9 @@ class GenerationConfig(Validated):
                                   "the last 3/4 of it)", positive=True, most=MAX_NEW_TOKENS)
     eos_id: int | None = opt(None, cli=False)
     stop_ids: tuple = opt((), cli=False)  # more tokens that end the text (e.g. a newline)
-    use_cache: bool = opt(True, "decode over the key/value cache (--no-cache: recompute the whole sequence)",
-                          flag="--no-cache")
+    use_cache: bool = opt(True, "decode over the key/value cache", flag="--no-cache",
+                          off="recompute the whole sequence for every new token instead of decoding over the "
+                              "key/value cache (slower; the same tokens)")
     num_beams: int = opt(4, "beam width (beam search)", positive=True)
     length_penalty: float = opt(1.0, "beam score = sum log p / length ** this")
     repetition_penalty: float = opt(1.0, "> 1 discourages tokens already in the sequence (CTRL-style)", bounds="> 0")
@@ -342,11 +346,13 @@ def flag_name(path: tuple, f, kind, default, renames: dict) -> str:
     return f"--no-{name}" if kind is bool and default is True else f"--{name}"
 
 
-def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None, hidden=()) -> None:
+def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None, hidden=(),
+              require: bool = False) -> None:
     """One flag per field of ``cls`` (nested dataclasses flattened): type, choices and help from the
     field, the default shown in the help. Flags default to 'not given' (so ``--config`` values stand
     unless a flag overrides them). ``renames``: dotted path -> flag; ``hidden``: dotted paths without a
-    flag (values the flow derives)."""
+    flag (values the flow derives); ``require``: the required fields are required flags (no ``--config``
+    given that could hold them), shown without brackets in the usage."""
     renames, defaults = renames or {}, cls()
     parser.add_argument("--config", metavar="RUN.json", default=argparse.SUPPRESS,
                         help="load the whole run from a JSON file (e.g. a run folder's run_config.json); "
@@ -365,10 +371,12 @@ def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None,
         quiet = meta.get("required") or (base is bool and not _optional(kind))
         help_text = getattr(cls, "HELP", {}).get(dotted, meta.get("help", ""))  # a flow may word a shared field
         help_text += "" if quiet else f" (default: {shown})"
-        if base is bool and default is True and not meta.get("flag"):
-            help_text += " (on by default; this flag turns it off)"
+        if base is bool and default is True and not _optional(kind):
+            help_text = meta.get("off") or f"turn off: {help_text}"  # the --no- flag's own action
         help_text = help_text.replace("%", "%%")  # argparse formats help with %
         common = dict(dest=dotted, default=argparse.SUPPRESS, help=help_text)
+        if require and meta.get("required"):
+            common["required"] = True
         if base is bool and _optional(kind):
             parser.add_argument(flag, choices=tuple(_TRISTATE), type=str.lower, **common)
         elif base is bool:

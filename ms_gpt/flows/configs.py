@@ -41,7 +41,7 @@ class TrainingRun(RunConfig):
     """What every command that trains into ``--out`` accepts besides."""
 
     overwrite: bool = opt(False, "replace the run --out already holds (its files are removed first)")
-    progress: bool = opt(True, "show a progress bar")
+    progress: bool = opt(True, "show a progress bar", off="hide the progress bar (logs, scripts)")
 
 
 @dataclass
