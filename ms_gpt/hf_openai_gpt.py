@@ -12,12 +12,12 @@ from pathlib import Path
 from ms_gpt import convert
 from ms_gpt.data import imdb
 from ms_gpt.errors import MsGptError
-from ms_gpt.run_folder import checkpoint
+from ms_gpt.run_folder import checkpoint, names
 from ms_gpt.text.bpe import BPETokenizer
 
 SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
 HUB_MODEL = "openai-gpt"
-INIT_DIR = "init_hf"  # where an ms_gpt checkpoint given as --model is exported to, in the run folder
+INIT_DIR = names.HF_INIT  # where an ms_gpt checkpoint given as --model is exported to, in the run folder
 # What a local Hugging Face model folder needs for this flow.
 HF_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

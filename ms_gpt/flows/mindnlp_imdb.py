@@ -42,9 +42,9 @@ from ms_gpt.environment import compat
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ImdbConfig
 from ms_gpt.hf_openai_gpt import check_model_length, load_classifier, load_tokenizer, resolve_model
-from ms_gpt.run_folder import atomic, checkpoint, ownership
+from ms_gpt.run_folder import atomic, checkpoint, names, ownership
 
-CKPT_DIR, BEST_DIR = "checkpoints", "best"
+CKPT_DIR, BEST_DIR = names.HF_CHECKPOINTS, names.BEST
 
 
 def accuracy_metrics(eval_pred) -> dict:

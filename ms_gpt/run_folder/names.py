@@ -13,6 +13,8 @@ PROMPTING = "prompting.json"  # how the model is prompted: {"form": "documents" 
 # Everything a job writes into its run folder (what --overwrite removes; other files are left alone).
 RUN_ENTRIES = (TRAIN_STATE, OPTIMIZER, MODEL, VALUE_HEAD, GPT_CONFIG, FORMAT, RUN_CONFIG, METRICS, LOSS_PLOT,
                CLASSIFIER, SFT, PPO, PPO_PLOT, TOKENIZER, BEST, PROMPTING)
-# What the other writers put there: ms-gpt convert --to-hf's export, the MindNLP flow's folders.
+# What the other writers put there: ms-gpt convert --to-hf's export (Hugging Face's file names); finetune-imdb's
+# Trainer checkpoints and its export of an ms_gpt --model; smoke's saved model.
 HF_EXPORT = ("config.json", "model.safetensors")
-MINDNLP_ENTRIES = ("checkpoints", "model", "init_hf")
+HF_CHECKPOINTS, HF_INIT, SMOKE_MODEL = "checkpoints", "init_hf", "model"
+MINDNLP_ENTRIES = (HF_CHECKPOINTS, SMOKE_MODEL, HF_INIT)

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ms_gpt.errors import MsGptError
-from ms_gpt.run_folder.names import HF_EXPORT, MINDNLP_ENTRIES, RUN_ENTRIES
+from ms_gpt.run_folder.names import (BEST, GPT_CONFIG, HF_CHECKPOINTS, HF_EXPORT, METRICS, MINDNLP_ENTRIES, MODEL,
+                                     RUN_CONFIG, RUN_ENTRIES, SMOKE_MODEL, TOKENIZER, TRAIN_STATE)
 
 MARKER = ".ms_gpt.json"  # {"command": "pretrain"}: the ms-gpt command whose output the folder holds
 LOCK = ".lock"  # run_lock's file
@@ -34,7 +35,7 @@ _RAND = r"[a-z0-9_]{8}"  # tempfile's random part
 _LEFTOVER = re.compile(
     r"^(?:\.pending-" + _RAND + r"|\.commit"
     r"|\.(?:" + "|".join(re.escape(n) for n in OWN_FILES + (MARKER,)) + r")\." + _RAND + r"\.tmp(?:\.[A-Za-z0-9]+)?"
-    r"|\.(?:tokenizer|best|model|checkpoints)\.old)$")
+    r"|\.(?:" + "|".join(re.escape(n) for n in (TOKENIZER, BEST, SMOKE_MODEL, HF_CHECKPOINTS)) + r")\.old)$")
 
 
 class NotOwned(MsGptError, ValueError):
@@ -73,11 +74,11 @@ def legacy_command(entries: set) -> str | None:
     """Which command wrote a folder from before the marker, judged by its files: a training job (its run
     record or state), ``convert --to-hf`` (a Hugging Face folder) or ``convert --from-hf`` (weights and
     config alone); None when it holds none of ms_gpt's files."""
-    if entries & {"train_state.json", "run_config.json", "metrics.json"}:
+    if entries & {TRAIN_STATE, RUN_CONFIG, METRICS}:
         return TRAINING
-    if {"config.json", "model.safetensors"} <= entries:
+    if set(HF_EXPORT) <= entries:
         return "convert --to-hf"
-    if {"gpt_config.json", "model.ckpt"} <= entries:
+    if {GPT_CONFIG, MODEL} <= entries:
         return "convert --from-hf"
     return None
 
