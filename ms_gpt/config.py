@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ms_gpt.checks import require_positive_ints
+from ms_gpt.recipes import NEW_TOKENS_HELP
 
 IGNORE = -100  # the label the losses and metrics skip (mindspore.ops.cross_entropy's ignore_index)
 
@@ -264,8 +265,10 @@ class DataConfig(Validated):
 @dataclass
 class GenerationConfig(Validated):
     strategy: str = opt("greedy", "decoding strategy", choices=STRATEGIES)
-    max_new_tokens: int = opt(32, "tokens to generate at most, up to 10,000 (past the position table the model reads "
-                                  "the last 3/4 of it)", positive=True, most=MAX_NEW_TOKENS)
+    max_new_tokens: int | None = opt(None, "tokens to generate at most, up to 10,000 (past the position table the model "
+                                           "reads the last 3/4 of it); a text that reaches it without ending is cut "
+                                           "after its last full sentence or word and ends with ' …'",
+                                     positive=True, most=MAX_NEW_TOKENS, none=NEW_TOKENS_HELP)
     eos_id: int | None = opt(None, cli=False)
     stop_ids: tuple = opt((), cli=False)  # more tokens that end the text (e.g. a newline)
     use_cache: bool = opt(True, "decode over the key/value cache", flag="--no-cache",

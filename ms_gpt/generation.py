@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import mindspore
 import numpy as np
 
+from ms_gpt import recipes
 from ms_gpt.config import STRATEGIES, GenerationConfig  # noqa: F401  (part of this module's API)
 from ms_gpt.model.cache import KVCache
 
@@ -142,10 +143,14 @@ def _check_prompt(model, prompt, cfg):
 
 
 def _config(config, overrides):
+    """The settings a call decodes with; no ``max_new_tokens``: the default for an unknown tokenizer (words;
+    :meth:`ms_gpt.prompting.Prompter.generation` fills in its tokenizer's own)."""
     cfg = config or GenerationConfig()
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     cfg.validate()
+    if cfg.max_new_tokens is None:
+        cfg = dataclasses.replace(cfg, max_new_tokens=recipes.default_new_tokens(None))
     return cfg
 
 

@@ -19,11 +19,25 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ms_gpt import recipes
 from ms_gpt.config import GenerationConfig
 from ms_gpt.generation import generate
 from ms_gpt.run_folder import checkpoint
 
 FORMS = checkpoint.PROMPT_FORMS
+SENTENCE_ENDS = ".!?。！？…"
+CUT_MARK = " …"  # ends a text that reached max_new_tokens without a stop token
+
+
+def cut_at_boundary(text: str) -> str:
+    """A text that reached its length limit, cut after its last full sentence when that keeps at least a third
+    of it, else before its last word (which may be partial); unchanged when it has neither."""
+    text = text.rstrip()
+    end = max(text.rfind(c) for c in SENTENCE_ENDS)
+    if end >= 0 and end + 1 >= len(text) / 3:
+        return text[:end + 1]
+    space = text.rfind(" ")
+    return text[:space].rstrip() if space > 0 else text
 
 
 def suppressed_ids(tok) -> tuple:
@@ -72,9 +86,11 @@ class Prompter:
         return (self.tok.eos_id,) + ((self.newline,) if at_line_end and self.newline is not None else ())
 
     def generation(self, gen: GenerationConfig, at_line_end: bool = True) -> GenerationConfig:
-        """``gen`` with this model's stop and suppressed tokens."""
+        """``gen`` with this model's stop and suppressed tokens, and (none given) the default length in this
+        tokenizer's units (:func:`ms_gpt.recipes.default_new_tokens`)."""
+        length = gen.max_new_tokens or recipes.default_new_tokens(self.tok.kind)
         return dataclasses.replace(gen, eos_id=self.tok.eos_id, stop_ids=self.stops(at_line_end)[1:],
-                                   suppress_ids=suppressed_ids(self.tok))
+                                   suppress_ids=suppressed_ids(self.tok), max_new_tokens=length)
 
     def encode(self, prompt: str) -> list:
         """The token ids one prompt is given as: ``<bos> prompt`` (documents), a line break then the prompt
@@ -106,17 +122,50 @@ class Prompter:
             ids = piece + ids
         return ids + [self.newline] if lines else ids
 
-    def answer(self, new: list, at_line_end: bool = True) -> str:
-        """The text of new tokens, a final stop token (:meth:`stops`) left out."""
-        if new and new[-1] in self.stops(at_line_end):
-            new = new[:-1]
-        return self.tok.decode(new)
+    def ended(self, new: list, at_line_end: bool = True) -> bool:
+        """Whether new tokens end with a stop token (:meth:`stops`): the model finished its text."""
+        return bool(new) and new[-1] in self.stops(at_line_end)
 
-    def continuation(self, prompt_ids: list, new: list, at_line_end: bool = True) -> str:
-        """What ``generate`` prints: the prompt and its continuation (a dialogue model: the answer only)."""
+    def answer(self, new: list, at_line_end: bool = True, limit: int | None = None) -> str:
+        """The text of new tokens, a final stop token (:meth:`stops`) left out. With ``limit`` (the
+        ``max_new_tokens`` they were drawn with): a text that reached it without a stop token is cut at its
+        last sentence or word boundary (:func:`cut_at_boundary`) and marked with :data:`CUT_MARK`."""
+        ended = self.ended(new, at_line_end)
+        text = self.tok.decode(new[:-1] if ended else new)
+        if limit is not None and not ended and len(new) >= limit:
+            return cut_at_boundary(text) + CUT_MARK
+        return text
+
+    def continuation(self, prompt_ids: list, new: list, at_line_end: bool = True, limit: int | None = None) -> str:
+        """What ``generate`` prints: the prompt and its continuation (a dialogue model: the answer only), cut
+        and marked as :meth:`answer` does when it reached ``limit``."""
         if self.dialogue:
-            return self.answer(new, at_line_end)
-        return join_text(self.tok, self.tok.decode(prompt_ids).lstrip("\n"), self.answer(new, at_line_end))
+            return self.answer(new, at_line_end, limit)
+        return join_text(self.tok, self.tok.decode(prompt_ids).lstrip("\n"), self.answer(new, at_line_end, limit))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A model's answer in a conversation: its text (cut and marked when it reached the limit, see
+    :meth:`Prompter.answer`), whether it ended with a stop token, and the tokens drawn."""
+
+    text: str
+    ended: bool
+    tokens: int
+
+
+def context_budget(n_positions: int, max_new_tokens: int) -> int:
+    """Tokens of conversation a model reads before it answers: room is kept for ``max_new_tokens``, but never
+    less than half the position table is conversation."""
+    return max(n_positions // 2, n_positions - max_new_tokens)
+
+
+def respond(model, prompter: Prompter, turns: list, gen: GenerationConfig) -> Reply:
+    """The model's reply to a conversation (``turns``, oldest first, the user's last) decoded with ``gen``
+    (already :meth:`Prompter.generation`'s), the conversation kept within :func:`context_budget`."""
+    ids = prompter.conversation(turns, context_budget(model.config.n_positions, gen.max_new_tokens))
+    new = generate(model, ids, gen)
+    return Reply(prompter.answer(new, limit=gen.max_new_tokens).strip(), prompter.ended(new), len(new))
 
 
 def open_checkpoint(ckpt: str | Path):
@@ -139,5 +188,6 @@ class Writer:
 
     def __call__(self, prompt: str, gen: GenerationConfig, stop_at_newline: bool = False) -> str:
         ids = self.prompter.encode(prompt)
-        new = generate(self.model, ids, self.prompter.generation(gen, at_line_end=stop_at_newline))
-        return self.prompter.continuation(ids, new, at_line_end=stop_at_newline)
+        gen = self.prompter.generation(gen, at_line_end=stop_at_newline)
+        new = generate(self.model, ids, gen)
+        return self.prompter.continuation(ids, new, at_line_end=stop_at_newline, limit=gen.max_new_tokens)

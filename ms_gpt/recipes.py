@@ -113,11 +113,34 @@ def sft_learning_rate(n_params: int) -> float:
 PPO_LR_SMALL, PPO_LR_LARGE = 1e-4, 1e-5
 
 
+# PPO's longest response: 32 tokens (the sentiment demo's), at most half the policy's position table so that a
+# prompt has the other half.
+PPO_NEW_TOKENS = 32
+
+
+def ppo_new_tokens(n_positions: int) -> int:
+    """PPO's default ``max_new_tokens`` for a policy with ``n_positions`` positions."""
+    return max(1, min(PPO_NEW_TOKENS, n_positions // 2))
+
+
 def ppo_learning_rate(n_params: int) -> float:
     """PPO's default learning rate for a policy of ``n_params`` parameters."""
     if not isinstance(n_params, int) or n_params <= 0:
         raise ValueError(f"n_params must be a positive integer, got {n_params!r}")
     return PPO_LR_LARGE if n_params >= GPT1_SIZE else PPO_LR_SMALL
+
+
+# How long a generated text or chat reply may grow by default, in the tokenizer's own units: longer than 95 % of
+# builtin:chitchat's replies (their 95th percentile: 244 characters, 48 words; 99th: 449 and 88), so a default reply
+# ends at its <eos> rather than at the limit. A reply that does reach it is cut after its last full sentence or
+# word and marked (ms_gpt.prompting). Model-level calls that do not know the tokenizer take the word figure.
+NEW_TOKENS_CHARS, NEW_TOKENS_WORDS = 256, 64
+
+
+def default_new_tokens(tokenizer_kind: str | None) -> int:
+    """The default ``max_new_tokens`` for a tokenizer of this kind (``char``: characters; others: words or
+    subword pieces; None: unknown)."""
+    return NEW_TOKENS_CHARS if tokenizer_kind == "char" else NEW_TOKENS_WORDS
 
 
 # --- the help text of the defaults above (``ms-gpt COMMAND --help``): written from the numbers, never restated
@@ -148,5 +171,8 @@ SFT_LR_HELP = (f"by model size: {_rate(SFT_LR_LARGE)} for GPT-1-size models ({_m
                f"and up), {_rate(SFT_LR_SMALL)} for smaller ones")
 SFT_EPOCHS_HELP = f"by data size: as many as fit in {SFT_STEP_BUDGET:,} steps, 1 to {SFT_MAX_EPOCHS}"
 SFT_LIMIT_HELP = f"all, or {SFT_STEP_BUDGET:,} steps' worth when one pass is longer (a dialogue corpus)"
+PPO_NEW_TOKENS_HELP = f"{PPO_NEW_TOKENS}, at most half the policy's position table (a prompt has the rest)"
+NEW_TOKENS_HELP = (f"by the tokenizer: {NEW_TOKENS_CHARS} characters, {NEW_TOKENS_WORDS} words or subword pieces "
+                   "(longer than 95 % of builtin:chitchat's replies)")
 PPO_LR_HELP = (f"by model size: {_rate(PPO_LR_LARGE)} for GPT-1-size models ({_millions(GPT1_SIZE)} parameters "
                f"and up), {_rate(PPO_LR_SMALL)} for smaller ones")

@@ -231,7 +231,7 @@ def main() -> int:
     if args.quick:
         args.preset, args.pretrain_steps, args.reward_epochs, args.reward_train_limit = "tiny", 40, 1, 256
         args.ppo_steps, args.new_tokens, args.eval_prompts, args.seeds = 3, 12, 16, args.seeds[:1]
-        args.reward_max_len = 64  # the tiny preset's position table
+        args.reward_max_len = 32  # the tiny preset's position table
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -245,6 +245,7 @@ def main() -> int:
     pre = out / "pretrained"
     results = {"pretrain": run(ms_gpt + ["pretrain", "--corpus", corpus, "--out", pre, "--preset", args.preset,
                                          "--tokenizer", "char", "--steps", args.pretrain_steps, "--mode", args.mode,
+                                         "--batch-size", 8,  # blocks of the whole table (128): 1,024 characters a step
                                          "--no-progress", "--overwrite"], out / "pretrain.log", pre if args.reuse else None)}
     rm = out / "reward"
     limit = ["--train-limit", args.reward_train_limit] if args.reward_train_limit else []

@@ -1,5 +1,6 @@
 """Dialogue data (builtin:chitchat, multi-turn exchanges), ms-gpt sft's defaults by data and model size,
 and ms-gpt chat's input in each checkpoint form."""
+import dataclasses
 import json
 import subprocess
 
@@ -95,7 +96,7 @@ def test_sft_defaults_by_data_and_model_size():
     assert recipes.sft_learning_rate(300_000) == 1e-3 and recipes.sft_learning_rate(116_000_000) == 1e-4
 
 
-def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin):
+def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin, monkeypatch):
     pre = tmp_path / "pre"
     run = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--corpus", "builtin:chitchat", "--out", str(pre),
                           "--steps", "30", "--vocab-size", "1000", "--no-progress"], capture_output=True, text=True,
@@ -111,12 +112,53 @@ def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin):
     assert m["learning_rate"] == 1e-3
     held = m["held_out"]
     assert held["exchanges"] == 512 and held["response_loss"]["after"] < held["response_loss"]["before"]
+    assert m["response_loss"]["exchanges"] == 100 and m["response_loss"]["after"] < m["response_loss"]["before"]
+    assert (tmp_path / "sft" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every phase is reported on stderr, and five held-out contexts are answered before and after tuning
+    phases = [line.split(": ", 1)[1].split(" ")[0] for line in proc.stderr.splitlines() if line.startswith("ms-gpt sft: ")]
+    assert phases[:6] == ["reading", "encoding", "scoring", "replying", "tuning:", "scoring"], phases
+    assert len(m["replies"]) == 5 and all(set(r) == {"context", "real", "before", "after"} for r in m["replies"])
+    assert all(r["context"] and r["real"] for r in m["replies"]) and proc.stderr.count("\n  after:   ") == 5
     record = json.loads((tmp_path / "sft" / "run_config.json").read_text())
     assert (record["epochs"], record["train_limit"], record["train"]["learning_rate"]) == (3, 100, 1e-3)
     assert json.loads((tmp_path / "sft" / "prompting.json").read_text()) == {"form": "dialogue"}
     chat = subprocess.run([str(venv_bin / "ms-gpt"), "chat", "--ckpt", str(tmp_path / "sft"), "--prompt",
                            "how are you ?"], capture_output=True, text=True, timeout=300)
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-3000:]
+    five_turns_never_feed_an_untrained_position(tmp_path / "sft", pre, monkeypatch)
+
+
+def five_turns_never_feed_an_untrained_position(sft, pre, monkeypatch):
+    """Five long turns through ms-gpt chat's default decoding: the model never reads past the positions its
+    pretraining trained (the default pretrain's block is its whole table; chat keeps the context within it)."""
+    from ms_gpt import generation
+    from ms_gpt.environment import device
+    from ms_gpt.flows.chat import Chat
+    from ms_gpt.flows.configs import ChatConfig
+
+    fed = []  # tokens the model reads at each call: what it was prompted with, then the context decoded over
+    for name in ("start", "next"):
+        def spy(self, ids, _real=getattr(generation._Runner, name)):
+            out = _real(self, ids)
+            fed.append(ids.shape[1] - self.begin)
+            return out
+        monkeypatch.setattr(generation._Runner, name, spy)
+    device.setup("CPU", mode="pynative", seed=0)
+    turn = "so what did you do over the weekend , did you go anywhere fun with your friends or family ?"
+    trained = json.loads((pre / "run_config.json").read_text())["data"]["max_len"]
+    assert trained == json.loads((pre / "gpt_config.json").read_text())["n_positions"] == 32  # tiny's whole table
+    session = Chat(sft, ChatConfig().generation)
+    for _ in range(5):
+        session.reply(turn)
+    assert len(session.history) == 10 and max(fed) <= trained
+    # replies that never end (<eos> never drawn) run to the default 64 words, past the 32-position table
+    fed.clear()
+    session = Chat(sft, ChatConfig().generation)
+    gen = session.gen
+    session.gen = dataclasses.replace(gen, eos_id=None, suppress_ids=gen.suppress_ids + (gen.eos_id,))
+    replies = [session.reply(turn) for _ in range(5)]
+    assert all(r.endswith(" …") for r in replies) and not session.ended, replies
+    assert len(fed) == 5 * 64 and max(fed) == trained  # a call per token; the context slid within the table
 
 
 def test_chat_input_in_each_checkpoint_form():

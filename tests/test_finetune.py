@@ -352,7 +352,7 @@ def test_finetune_rejects_bad_settings(pretrained, tmp_path):
     from ms_gpt.flows.finetune import finetune
 
     data = write_splits(tmp_path / "data", classification_row, sizes=(("train", 8), ("valid", 4), ("test", 4)))
-    with pytest.raises(ValueError, match=r"max_len=128 exceeds the model.s position table \(n_positions=64\)"):
+    with pytest.raises(ValueError, match=r"max_len=128 exceeds the model.s position table \(n_positions=32\)"):
         finetune(finetune_cfg(pretrained, data, tmp_path / "o", max_len=128))
     with pytest.raises(ValueError, match=r"lm_weight must be >= 0, got -1"):
         finetune(finetune_cfg(pretrained, data, tmp_path / "o", lm_weight=-1))
@@ -426,12 +426,12 @@ def test_defaults_learn_an_easy_task_on_a_small_model(pretrained, tmp_path):
     m = finetune(cfg)
     assert m["accuracy"] >= 0.85, m["epochs"]
     d = m["defaults"]
-    assert (d["size"], d["learning_rate"], d["lm_weight"], d["epochs"], d["max_len"]) == ("small", 1e-3, 0.0, 10, 64)
+    assert (d["size"], d["learning_rate"], d["lm_weight"], d["epochs"], d["max_len"]) == ("small", 1e-3, 0.0, 10, 32)
     assert d["by_size"] == ["epochs", "learning_rate", "lm_weight", "max_len", "warmup_fraction"]
     assert m["unk_share"] == {"train": 0.0, "valid": 0.0, "test": 0.0}
     saved = json.loads((tmp_path / "o" / "run_config.json").read_text())
     assert (saved["train"]["learning_rate"], saved["lm_weight"], saved["epochs"], saved["batching"]["max_len"]) == \
-        (1e-3, 0.0, 10, 64)
+        (1e-3, 0.0, 10, 32)
     # early stopping: the run ends `patience` epochs after its best one (or runs every epoch)
     last = m["epochs"][-1]["epoch"]
     assert m["stopped_early"] == (last < 10)
@@ -533,7 +533,7 @@ def test_sft_cli_then_generate_answers_in_the_same_format(pretrained, tmp_path, 
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     assert m["response_loss"]["after"] < 0.05 * m["response_loss"]["before"]
     assert m["static_shapes"] is True and 1 <= len(m["train_shapes"]) <= 4  # a few static shapes: few compiles
-    assert all(s[0] == 4 and s[1] in (16, 32, 64) for s in m["train_shapes"])  # buckets of n_positions=64
+    assert all(s[0] == 4 and s[1] in (8, 16, 32) for s in m["train_shapes"])  # buckets of n_positions=32
     for prompt, response in PAIRS[:2]:
         gen = subprocess.run([str(venv_bin / "ms-gpt"), "generate", "--ckpt", str(out), "--prompt", prompt,
                               "--max-new-tokens", "12"], capture_output=True, text=True, timeout=300)

@@ -18,7 +18,7 @@ MAY_IMPORT = {
     "text": {"run_folder", "config", "checks", "errors"},
     "environment": {"backend", "kernels", "config", "errors"},
     "run_folder": {"model", "text", "convert", "config", "checks", "errors"},
-    "config": {"checks"}, "checks": set(), "errors": set(), "recipes": set(),
+    "config": {"checks", "recipes"}, "checks": set(), "errors": set(), "recipes": set(),
 }
 
 

@@ -376,7 +376,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert "| seed | judged positive before → after" in (tmp_path / "ppo_demo.md").read_text()
     # the demo's recipe reaches the commands: the reward model's dropout, PPO's β and KL target
     reward_config = json.loads((tmp_path / "reward" / "run_config.json").read_text())
-    assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 64
+    assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 32  # tiny's table
     ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
     assert (ppo_config["init_kl_coef"], ppo_config["kl_target"], ppo_config["kl_penalty"]) == (0.3, None, "loss")
     assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["train"]["learning_rate"]) == (4, 1, 5e-5)

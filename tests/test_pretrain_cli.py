@@ -28,6 +28,16 @@ def test_pretrain_writes_what_the_design_promises(pretrained):
     assert json.loads((out / "prompting.json").read_text()) == {"form": form}  # how generate prompts it
 
 
+def test_a_default_pretrain_trains_every_position_of_its_model(pretrained):
+    """The default block is the preset's whole position table (tiny: 32) and the model's table is the block it
+    trained: no position a later command feeds it was left at its random initialisation."""
+    out, metrics = pretrained
+    table = json.loads((out / "gpt_config.json").read_text())["n_positions"]
+    block = json.loads((out / "run_config.json").read_text())["data"]["max_len"]
+    assert table == block == metrics["block_size"] == metrics["n_positions"] == 32
+    assert metrics["train_shapes"] == [[16, 32]]  # every training batch fills every position
+
+
 def run_generate(venv_bin, out, *extra):
     proc = subprocess.run([str(venv_bin / "ms-gpt"), "generate", "--ckpt", str(out), "--prompt", "the cat",
                            "--max-new-tokens", "10", *extra], capture_output=True, text=True, timeout=300)
@@ -98,6 +108,7 @@ def test_a_run_folder_reloads_its_own_resolved_config(venv_bin, tmp_path):
     assert saved["train"]["steps"] == 12 and saved["train"]["warmup_steps"] == 1  # min(20, 12 // 10): resolved
     assert saved["train"]["amp"] is False and saved["data"] == {"batch_size": 8, "max_len": 16, "buckets": None,
                                                                 "static_shapes": True}
+    assert json.loads((tmp_path / "a" / "gpt_config.json").read_text())["n_positions"] == 16  # the block, not 32
     again = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--config", str(tmp_path / "a" / "run_config.json"),
                             "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ms_gpt.prompting import Prompter, join_text, score_input, suppressed_ids
+from ms_gpt.prompting import CUT_MARK, Prompter, cut_at_boundary, join_text, score_input, suppressed_ids
 from ms_gpt.run_folder import checkpoint
 from ms_gpt.text import WhitespaceTokenizer
 
@@ -61,12 +61,34 @@ def test_each_form_encodes_a_prompt_and_reads_an_answer():
     assert join_text(t, "a", "", "b") == "a b"
 
 
+def test_the_default_length_is_in_the_tokenizers_units_and_a_reply_at_the_limit_is_cut_at_a_boundary():
+    from ms_gpt import recipes
+    from ms_gpt.text import CharTokenizer
+
+    t = tok()
+    chars = CharTokenizer.build(["the cat sat on the mat. how are you?"])
+    assert Prompter(t, "documents").generation(checkpoint_free_config()).max_new_tokens == 64
+    assert Prompter(chars, "lines").generation(checkpoint_free_config()).max_new_tokens == 256
+    assert recipes.default_new_tokens("bpe") == recipes.default_new_tokens(None) == 64
+    assert Prompter(t, "documents").generation(checkpoint_free_config(max_new_tokens=5)).max_new_tokens == 5
+    # a sentence ends after a third of the text: cut there; none does: the last (partial) word goes
+    assert cut_at_boundary("the cat sat. how are yo") == "the cat sat."
+    assert cut_at_boundary("hi. the cat sat on the mat and how are yo") == "hi. the cat sat on the mat and how are"
+    assert cut_at_boundary("nospaces") == "nospaces"
+    lines = Prompter(chars, "lines")
+    new = chars.encode("the cat sat. how are yo")
+    assert lines.answer(new, limit=len(new)) == "the cat sat." + CUT_MARK  # reached the limit: cut, marked
+    assert lines.answer(new, limit=len(new) + 1) == "the cat sat. how are yo"  # stopped by the caller: as is
+    ended = chars.encode("the cat sat") + [chars.eos_id]
+    assert lines.ended(ended) and lines.answer(ended, limit=len(ended)) == "the cat sat"  # ended: never cut
+
+
 def test_a_reward_model_reads_what_it_was_trained_on():
     assert score_input("auto", {"score_input": "text"}) == "text"
     assert score_input("auto", {}) == "pair" and score_input("text", {"score_input": "pair"}) == "text"
 
 
-def checkpoint_free_config():
+def checkpoint_free_config(**settings):
     from ms_gpt.config import GenerationConfig
 
-    return GenerationConfig()
+    return GenerationConfig(**settings)

@@ -94,8 +94,8 @@ def test_pretrain_flags_reach_the_model_and_optimizer(tmp_path):
     assert (opt.b1, opt.b2, opt.bias_correction) == (pytest.approx(0.8), pytest.approx(0.95), True)
     assert max(opt.decays) == pytest.approx(0.05)
     assert m["val_loss"] > 0  # validated on v.txt: 21 characters + <bos>/<eos> = 2 blocks of 8 + 1
-    # the same file is less than one validation block of 64: refused with the numbers
-    with pytest.raises(ValueError, match=r"the corpus has 23 tokens: 0 blocks of 64"):
+    # the same file is less than one validation block of 32 (tiny's table, the default block): refused with the numbers
+    with pytest.raises(ValueError, match=r"the corpus has 23 tokens: 0 blocks of 32"):
         pretrain(PretrainConfig(out=str(tmp_path / "p"), corpus=str(corpus), val_corpus=str(val), tokenizer="char",
                                 boundaries="eos", train=train, progress=False))
 

@@ -9,8 +9,9 @@ The conversation so far is the model's input, in the form the checkpoint was tra
 - a language model pretrained on ``<bos> line <eos>``: ``<bos> turn <eos>`` per turn, then ``<bos>``.
 
 Turns that do not fit (the answer keeps room for ``max_new_tokens``, and never less than half the
-position table) are dropped oldest first. Interactive: ``/reset`` forgets the conversation, ``/quit`` (or
-end of input) ends it.
+position table) are dropped oldest first. A reply ends at ``<eos>``; one that reaches ``max_new_tokens`` first
+is cut after its last full sentence or word and ends with " …". Interactive: ``/reset`` forgets the
+conversation, ``/quit`` (or end of input) ends it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from pathlib import Path
 from ms_gpt.config import GenerationConfig
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ChatConfig
-from ms_gpt.generation import generate
-from ms_gpt.prompting import open_checkpoint
+from ms_gpt.prompting import CUT_MARK, open_checkpoint, respond
 
 COMMANDS = {"/reset": "forget the conversation", "/quit": "end the chat"}
 
@@ -36,25 +36,22 @@ class Chat:
         self.model, self.prompter = open_checkpoint(self.ckpt)
         self.tok, self.form = self.prompter.tok, self.prompter.form
         self.gen = self.prompter.generation(gen)
-        n = self.model.config.n_positions
-        self.context_len = max(n // 2, n - gen.max_new_tokens)
         self.history: list[str] = []
+        self.ended = True  # whether the last reply ended with <eos> (not at max_new_tokens)
 
     def reset(self) -> None:
         self.history.clear()
 
-    def input_ids(self) -> list[int]:
-        """The conversation so far as the model's input, newest turns kept within ``context_len``."""
-        return self.prompter.conversation(self.history, self.context_len)
 
     def reply(self, text: str) -> str:
         """The model's answer to ``text`` (both then join the conversation)."""
         if not text.strip():
             raise ValueError("empty message: type something to say (or /quit)")
         self.history.append(text.strip())
-        answer = self.prompter.answer(generate(self.model, self.input_ids(), self.gen)).strip()
-        self.history.append(answer)
-        return answer
+        reply = respond(self.model, self.prompter, self.history, self.gen)
+        self.ended = reply.ended
+        self.history.append(reply.text.removesuffix(CUT_MARK.strip()).rstrip())  # the model said no " …"
+        return reply.text
 
 
 def chat(cfg: ChatConfig, stdin=None, stdout=None) -> str | None:

@@ -102,6 +102,11 @@ def finished(out: Path, until: int) -> dict | None:
     return checkpoint.read_json(metrics)
 
 
+def say(command: str, message: str) -> None:
+    """A phase of a long command on stderr (stdout keeps the result): ``ms-gpt COMMAND: message``."""
+    print(f"ms-gpt {command}: {message}", file=sys.stderr, flush=True)
+
+
 def plot_losses(history, path: Path) -> None:
     """Training loss per step (and validation loss where measured) as a PNG, written atomically."""
     import matplotlib

@@ -75,7 +75,10 @@ class PretrainConfig(ResumableRun):
     dropout: float | None = opt(None, "dropout of the embeddings, attention and residual branches",
                                 none="0: a short pretraining run sees each token about once, so it does not "
                                      "overfit and dropout only slows it down", bounds="in [0, 1)")
-    data: DataConfig = opt(factory=lambda: DataConfig(batch_size=16, max_len=64))
+    # The block is the model's whole position table (the preset's by default), so every position a later command
+    # feeds the model has been trained: a 64-token block in the `small` preset's 128 positions left half of them
+    # random, and chat walked into them by its second turn.
+    data: DataConfig = opt(factory=lambda: DataConfig(batch_size=16, max_len=None))
     # nanoGPT's small-model settings (weight decay 0.1, β2 0.99, warmup up to 100 steps, cosine to 10 %), with the
     # learning rate by model size (ms_gpt/recipes.py): measured by scripts/compare_nanogpt.py to train the small
     # presets best in short runs.
@@ -87,7 +90,11 @@ class PretrainConfig(ResumableRun):
 
     FLAGS = {"data.max_len": "--block-size"}
     RESUME_FREE = ResumableRun.RESUME_FREE + tuple(f"train.{name}" for name in RESUMABLE)
-    NONE_HELP = {"train.learning_rate": recipes.PRETRAIN_LR_HELP}
+    HELP = {"data.max_len": "tokens per training block; the model's position table is this long, so every position "
+                            "it has is trained"}
+    NONE_HELP = {"train.learning_rate": recipes.PRETRAIN_LR_HELP,
+                 "data.max_len": "the preset's position table (" + ", ".join(
+                     f"{name} {p['n_positions']}" for name, p in PRESETS.items()) + ")"}
     DERIVED = ("data.buckets",)
 
 
@@ -204,7 +211,8 @@ class PPOConfig(ResumableRun):
     out: str | None = opt(None, "output folder (a checkpoint ms-gpt generate and chat use, metrics.json, ppo.png)",
                           required=True)
     batch_size: int = opt(16, "rollouts (prompts continued) per step", positive=True)
-    max_new_tokens: int = opt(32, "the longest response (a response ends earlier at <eos>)", positive=True)
+    max_new_tokens: int | None = opt(None, "the longest response (a response ends earlier at <eos>)", positive=True,
+                                     none=recipes.PPO_NEW_TOKENS_HELP)
     group_size: int = opt(1, "responses sampled per prompt: --batch-size / G prompts a step, each continued G "
                              "times; with G > 1 each response's score is taken relative to the mean of the "
                              "other G - 1 responses to its prompt (a leave-one-out baseline, as RLOO), so the "
@@ -301,7 +309,7 @@ class ChatConfig(RunConfig):
                                                                           "(/reset, /quit)")
     # The tutorial's chat decoding: beam search, width 5, repetition penalty 1.2.
     generation: GenerationConfig = opt(factory=lambda: GenerationConfig(
-        strategy="beam", num_beams=5, repetition_penalty=1.2, max_new_tokens=40))
+        strategy="beam", num_beams=5, repetition_penalty=1.2))
 
     FLAGS = {}
     DERIVED = ("mode",)

@@ -45,6 +45,8 @@ def ppo(cfg: PPOConfig) -> dict:
     ref, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
     reward_model, reward_tok, meta = checkpoint.load_reward(cfg.reward)
     prompter = Prompter.of(policy_dir, tok)
+    if cfg.max_new_tokens is None:
+        cfg = dataclasses.replace(cfg, max_new_tokens=recipes.ppo_new_tokens(gpt.config.n_positions))
     prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), prompter, cfg.max_new_tokens,
                              gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
     scorer = RewardScorer(reward_model, reward_tok, meta, score_input(cfg.score_input, meta), settings.compiled)

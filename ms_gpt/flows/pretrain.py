@@ -60,6 +60,14 @@ def resolve_train(cfg: PretrainConfig, target: str):
         amp=target == "Ascend" if t.amp is None else t.amp)
 
 
+def position_table(out: Path, block: int, resume: bool) -> int:
+    """The model's position table: the block it trains, so that no position is left untrained; a resumed run
+    keeps its saved model's (runs from before 2026-12-06 trained 64-token blocks in a larger table)."""
+    if resume and (out / checkpoint.GPT_CONFIG).is_file():
+        return checkpoint.read_gpt_config(out).n_positions
+    return block
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     """Pretrain on ``cfg.corpus`` into ``cfg.out``. ``until``: stop (with a checkpoint) after that step;
     ``resume``: continue the run saved in ``out`` (same settings) where it stopped; ``vocab_corpus``: more
@@ -83,15 +91,16 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
     if cfg.resume and not (out / checkpoint.TRAIN_STATE).is_file():
         raise FileNotFoundError(f"nothing to resume in {out}: {checkpoint.TRAIN_STATE} not found")
     train_cfg = resolve_train(cfg, settings.target)
-    block, batch, steps = cfg.data.max_len, cfg.data.batch_size, train_cfg.steps
+    base = GPTConfig.preset(cfg.preset)
+    block, batch, steps = cfg.data.max_len or base.n_positions, cfg.data.batch_size, train_cfg.steps
     if cfg.resume:
         tok = checkpoint.load_tokenizer(out)
     else:  # deterministic: the same vocabulary on every rank
         extra = load_corpus(cfg.vocab_corpus) if cfg.vocab_corpus else []
         tok = text.build(kind, stream_lines(train_lines + extra, mode), cfg.vocab_size)
     dropout = 0.0 if cfg.dropout is None else cfg.dropout
-    base = GPTConfig.preset(cfg.preset)
-    config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id, n_positions=max(base.n_positions, block),
+    config = base.replace(vocab_size=tok.vocab_size, pad_token_id=tok.pad_id,
+                          n_positions=position_table(out, block, cfg.resume),
                           compute_dtype="float16" if train_cfg.amp else base.compute_dtype,
                           embd_dropout=dropout, attn_dropout=dropout, resid_dropout=dropout)
     # Blocks have one shape by construction (static on every device): training [batch, block], validation
@@ -108,7 +117,7 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
     if dist.is_writer:
         out.mkdir(parents=True, exist_ok=True)
         run = dataclasses.replace(cfg, train=train_cfg, boundaries=mode, dropout=dropout,
-                                  data=dataclasses.replace(cfg.data, static_shapes=settings.static_shapes))
+                                  data=dataclasses.replace(cfg.data, max_len=block, static_shapes=settings.static_shapes))
         common.record_run(out, run, free=cfg.RESUME_FREE, resume=cfg.resume, write=done is None)
     if done is not None:
         return done
@@ -129,7 +138,7 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
         "corpus": cfg.corpus, "preset": cfg.preset, "device": settings.target, "amp": train_cfg.amp,
         "static_shapes": settings.static_shapes, "train_shapes": trainer.input_shapes(),
         "steps": trainer.step, "of_steps": steps, "skipped_steps": trainer.skipped,
-        "tokenizer": tok.kind, "boundaries": mode, "dropout": dropout, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
+        "block_size": block, "n_positions": config.n_positions, "tokenizer": tok.kind, "boundaries": mode, "dropout": dropout, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
         "parameters": n_params, "learning_rate": train_cfg.learning_rate,
         "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
         "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],

@@ -20,12 +20,14 @@ from ms_gpt.data.batching import batch_rows, default_buckets
 from ms_gpt.data.dialogue import encode_exchange, load_dialogue
 from ms_gpt.data.pipeline import LM_COLUMNS, lm_pad_values
 from ms_gpt.flows import common
-from ms_gpt.flows.configs import SFTConfig
+from ms_gpt.flows.configs import ChatConfig, SFTConfig
 from ms_gpt.model import count_parameters
+from ms_gpt.prompting import Prompter, respond
 from ms_gpt.run_folder import atomic, checkpoint
 from ms_gpt.training import Trainer
 
 TEMPLATE = "<bos> turn <sep> ... <sep> response <eos>"
+SHOWN_REPLIES = 5  # contexts whose replies before and after tuning sft prints (and keeps in metrics.json)
 
 
 def encode_pair(tok, prompt: str, response: str, max_len: int):
@@ -51,11 +53,19 @@ def plan(n_train: int, cfg: SFTConfig) -> tuple[int | None, int]:
 def sft(cfg: SFTConfig) -> dict:
     cfg.validate()
     settings = common.setup(cfg)
+    common.say("sft", f"reading {cfg.data} and {cfg.init}")
     train_ex, valid_ex = load_dialogue(cfg.data, seed=cfg.seed)  # the inputs first: a bad one stops the run
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=True, seed=cfg.seed)  # before --out is touched
     with common.run_folder(cfg.out, "sft", overwrite=cfg.overwrite,
                            inputs={"--init": cfg.init, "--data": cfg.data}) as out:
         return _sft(cfg, settings, out, train_ex, valid_ex, gpt, tok)
+
+
+def sample_replies(model, tok, exchanges, gen) -> list[str]:
+    """The model's replies to the contexts of ``exchanges``, decoded as ``ms-gpt chat`` decodes by default."""
+    prompter = Prompter(tok, "dialogue")
+    gen = prompter.generation(gen)
+    return [respond(model, prompter, list(e.context), gen).text for e in exchanges]
 
 
 def _sft(cfg: SFTConfig, settings, out: Path, train_ex, valid_ex, gpt, tok) -> dict:
@@ -65,16 +75,23 @@ def _sft(cfg: SFTConfig, settings, out: Path, train_ex, valid_ex, gpt, tok) -> d
     limit, epochs = plan(len(train_ex), cfg)
     if limit is not None:  # a seeded sample, not the corpus' first rows (one conversation after another)
         train_ex = random.Random(cfg.seed).sample(train_ex, limit)
-    rows = [encode_exchange(tok, e.context, e.response, max_len) for e in train_ex]
+    common.say("sft", f"encoding {len(train_ex):,} training and {min(len(valid_ex), recipes.SFT_VALID_LIMIT):,} "
+                      f"held-out exchanges ({TEMPLATE}, at most {max_len} tokens)")
+    encode = lambda rows: [encode_exchange(tok, e.context, e.response, max_len) for e in rows]  # noqa: E731
+    rows = encode(train_ex)
     shapes = common.shapes_for(cfg.batching, settings, max_len, default_buckets(max_len))
     batch = min(cfg.batching.batch_size, len(rows))
     pad = lm_pad_values(tok.pad_id)
     dataset = batch_rows(rows, LM_COLUMNS, pad, batch, shapes, shuffle=True)
+    # the training loss before/after: on a seeded sample of the training exchanges (scoring them all took as
+    # long as a pass over them)
+    scored = random.Random(cfg.seed + 1).sample(rows, min(len(rows), recipes.SFT_VALID_LIMIT))
+    train_sample = batch_rows(scored, LM_COLUMNS, pad, min(batch, len(scored)), shapes, shuffle=False)
     held_out = None
+    shown = random.Random(cfg.seed).sample(valid_ex or train_ex, min(SHOWN_REPLIES, len(valid_ex or train_ex)))
     if valid_ex:
         valid_ex = random.Random(cfg.seed).sample(valid_ex, min(len(valid_ex), recipes.SFT_VALID_LIMIT))
-        held_out = batch_rows([encode_exchange(tok, e.context, e.response, max_len) for e in valid_ex], LM_COLUMNS,
-                              pad, min(batch, len(valid_ex)), shapes, shuffle=False)
+        held_out = batch_rows(encode(valid_ex), LM_COLUMNS, pad, min(batch, len(valid_ex)), shapes, shuffle=False)
     per_epoch = dataset.get_dataset_size()
     train = cfg.train
     if train.learning_rate is None:
@@ -89,19 +106,34 @@ def _sft(cfg: SFTConfig, settings, out: Path, train_ex, valid_ex, gpt, tok) -> d
     checkpoint.save_prompt_form(out, "dialogue")
     atomic.write_json(out / checkpoint.SFT, {"template": TEMPLATE, "init": str(cfg.init), "data": str(cfg.data)})
     trainer = Trainer(gpt, train_cfg, out, jit=settings.compiled, resumable=False)
-    before = trainer.evaluate(dataset)["val_loss"]
+    common.say("sft", f"scoring the responses before tuning ({len(scored)} training"
+                      + (f", {len(valid_ex)} held-out exchanges)" if held_out is not None else " exchanges)"))
+    before = trainer.evaluate(train_sample)["val_loss"]
     valid_before = trainer.evaluate(held_out)["val_loss"] if held_out is not None else None
+    gen = ChatConfig().generation
+    common.say("sft", f"replying to {len(shown)} {'held-out' if valid_ex else 'training'} contexts before tuning "
+                      f"(ms-gpt chat's decoding: {gen.strategy})")
+    replies_before = sample_replies(gpt, tok, shown, gen)
+    common.say("sft", f"tuning: {train_cfg.steps:,} steps ({epochs} epoch{'s' * (epochs > 1)} of {per_epoch:,} "
+                      f"batches of {batch}), learning rate {train_cfg.learning_rate:g}")
     with common.step_bar(cfg.progress, train_cfg.steps, "sft") as report:
         trainer.fit(dataset, None, progress=report)
-    after = trainer.evaluate(dataset)["val_loss"]
     checkpoint.save_model(gpt, out)
+    common.say("sft", "scoring the responses after tuning")
+    after = trainer.evaluate(train_sample)["val_loss"]
+    replies = [{"context": list(e.context), "real": e.response, "before": b, "after": a}
+               for e, b, a in zip(shown, replies_before, sample_replies(gpt, tok, shown, gen))]
+    for r in replies:
+        common.say("sft", "\n  ".join(["", f"context: {' | '.join(r['context'])}", f"real:    {r['real']}",
+                                       f"before:  {r['before']}", f"after:   {r['after']}"]))
     metrics = {"init": str(cfg.init), "data": str(cfg.data), "pairs": len(rows), "epochs": epochs,
                "learning_rate": train_cfg.learning_rate,
                "steps": train_cfg.steps, "device": settings.target, "static_shapes": shapes.static,
                "shape_mode": shapes.mode, "train_shapes": trainer.input_shapes(),
-               "response_loss": {"before": before, "after": after},
-               "train_loss": {"first": trainer.history[0]["loss"], "last": trainer.history[-1]["loss"]}}
+               "response_loss": {"exchanges": len(scored), "before": before, "after": after},
+               "train_loss": {"first": trainer.history[0]["loss"], "last": trainer.history[-1]["loss"]},
+               "replies": replies}
     if held_out is not None:
         metrics["held_out"] = {"exchanges": len(valid_ex), "response_loss": {
             "before": valid_before, "after": trainer.evaluate(held_out)["val_loss"]}}
-    return common.finish(out, metrics)
+    return common.finish(out, metrics, trainer.history)
