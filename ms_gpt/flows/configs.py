@@ -147,7 +147,9 @@ class RewardConfig(FinetuneConfig):
     """A reward model: fine-tuning's multiple-choice head with two choices, the chosen response first (see
     ms_gpt/data/preferences.py); everything else as ``ms-gpt finetune`` (defaults by model size)."""
     task: str | None = opt("multiple-choice", cli=False)
-    data: str | None = opt(None, "builtin:reviews-zh-pairs, or a folder with train/valid/test.jsonl of "
+    data: str | None = opt(None, "builtin:reviews-zh-pairs (Chinese reviews: positive over negative), "
+                                 "builtin:chitchat-pairs (a conversation's real reply over another conversation's "
+                                 "or a looping one), or a folder with train/valid/test.jsonl of "
                                  '{"prompt": ..., "chosen": ..., "rejected": ...}', required=True)
     out: str | None = opt(None, "output folder (metrics.json, best/ = the reward model, loss.png)", required=True)
     # The auxiliary LM loss over both responses' tokens helps a small reward model (1.37M-parameter char GPT on
