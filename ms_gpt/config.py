@@ -265,9 +265,9 @@ class DataConfig(Validated):
 @dataclass
 class GenerationConfig(Validated):
     strategy: str = opt("greedy", "decoding strategy", choices=STRATEGIES)
-    max_new_tokens: int | None = opt(None, "tokens to generate at most, up to 10,000 (past the position table the model "
-                                           "reads the last 3/4 of it); a text that reaches it without ending is cut "
-                                           "after its last full sentence or word and ends with ' …'",
+    max_new_tokens: int | None = opt(None, "tokens to generate at most, up to 10,000 (past the position table the "
+                                           "model reads the last 3/4 of it); a text that reaches it without ending "
+                                           "is cut after its last full sentence or word and ends with ' …'",
                                      positive=True, most=MAX_NEW_TOKENS, none=NEW_TOKENS_HELP)
     eos_id: int | None = opt(None, cli=False)
     stop_ids: tuple = opt((), cli=False)  # more tokens that end the text (e.g. a newline)

@@ -21,7 +21,8 @@ def test_chitchat_pairs_split_by_conversation_and_never_reject_a_reply_with_itse
     splits = preferences.chitchat_pairs(seed=0)
     owner = lambda text: text.split()[0]  # noqa: E731  (the conversation a synthetic turn belongs to)
     seen = {s: {owner(r["chosen"]) for r in rows} | {owner(r["prompt"]) for r in rows} for s, rows in splits.items()}
-    assert not (seen["train"] & seen["valid"]) and not (seen["train"] & seen["test"]) and not (seen["valid"] & seen["test"])
+    assert not (seen["train"] & seen["valid"]) and not (seen["train"] & seen["test"])
+    assert not (seen["valid"] & seen["test"])
     assert sum(len(v) for v in seen.values()) == 80 and len(seen["valid"]) == 2 and len(seen["test"]) == 2
     for split, rows in splits.items():
         assert len(rows) == 5 * len(seen[split])  # every turn after the first, once

@@ -117,7 +117,8 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
     if dist.is_writer:
         out.mkdir(parents=True, exist_ok=True)
         run = dataclasses.replace(cfg, train=train_cfg, boundaries=mode, dropout=dropout,
-                                  data=dataclasses.replace(cfg.data, max_len=block, static_shapes=settings.static_shapes))
+                                  data=dataclasses.replace(cfg.data, max_len=block,
+                                                           static_shapes=settings.static_shapes))
         common.record_run(out, run, free=cfg.RESUME_FREE, resume=cfg.resume, write=done is None)
     if done is not None:
         return done
@@ -138,7 +139,8 @@ def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_l
         "corpus": cfg.corpus, "preset": cfg.preset, "device": settings.target, "amp": train_cfg.amp,
         "static_shapes": settings.static_shapes, "train_shapes": trainer.input_shapes(),
         "steps": trainer.step, "of_steps": steps, "skipped_steps": trainer.skipped,
-        "block_size": block, "n_positions": config.n_positions, "tokenizer": tok.kind, "boundaries": mode, "dropout": dropout, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
+        "block_size": block, "n_positions": config.n_positions, "tokenizer": tok.kind, "boundaries": mode,
+        "dropout": dropout, "vocab_size": tok.vocab_size, "vocab_corpus": cfg.vocab_corpus,
         "parameters": n_params, "learning_rate": train_cfg.learning_rate,
         "train_loss": {"first": losses[0], "last": float(sum(losses[-10:]) / len(losses[-10:]))},
         "val_loss_before": before["val_loss"], "val_ppl_before": before["val_ppl"],
