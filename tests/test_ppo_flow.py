@@ -324,6 +324,28 @@ def test_ppo_bad_inputs_are_named(models, tmp_path, venv_bin):
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 9))  # nothing written for a bad input
 
 
+def test_a_reward_model_that_reads_the_policys_text_as_unk_is_refused(models, capsys):
+    """An English policy against a reward model whose tokenizer knows only Chinese characters: refused before
+    any work (--allow-unk: a loud warning); against its own tokenizer nothing is unknown."""
+    from ms_gpt.flows.configs import PPOConfig
+    from ms_gpt.flows.ppo import check_reward_reads
+    from ms_gpt.prompting import Prompter
+    from ms_gpt.rl.trainer import encode_prompts
+    from ms_gpt.text import CharTokenizer
+
+    device.setup("CPU", mode="pynative", seed=0)
+    gpt, tok = checkpoint.load_for_tuning(models / "pre", need_sep=False)
+    prompter = Prompter.of(models / "pre", tok)
+    prompts = encode_prompts(PROMPTS.split("\n")[:-1], prompter, 8, gpt.config.n_positions, "p", drop_long=False)
+    chinese = CharTokenizer.build(["这个手机很好用，质量不错。", "太差了，不推荐。"])
+    cfg = PPOConfig(policy=str(models / "pre"), reward="rm-zh", prompts="p", out="o", max_new_tokens=8)
+    with pytest.raises(ValueError, match=r"--reward rm-zh reads 100% of the policy's text as <unk> .*--allow-unk"):
+        check_reward_reads(cfg, gpt, prompter, prompts, chinese)
+    assert check_reward_reads(dataclasses.replace(cfg, allow_unk=True), gpt, prompter, prompts, chinese) == 1.0
+    assert "WARNING: --reward rm-zh reads 100% of the policy's text as <unk>" in capsys.readouterr().err
+    assert check_reward_reads(cfg, gpt, prompter, prompts, tok) == 0.0
+
+
 def test_ppo_never_writes_into_the_reward_model_it_reads(models, venv_bin):
     """``--out RW/best --overwrite`` used to destroy the reward model (the guard compared --out with --reward,
     the model was loaded from RW/best)."""

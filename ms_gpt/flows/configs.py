@@ -255,6 +255,8 @@ class PPOConfig(ResumableRun):
     score_offset: float | None = opt(None, "the score that logsigmoid centres on",
                                      none="the mean score of the starting policy's responses to 4 x --batch-size "
                                           "prompts, measured before the first step", bounds="a finite number")
+    allow_unk: bool = opt(False, "train even when the reward model's tokenizer reads most of the policy's text as "
+                                 "<unk> (it would score text it cannot see): a loud warning instead of an error")
     # The optimiser: Adam at a constant learning rate with β2 0.95 (minGPT's), bias-corrected as PyTorch's AdamW,
     # no weight decay, clipping at norm 1.
     train: TrainConfig = opt(factory=lambda: TrainConfig(

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ms_gpt import recipes
+from ms_gpt.config import GenerationConfig
 from ms_gpt.data.prompts import load_prompts
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import PPOConfig
+from ms_gpt.generation import sample
 from ms_gpt.model import count_parameters
 from ms_gpt.prompting import Prompter, score_input
 from ms_gpt.rl.reward import RewardScorer
@@ -49,11 +52,33 @@ def ppo(cfg: PPOConfig) -> dict:
         cfg = dataclasses.replace(cfg, max_new_tokens=recipes.ppo_new_tokens(gpt.config.n_positions))
     prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), prompter, cfg.max_new_tokens,
                              gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
+    check_reward_reads(cfg, gpt, prompter, prompts, reward_tok)
     scorer = RewardScorer(reward_model, reward_tok, meta, score_input(cfg.score_input, meta), settings.compiled)
     inputs = {"--policy": cfg.policy, "--reward": cfg.reward, "--prompts": cfg.prompts}
     with common.run_folder(cfg.out, "ppo", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
                            resumable=True) as out:
         return _ppo(cfg, settings, out, gpt, ref, prompter, prompts, scorer)
+
+
+def check_reward_reads(cfg: PPOConfig, gpt, prompter: Prompter, prompts: Prompts, reward_tok) -> float:
+    """The share of ``<unk>`` in what the reward model would read of the starting policy's text (the first
+    :data:`recipes.PPO_UNK_SAMPLES` prompts, each continued once by sampling); over
+    :data:`recipes.PPO_UNK_MAX` an error (``--allow-unk``: a warning)."""
+    n = min(recipes.PPO_UNK_SAMPLES, len(prompts.ids))
+    gen = prompter.generation(GenerationConfig(strategy="sample", max_new_tokens=cfg.max_new_tokens, seed=cfg.seed))
+    drawn = sample(gpt, prompts.ids[:n], gen, pad_id=prompter.tok.pad_id).responses
+    texts = prompts.texts[:n] + [prompter.answer(r) for r in drawn]
+    specials = [i for i in (reward_tok.pad_id, reward_tok.bos_id, reward_tok.eos_id) if i is not None]
+    share = recipes.unk_share((reward_tok.encode(t) for t in texts), reward_tok.unk_id, specials)
+    if share > recipes.PPO_UNK_MAX:
+        what = (f"--reward {cfg.reward} reads {share:.0%} of the policy's text as <unk> (its {n} first prompts and "
+                f"a sample of its replies): its tokenizer was built on other text, so its scores say nothing about "
+                f"these responses")
+        if not cfg.allow_unk:
+            raise ValueError(f"{what}; train a reward model from the policy's own checkpoint (ms-gpt reward --init "
+                             f"{cfg.policy}), or give --allow-unk to train anyway")
+        print(f"ms-gpt ppo: WARNING: {what} (--allow-unk: training anyway)", file=sys.stderr, flush=True)
+    return share
 
 
 def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prompts: Prompts,
