@@ -26,6 +26,8 @@ JOBS = {
         "generate text from a checkpoint folder (pretrain, sft or ppo)"),
     "chat": ("ChatConfig", "chat:chat",
         "talk to a checkpoint (sft or pretrain): one --prompt, or a conversation on stdin"),
+    "chat-eval": ("ChatEvalConfig", "chat_eval:chat_eval",
+        "judge a dialogue model's replies to held-out lines (on topic, ending, loops, KL to its reference)"),
     "finetune": ("FinetuneConfig", "finetune:finetune",
         "GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)"),
     "sft": ("SFTConfig", "sft:sft",

@@ -151,7 +151,7 @@ class Reply:
 
     text: str
     ended: bool
-    tokens: int
+    ids: tuple  # the tokens drawn (a final stop token included)
 
 
 def context_budget(n_positions: int, max_new_tokens: int) -> int:
@@ -165,7 +165,7 @@ def respond(model, prompter: Prompter, turns: list, gen: GenerationConfig) -> Re
     (already :meth:`Prompter.generation`'s), the conversation kept within :func:`context_budget`."""
     ids = prompter.conversation(turns, context_budget(model.config.n_positions, gen.max_new_tokens))
     new = generate(model, ids, gen)
-    return Reply(prompter.answer(new, limit=gen.max_new_tokens).strip(), prompter.ended(new), len(new))
+    return Reply(prompter.answer(new, limit=gen.max_new_tokens).strip(), prompter.ended(new), tuple(new))
 
 
 def open_checkpoint(ckpt: str | Path):

@@ -96,7 +96,7 @@ def test_sft_defaults_by_data_and_model_size():
     assert recipes.sft_learning_rate(300_000) == 1e-3 and recipes.sft_learning_rate(116_000_000) == 1e-4
 
 
-def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin, monkeypatch):
+def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin, monkeypatch, capsys):
     pre = tmp_path / "pre"
     run = subprocess.run([str(venv_bin / "ms-gpt"), "pretrain", "--corpus", "builtin:chitchat", "--out", str(pre),
                           "--steps", "30", "--vocab-size", "1000", "--no-progress"], capture_output=True, text=True,
@@ -126,6 +126,24 @@ def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin, monk
                            "how are you ?"], capture_output=True, text=True, timeout=300)
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-3000:]
     five_turns_never_feed_an_untrained_position(tmp_path / "sft", pre, monkeypatch)
+    chat_eval_judges_the_replies(tmp_path / "sft", capsys)
+
+
+def chat_eval_judges_the_replies(sft, capsys):
+    """ms-gpt chat-eval on 8 held-out lines: every figure in range; an SFT model is its own reference, so the
+    sampled replies' KL to it is 0 (the sampler's log-probabilities equal a full forward's)."""
+    from ms_gpt.flows.chat_eval import chat_eval, default_reference
+    from ms_gpt.flows.configs import ChatEvalConfig
+
+    r = chat_eval(ChatEvalConfig(ckpt=str(sft), contexts=8, device="CPU", mode="pynative"))
+    assert r["reference"] == str(sft) and r["replies"] == 8 and len(r["examples"]) == 5
+    for key in ("on_topic", "ended", "repeated_3gram", "distinct_2"):
+        assert 0.0 <= r[key] <= 1.0, key
+    assert r["ref_ppl"] > 1.0 and abs(r["kl_to_reference"]) < 1e-3
+    assert 0.0 <= r["judge"]["random"] <= 1.0 and 0.0 <= r["judge"]["real"] <= 1.0  # ordered over many lines only
+    assert r["decoding"]["strategy"] == "beam" and "| on topic |" in capsys.readouterr().err
+    (sft / "ppo.json").write_text(json.dumps({"policy": "/the/chat/model"}))
+    assert default_reference(sft) == "/the/chat/model"
 
 
 def five_turns_never_feed_an_untrained_position(sft, pre, monkeypatch):

@@ -370,6 +370,18 @@ def test_builtin_prompts_come_from_the_train_split():
     assert set(prompts) <= train and len(set(prompts)) == len(prompts)
 
 
+def test_builtin_chat_prompts_are_held_out_lines_that_were_replied_to():
+    from ms_gpt.data.dialogue import chitchat_splits
+    from ms_gpt.data.prompts import load_prompts
+
+    parts = chitchat_splits(0)
+    prompts = load_prompts("builtin:chitchat-prompts")
+    valid = {t for turns in parts["valid"] for t in turns[:-1]}
+    assert set(prompts) == valid and len(prompts) == len(valid) > 2000
+    test_only = {t for turns in parts["test"] for t in turns} - {t for turns in parts["train"] for t in turns}
+    assert len(set(prompts) & test_only) < 0.01 * len(prompts)  # shared lines are the common ones ("hi")
+
+
 def test_the_reward_model_records_what_it_reads(models):
     from ms_gpt.prompting import score_input as score_input_of
 

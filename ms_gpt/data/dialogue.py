@@ -51,6 +51,17 @@ def split_conversations(conversations: list, valid_fraction: float = 0.05, seed:
     return [conversations[i] for i in order[:-n_valid]], [conversations[i] for i in order[-n_valid:]]
 
 
+def chitchat_splits(seed: int = 0) -> dict:
+    """``builtin:chitchat``'s conversations in three parts: ``train`` (what ``ms-gpt sft`` trains on and the
+    chat preferences' train split come from) and the held-out conversations halved into ``valid`` (the
+    preferences' valid split, PPO's built-in prompts) and ``test`` (the preferences' test split and
+    ``ms-gpt chat-eval``'s contexts), each conversation in one part only."""
+    from ms_gpt.data.corpus import chitchat_conversations
+
+    train, held = split_conversations(chitchat_conversations(), seed=seed)
+    return {"train": train, "valid": held[:len(held) // 2], "test": held[len(held) // 2:]}
+
+
 def read_pairs(path: str | Path) -> list[Exchange]:
     """Rows with string ``prompt`` and non-empty ``response`` (and an optional list ``context`` of earlier
     turns); errors name ``path:line``."""

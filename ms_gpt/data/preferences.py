@@ -57,16 +57,14 @@ def looping(reply: str, rng: random.Random) -> str | None:
 
 
 def chitchat_pairs(seed: int = 0) -> dict:
-    """``builtin:chitchat``'s conversations as preference pairs, split by conversation (train: the conversations
-    ``ms-gpt sft`` trains on, split as :func:`ms_gpt.data.dialogue.split_conversations` does; its held-out
-    ones halved into valid and test). Each turn after the first gives one pair: ``prompt`` the turn before it,
+    """``builtin:chitchat``'s conversations as preference pairs, split by conversation
+    (:func:`ms_gpt.data.dialogue.chitchat_splits`: train = the conversations ``ms-gpt sft`` trains on, its
+    held-out ones halved into valid and test). Each turn after the first gives one pair: ``prompt`` the turn before it,
     ``chosen`` the turn itself, ``rejected`` either (:data:`LOOP_SHARE` of pairs) its :func:`looping` copy or a
     turn of another conversation of the same split (different text). ``kind`` says which."""
-    from ms_gpt.data.corpus import chitchat_conversations
-    from ms_gpt.data.dialogue import split_conversations
+    from ms_gpt.data.dialogue import chitchat_splits
 
-    train, held = split_conversations(chitchat_conversations(), seed=seed)
-    splits = {"train": train, "valid": held[:len(held) // 2], "test": held[len(held) // 2:]}
+    splits = chitchat_splits(seed)
     rng = random.Random(seed)
     out = {}
     for split, conversations in splits.items():

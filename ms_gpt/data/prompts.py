@@ -2,8 +2,9 @@
 
 Built-ins: ``builtin:reviews-zh-prompts`` (the first :data:`REVIEW_PROMPT_CHARS` characters of each review
 in the train split of ``builtin:reviews-zh``, both labels, duplicates removed: the opening of a review the
-policy is to finish) and ``builtin:chitchat-prompts`` (the opening turn of each train conversation of
-``builtin:chitchat``). Neither uses a review or conversation of the held-out splits.
+policy is to finish; no held-out review) and ``builtin:chitchat-prompts`` (every line that was replied to in
+``builtin:chitchat``'s valid conversations, :func:`ms_gpt.data.dialogue.chitchat_splits`: dialogue contexts
+``ms-gpt sft`` never trained on, and none of the test conversations ``ms-gpt chat-eval`` replies to).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ def review_prompts(seed: int = 0, chars: int = REVIEW_PROMPT_CHARS) -> list[str]
 
 
 def chitchat_prompts(seed: int = 0) -> list[str]:
-    from ms_gpt.data.dialogue import load_dialogue
+    from ms_gpt.data.dialogue import chitchat_splits
 
-    train, _ = load_dialogue("builtin:chitchat", seed=seed)
-    return list(dict.fromkeys(e.context[0] for e in train if len(e.context) == 1))
+    lines = (turn for turns in chitchat_splits(seed)["valid"] for turn in turns[:-1])
+    return list(dict.fromkeys(lines))
 
 
 def load_prompts(src: str, seed: int = 0) -> list[str]:

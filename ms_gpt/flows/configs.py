@@ -320,6 +320,22 @@ class ChatConfig(RunConfig):
 
 
 @dataclass
+class ChatEvalConfig(RunConfig):
+    ckpt: str | None = opt(None, "a dialogue model: a folder written by ms-gpt sft, or by ms-gpt ppo from one",
+                           required=True)
+    reference: str | None = opt(None, "the model the replies' perplexity and the KL are measured against",
+                                none="for a PPO model the chat model it was tuned from (its ppo.json); an SFT "
+                                     "model is its own")
+    contexts: int = opt(200, "held-out lines to reply to (builtin:chitchat's test conversations: neither sft, "
+                             "reward nor ppo's prompts use them)", positive=True)
+    # replies decoded as ms-gpt chat decodes them by default
+    generation: GenerationConfig = opt(factory=lambda: ChatConfig().generation)
+
+    FLAGS = {}
+    DERIVED = ("mode",)
+
+
+@dataclass
 class SmokeConfig(RunConfig):
     out: str = opt("runs/smoke", "output folder (metrics.json, model/)")
     steps: int = opt(150, "optimizer steps", positive=True)

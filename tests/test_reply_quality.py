@@ -1,10 +1,10 @@
 """The chat preference set (builtin:chitchat-pairs) and the chat evaluation's figures and judge
-(ms_gpt.chat_eval): no MindSpore needed."""
+(ms_gpt.reply_quality): no MindSpore needed."""
 import random
 
 import pytest
 
-from ms_gpt.chat_eval import OnTopicJudge, distinct_n, has_repeated_ngram, judge_bounds, reply_figures, words
+from ms_gpt.reply_quality import OnTopicJudge, distinct_n, has_repeated_ngram, judge_bounds, reply_figures, words
 from ms_gpt.data import preferences
 from ms_gpt.data.dialogue import load_dialogue
 
