@@ -68,6 +68,12 @@ def test_a_multi_turn_exchange_masks_the_context_and_drops_the_oldest_turns():
         [t.bos_id] + e("hi there") + [t.sep_id] + e("how are you") + [t.sep_id]
     with pytest.raises(ValueError, match=r"max_len must be >= 4"):
         encode_exchange(t, ("hi",), "fine", 3)
+    # a response longer than the room is cut, and its cut is not taught as the place to stop
+    x, y = encode_exchange(t, ("hi",), "fine thanks how are you", 5)  # room for 3 of its 5 words
+    assert x.tolist() == [t.bos_id, t.sep_id] + e("fine thanks how")
+    assert y.tolist() == [IGNORE] + e("fine thanks how") + [IGNORE]
+    _, y = encode_exchange(t, ("hi",), "fine thanks how", 5)  # fits exactly: it ends there
+    assert y.tolist() == [IGNORE] + e("fine thanks how") + [t.eos_id]
 
 
 def test_jsonl_pairs_with_context_and_their_errors(tmp_path):

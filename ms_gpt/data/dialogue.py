@@ -106,10 +106,13 @@ def load_dialogue(src: str, seed: int = 0) -> tuple[list[Exchange], list[Exchang
 def encode_exchange(tok, context, response: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """(input_ids, labels) of one exchange in at most ``max_len`` inputs. The response keeps its start
     (at most ``max_len - 2`` tokens); the context keeps its newest turns, the oldest one kept losing its
-    start if needed. Labels are the next tokens, ``IGNORE`` while they are still context or ``<sep>``."""
+    start if needed. Labels are the next tokens, ``IGNORE`` while they are still context or ``<sep>``, and for
+    the closing ``<eos>`` of a response that was cut to fit (it did not end there: teaching ``<eos>`` at the
+    cut taught a character model to stop mid-word at the end of its position table)."""
     if max_len < 4:
         raise ValueError(f"max_len must be >= 4 (<bos>, a context token, <sep>, a response token), got {max_len}")
-    r = tok.encode(response)[: max(1, max_len - 2)]
+    whole = tok.encode(response)
+    r = whole[: max(1, max_len - 2)]
     budget = max_len - 2 - len(r)  # <bos> and the last <sep> are always there
     kept: list = []
     for turn in reversed(list(context)):
@@ -123,6 +126,8 @@ def encode_exchange(tok, context, response: str, max_len: int) -> tuple[np.ndarr
     seq = [tok.bos_id] + kept + [tok.sep_id] + r + [tok.eos_id]  # max_len + 1 tokens at most
     ids, labels = np.array(seq[:-1], np.int32), np.array(seq[1:], np.int32)
     labels[: len(kept) + 1] = IGNORE  # positions bos..last context token predict context tokens / <sep>
+    if len(r) < len(whole):  # a cut response: no <eos> to learn
+        labels[-1] = IGNORE
     return ids, labels
 
 
