@@ -548,7 +548,7 @@ def test_sft_cli_then_generate_answers_in_the_same_format(pretrained, tmp_path, 
     assert talk.returncode == 0, talk.stderr[-3000:]
     assert talk.stdout == f"bot> {PAIRS[1][1]}\n(conversation reset)\nbot> {PAIRS[2][1]}\n"
     beam = subprocess.run([str(venv_bin / "ms-gpt"), "chat", "--ckpt", str(out), "--prompt", PAIRS[3][0]],
-                          capture_output=True, text=True, timeout=300)  # the defaults: beam 5, penalty 1.2
+                          capture_output=True, text=True, timeout=300)  # the defaults: recipes.CHAT_DECODING
     assert beam.returncode == 0 and beam.stdout.strip(), beam.stderr[-3000:]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n" + json.dumps({"prompt": "a"}) + "\n")

@@ -1,5 +1,6 @@
-"""``ms-gpt chat``: talk to a checkpoint, the tutorial's last step ("how are you ?" answered by beam search
-with a repetition penalty).
+"""``ms-gpt chat``: talk to a checkpoint, the tutorial's last step ("how are you ?" answered). The tutorial
+decodes by beam search with a repetition penalty; that looped on the small chat models, so the default is
+sampling that does not (:data:`ms_gpt.recipes.CHAT_DECODING`, with the measurement); ``--strategy beam`` works.
 
 The conversation so far is the model's input, in the form the checkpoint was trained on:
 

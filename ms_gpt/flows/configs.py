@@ -311,9 +311,8 @@ class ChatConfig(RunConfig):
     ckpt: str | None = opt(None, "a folder written by ms-gpt sft (a dialogue model) or ms-gpt pretrain", required=True)
     prompt: str | None = opt(None, "answer this one message and exit", none="a conversation on standard input "
                                                                           "(/reset, /quit)")
-    # The tutorial's chat decoding: beam search, width 5, repetition penalty 1.2.
-    generation: GenerationConfig = opt(factory=lambda: GenerationConfig(
-        strategy="beam", num_beams=5, repetition_penalty=1.2))
+    # Sampling that neither loops nor repeats itself on the small chat models (recipes.CHAT_DECODING, measured).
+    generation: GenerationConfig = opt(factory=lambda: GenerationConfig(**recipes.CHAT_DECODING))
 
     FLAGS = {}
     DERIVED = ("mode",)
