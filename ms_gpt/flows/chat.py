@@ -43,7 +43,6 @@ class Chat:
     def reset(self) -> None:
         self.history.clear()
 
-
     def reply(self, text: str) -> str:
         """The model's answer to ``text`` (both then join the conversation)."""
         if not text.strip():
