@@ -45,7 +45,7 @@ def edited(run, tmp_path, **changes):
     ("vocab_size", 2_000_000_000, "GPTConfig.vocab_size must be at most 4,000,000, got 2,000,000,000"),
     ("d_model", 4_194_304, "GPTConfig.d_model must be at most 65,536, got 4,194,304"),
     ("n_positions", 64, "the config says decoder.pos_emb is (64, 32) (n_positions, d_model) but the weights hold "
-                        "(32, 32)"),
+                        "(16, 32)"),  # the run's table is its 16-token block
     ("n_layer", 3, "the config says n_layer=3 but the weights hold 2 layers"),
     ("d_ff", 4096, "the config says decoder.layers.0.feed_forward.fc1.weight is (4096, 32) (d_ff, d_model)"),
 ])
