@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ms_gpt.reply_quality import OnTopicJudge, judge_bounds, reply_figures
 from ms_gpt.config import GenerationConfig
 from ms_gpt.data.dialogue import chitchat_splits, exchanges
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ChatEvalConfig
 from ms_gpt.generation import left_pad, sample
-from ms_gpt.prompting import open_checkpoint, respond, suppressed_ids
+from ms_gpt.prompting import context_budget, open_checkpoint, respond, suppressed_ids
+from ms_gpt.reply_quality import OnTopicJudge, judge_bounds, reply_figures
 from ms_gpt.rl.rollouts import logit_bias, response_log_probs
 from ms_gpt.run_folder import checkpoint
 
@@ -45,24 +45,29 @@ def default_reference(ckpt: Path) -> str:
     return str(ckpt)
 
 
-def _log_probs(model, rows, bias) -> list:
-    """Σ log p of each (prompt ids, response ids) row's response tokens under ``model``, in batches."""
+def _sum_log_probs(model, ids, prompt_len: int, mask, bias) -> np.ndarray:
+    """Σ log p under ``model`` of the response tokens of ``ids`` [b, P + T] (prompts left-padded to ``prompt_len``,
+    responses after them; ``mask`` [b, T] 1 on response tokens), as PPO scores its rollouts."""
     import mindspore
 
+    _, _, logp = response_log_probs(model, mindspore.Tensor(ids.astype(np.int32)), prompt_len, mindspore.Tensor(bias))
+    return (logp.asnumpy().astype(np.float64) * mask).sum(1)
+
+
+def _log_probs(model, rows, bias) -> list:
+    """Σ log p of each (prompt ids, response ids) row's response tokens under ``model``, in batches."""
     out = []
     for start in range(0, len(rows), BATCH):
         part = rows[start:start + BATCH]
         length = max(len(p) for p, _ in part)
         width = max(len(r) for _, r in part)
-        prompts = left_pad([p for p, _ in part], length, model.config.pad_token_id)
         ids = np.full((len(part), length + width), model.config.pad_token_id, np.int32)
-        ids[:, :length] = prompts
+        ids[:, :length] = left_pad([p for p, _ in part], length, model.config.pad_token_id)
         mask = np.zeros((len(part), width), np.float64)
         for i, (_, r) in enumerate(part):
             ids[i, length:length + len(r)] = r
             mask[i, :len(r)] = 1
-        _, _, logp = response_log_probs(model, mindspore.Tensor(ids), length, mindspore.Tensor(bias))
-        out += list((logp.asnumpy().astype(np.float64) * mask).sum(1))
+        out += list(_sum_log_probs(model, ids, length, mask, bias))
     return out
 
 
@@ -90,11 +95,12 @@ def chat_eval(cfg: ChatEvalConfig) -> dict:
                             "tokens)")
     replies = [respond(model, prompter, c, gen) for c in contexts]
     figures = reply_figures(contexts, [r.text for r in replies], [r.ended for r in replies], judge)
-    budget = model.config.n_positions // 2
+    n = model.config.n_positions
+    budget = context_budget(n, gen.max_new_tokens)  # the prompts the replies were drawn from (respond's)
     prompts = [prompter.conversation(c, budget) for c in contexts]
     bias = logit_bias(model.config.vocab_size, suppressed_ids(prompter.tok))
     common.say("chat-eval", f"scoring the replies with the reference {reference}")
-    n = model.config.n_positions  # a reply longer than the table is scored on the tokens that fit after its line
+    # a reply longer than the table is scored on the tokens that fit after its line
     scored = [(p, list(r.ids)[:n - len(p)]) for p, r in zip(prompts, replies)]
     ref_logp = _log_probs(ref, scored, bias)
     tokens = sum(len(r) for _, r in scored)
@@ -108,8 +114,7 @@ def chat_eval(cfg: ChatEvalConfig) -> dict:
         part = prompts[start:start + BATCH]
         drawn = sample(model, part, draw, pad_id=prompter.tok.pad_id, rng=rng)
         mine = (drawn.logprobs * drawn.mask).sum(1)
-        theirs = _log_probs(ref, [(p, r) for p, r in zip(part, drawn.responses)], bias)
-        kl += list(mine - np.array(theirs))
+        kl += list(mine - _sum_log_probs(ref, drawn.ids, drawn.prompt_len, drawn.mask, bias))
     figures["kl_to_reference"] = round(float(np.mean(kl)), 3) + 0.0  # never "-0"
     result = {"ckpt": str(ckpt), "reference": str(reference), "seed": cfg.seed,
               "decoding": {k: v for k, v in dataclasses.asdict(gen).items()
