@@ -95,9 +95,9 @@ def write_pairs(folder, rows_per_split=(("train", 48), ("valid", 16), ("test", 1
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in rows_per_split:
         rows = [{"prompt": SUBJECTS[i % len(SUBJECTS)], "chosen": "likes an apple near the river .",
-                 "rejected": "paints the blue door at night ."} if i % 2 else
+                 "rejected": "paints the blue door at night .", "kind": "night"} if i % 2 else
                 {"prompt": SUBJECTS[i % len(SUBJECTS)], "chosen": "likes the green hat .",
-                 "rejected": "paints a wooden box ."} for i in range(n)]
+                 "rejected": "paints a wooden box .", "kind": "box"} for i in range(n)]
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if bad:
         (folder / "valid.jsonl").write_text(bad)
@@ -140,6 +140,10 @@ def test_a_reward_model_learns_an_easy_preference(pretrained, tmp_path, venv_bin
     assert m["role"] == "reward-model" and m["task"] == "multiple-choice" and m["lm_weight"] == 0.5
     assert m["accuracy"] >= 0.9 and m["test_margin"]["positive_share"] == m["accuracy"]
     assert m["test_margin"]["mean"] > 0
+    # the kept model through ms-gpt ppo's scorer agrees, per kind of rejected reply the rows name
+    assert m["test_pairwise"]["all"] == m["accuracy"] and m["test_pairwise"]["pairs"] == 16
+    assert {k: v["pairs"] for k, v in m["test_pairwise"]["kinds"].items()} == {"box": 8, "night": 8}
+    assert min(v["accuracy"] for v in m["test_pairwise"]["kinds"].values()) >= 0.8
     model, tok, meta = checkpoint.load_reward(out)  # the run folder (its best/) or best/ itself
     assert meta["role"] == "reward-model" and checkpoint.load_reward(out / "best")[2] == meta
     e = tok.encode

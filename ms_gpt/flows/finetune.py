@@ -39,6 +39,7 @@ from ms_gpt.finetuning import (
 )
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import FinetuneConfig, RewardConfig
+from ms_gpt.rl.reward import RewardScorer, pairwise_accuracy
 from ms_gpt.run_folder import checkpoint
 from ms_gpt.training import Trainer
 
@@ -80,20 +81,29 @@ def reward(cfg: RewardConfig) -> dict:
                              f"use --pairs given")
     meta = {**RewardConfig.CLASSIFIER_META, "score": RewardConfig.SCORES[cfg.pool],
             "score_input": "text" if empty else "pair", "pairs": cfg.pairs}
-    return _tune(cfg, settings, data_set, meta, zero_head=True, all_pairs=cfg.pairs == "all")
+
+    def by_kind(best: Path) -> dict:  # the kept model through ms-gpt ppo's scorer, per kind of rejected reply
+        model, tok, head = checkpoint.load_reward(best)
+        scorer = RewardScorer(model, tok, head, head["score_input"], settings.compiled)
+        return {"test_pairwise": pairwise_accuracy(scorer, pairs["test"])}
+
+    return _tune(cfg, settings, data_set, meta, zero_head=True, all_pairs=cfg.pairs == "all",
+                 more_metrics=by_kind if any(r.get("kind") for r in pairs["test"]) else None)
 
 
-def _tune(cfg: FinetuneConfig, settings, data_set, meta: dict, zero_head: bool, all_pairs: bool) -> dict:
+def _tune(cfg: FinetuneConfig, settings, data_set, meta: dict, zero_head: bool, all_pairs: bool,
+          more_metrics=None) -> dict:
     """Load ``cfg.init``, claim ``--out`` and train the head on ``data_set`` (``meta``: more entries for the head's
-    classifier.json; ``zero_head``, ``all_pairs``: a reward model's head and loss, see ms_gpt.finetuning)."""
+    classifier.json; ``zero_head``, ``all_pairs``: a reward model's head and loss, see ms_gpt.finetuning;
+    ``more_metrics``: a function of the kept model's folder giving more metrics)."""
     gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=cfg.task != "classification", seed=cfg.seed)
     with common.run_folder(cfg.out, cfg.COMMAND, overwrite=cfg.overwrite,
                            inputs={"--init": cfg.init, "--data": cfg.data}) as out:
-        return _finetune(cfg, settings, out, data_set, gpt, tok, meta, zero_head, all_pairs)
+        return _finetune(cfg, settings, out, data_set, gpt, tok, meta, zero_head, all_pairs, more_metrics)
 
 
 def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extra_meta: dict, zero_head: bool,
-              all_pairs: bool) -> dict:
+              all_pairs: bool, more_metrics=None) -> dict:
     cfg, chosen = resolve_defaults(cfg, gpt)
     max_len = cfg.batching.max_len
     shapes = common.shapes_for(cfg.batching, settings, max_len, default_buckets(max_len))
@@ -153,5 +163,6 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extr
         **({"test_margin": choice_margin(test_logits, test_gold)} if cfg.task == "multiple-choice" else {}),
         "train_loss": {"first": trainer.history[0]["loss"],
                        "last": float(np.mean([h["loss"] for h in trainer.history[-10:]]))},
+        **(more_metrics(out / BEST) if more_metrics else {}),
     }
     return common.finish(out, metrics, trainer.history)

@@ -38,3 +38,23 @@ class RewardScorer:
 
     def __call__(self, prompts, responses) -> np.ndarray:
         return self._run(Tensor(self.rows(prompts, responses))).asnumpy()[:, 0].astype(np.float64)
+
+
+def pairwise_accuracy(scorer: RewardScorer, pairs, batch: int = 64) -> dict:
+    """The share of preference ``pairs`` (``{"prompt", "chosen", "rejected"}`` rows) with r(chosen) > r(rejected),
+    scored as ``ms-gpt ppo`` scores its rollouts: ``{"all": share, "pairs": n}``, and per ``kind`` when rows
+    say which kind of rejected reply they hold (``{"kinds": {kind: {"accuracy", "pairs"}}}``)."""
+    if not pairs:
+        raise ValueError("no pairs to score")
+    won = []
+    for start in range(0, len(pairs), batch):
+        part = pairs[start:start + batch]
+        prompts = [r["prompt"] for r in part]
+        won += list(scorer(prompts, [r["chosen"] for r in part]) > scorer(prompts, [r["rejected"] for r in part]))
+    out = {"all": round(float(np.mean(won)), 4), "pairs": len(won)}
+    kinds = sorted({r["kind"] for r in pairs if r.get("kind")})
+    if kinds:
+        out["kinds"] = {k: {"accuracy": round(float(np.mean([w for w, r in zip(won, pairs) if r.get("kind") == k])),
+                                              4),
+                            "pairs": sum(r.get("kind") == k for r in pairs)} for k in kinds}
+    return out
