@@ -126,7 +126,7 @@ cells.append(md("""## 4. GPT-1 fine-tuning
 language-modelling loss as an auxiliary objective (L3 = L2 + λ·L1, `--lm-weight`, default 0.5). Here
 λ = 0: on these short runs the auxiliary term held the tiny model's head at chance (0.50 after 3
 epochs on the tiny data, against 0.985 with λ = 0), and on the real reviews it doubled the step time
-(the full-mode settings are the ones measured in the README's comparison, test accuracy 0.83). The
+(the full-mode settings are the ones measured in docs/results.md's comparison, test accuracy 0.83). The
 best validation epoch is kept and scores the test split."""))
 cells.append(code('''ms_gpt("finetune", "--init", OUT / "pretrain", "--task", "classification", "--data", S["ft_data"],
        "--out", OUT / "finetune", "--epochs", S["ft_epochs"], "--learning-rate", S["ft_lr"],

@@ -14,7 +14,7 @@ once (seed 0). (a) and (b) run the real CLI commands (printed, so each step can 
 
   python scripts/finetune_compare.py [--out runs/compare] [--seeds 0 1 2] [--pretrain-steps 4000] [--mode graph] ...
 
-Prints one JSON object; writes OUT/compare.json and OUT/compare.md (the README table): the mean ± std over
+Prints one JSON object; writes OUT/compare.json and OUT/compare.md (the table in docs/results.md): the mean ± std over
 the seeds of each, each seed's figures, and whether (a) >= (c) + 1 point on the mean and (a) > (b) in every seed.
 """
 

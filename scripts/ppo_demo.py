@@ -18,7 +18,7 @@ be re-run alone).
 
   python scripts/ppo_demo.py [--out runs/ppo-demo] [--seeds 0 1 2] [--pretrain-steps N] [--ppo-steps N] [--quick]
 
-Prints one JSON object; writes OUT/ppo_demo.json and OUT/ppo_demo.md (the table and samples for the README).
+Prints one JSON object; writes OUT/ppo_demo.json and OUT/ppo_demo.md (the table and samples in docs/rlhf.md).
 """
 
 from __future__ import annotations
