@@ -168,11 +168,13 @@ def main() -> int:
     )
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="runs/ppo-demo")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--preset", default="small")
-    p.add_argument("--pretrain-steps", type=int, default=2000)
-    p.add_argument("--reward-epochs", type=int, default=2)
+    p.add_argument("--out", default="runs/ppo-demo", help="the demo's folder (default: runs/ppo-demo)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="one PPO run per seed, from the same pretrained and reward models (default: 0 1 2)")
+    p.add_argument("--preset", default="small", help="the GPT's size (default: small, 1.4M parameters)")
+    p.add_argument("--pretrain-steps", type=int, default=2000,
+                   help="pretraining steps of 8 x 128 characters (default: 2000)")
+    p.add_argument("--reward-epochs", type=int, default=2, help="the reward model's epochs (default: 2)")
     p.add_argument("--reward-max-len", type=int, default=128,
                    help="characters the reward model reads (default: 128; 64 cut 37 %% of the reviews and scored 0.874 against 0.892 on the same trunk)")
     p.add_argument("--reward-learning-rate", type=float, default=3e-4,
@@ -187,7 +189,8 @@ def main() -> int:
     p.add_argument("--mode", choices=("graph", "jit"), default="graph",
                    help="how pretraining and the reward model run (graph: MindSpore's GRAPH_MODE, faster on CPU); "
                         "PPO runs its compiled steps as ms-gpt ppo does by default")
-    p.add_argument("--reward-train-limit", type=int, default=None)
+    p.add_argument("--reward-train-limit", type=int, default=None,
+                   help="train the reward model on the first N pairs (default: all 6,666)")
     p.add_argument("--ppo-steps", type=int, default=400,
                    help="PPO steps per seed (default: 400 steps of 16 rollouts, one optimisation pass each)")
     p.add_argument("--kl-target", type=kl_target_arg, default=None,
@@ -211,12 +214,16 @@ def main() -> int:
                         "other responses to its prompt; the value head stays at zero)")
     p.add_argument("--score-transform", choices=SCORE_TRANSFORMS, default="raw",
                    help="ms-gpt ppo's --score-transform (default: raw)")
-    p.add_argument("--new-tokens", type=int, default=32)
-    p.add_argument("--eval-prompts", type=int, default=128)
-    p.add_argument("--ppo-args", default="", help="more ms-gpt ppo flags, e.g. '--learning-rate 5e-5'")
+    p.add_argument("--new-tokens", type=int, default=32,
+                   help="the longest response, in characters, in PPO and in the judging (default: 32)")
+    p.add_argument("--eval-prompts", type=int, default=128,
+                   help="held-out prompts the policies are judged on before and after (default: 128)")
+    p.add_argument("--ppo-args", default="", help="more ms-gpt ppo flags, e.g. '--learning-rate 5e-5' (default: none)")
     p.add_argument("--reuse", action="store_true", help="keep OUT's finished pretrained model and reward model "
-                                                        "(tune PPO's settings without retraining them)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (the test suite's check that it runs)")
+                                                        "(tune PPO's settings without retraining them; default: "
+                                                        "train both)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes (the test suite's check that it runs; default: the full demo)")
     args = p.parse_args()
     if not args.reward_learning_rate > 0:
         p.error(f"--reward-learning-rate must be > 0, got {args.reward_learning_rate}")

@@ -134,3 +134,23 @@ def test_every_relative_link_resolves():
             elif anchor and file.suffix == ".md" and anchor not in anchors(file):
                 bad.append(f"{page.relative_to(ROOT)}: {target}: no heading #{anchor} in {file.name}")
     assert not bad, "\n".join(bad)
+
+
+def undocumented_options(help_text: str) -> list:
+    """The options of an argparse ``--help`` whose help does not state a default (``-h`` aside)."""
+    options = help_text.split("options:")[-1]
+    blocks = re.split(r"\n  (?=-)", options)[1:]
+    return [b.split()[0].rstrip(",") for b in blocks if "default" not in b.lower() and not b.startswith("-h")]
+
+
+@pytest.mark.parametrize("script", ["ppo_demo.py", "build_notebook.py", "check_ascend_pins.py"])
+def test_a_scripts_help_states_every_default(script):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert undocumented_options(proc.stdout) == [], proc.stdout
+    assert undocumented_options("options:\n  -h, --help  show\n  --out OUT  where\n  --n N  steps (default: 3)\n") == \
+        ["--out"]
