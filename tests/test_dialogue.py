@@ -100,6 +100,7 @@ def test_sft_defaults_by_data_and_model_size():
     cfg.epochs, cfg.train_limit = 3, 100
     assert plan(131557, cfg) == (100, 3)  # given values win
     assert recipes.sft_learning_rate(300_000) == 1e-3 and recipes.sft_learning_rate(116_000_000) == 1e-4
+    assert recipes.sft_learning_rate(1_833_856) == 3e-4  # the chat recipe's small word model
 
 
 def test_sft_on_chitchat_reports_held_out_response_loss(tmp_path, venv_bin, monkeypatch, capsys):

@@ -215,16 +215,16 @@ class PPOConfig(ResumableRun):
     batch_size: int = opt(16, "rollouts (prompts continued) per step", positive=True)
     max_new_tokens: int | None = opt(None, "the longest response (a response ends earlier at <eos>)", positive=True,
                                      none=recipes.PPO_NEW_TOKENS_HELP)
-    group_size: int = opt(1, "responses sampled per prompt: --batch-size / G prompts a step, each continued G "
+    group_size: int = opt(recipes.PPO_GROUP_SIZE, "responses sampled per prompt: --batch-size / G prompts a step, each continued G "
                              "times; with G > 1 each response's score is taken relative to the mean of the "
                              "other G - 1 responses to its prompt (a leave-one-out baseline, as RLOO), so the "
                              "advantages compare responses, not prompts", positive=True)
-    ppo_epochs: int = opt(4, "optimisation passes over each batch of rollouts", positive=True)
-    init_kl_coef: float = opt(0.1, "β at the start: the weight of the per-token KL penalty to the reference",
+    ppo_epochs: int = opt(recipes.PPO_EPOCHS, "optimisation passes over each batch of rollouts", positive=True)
+    init_kl_coef: float = opt(recipes.PPO_INIT_KL_COEF, "β at the start: the weight of the per-token KL penalty to the reference",
                               bounds=">= 0")
-    kl_target: float | None = opt(6.0, "the KL (nats per response) the adaptive controller steers β toward",
+    kl_target: float | None = opt(recipes.PPO_KL_TARGET, "the KL (nats per response) the adaptive controller steers β toward",
                                   none="none: β stays fixed", bounds="> 0")
-    kl_penalty: str = opt("reward", "where β's KL penalty enters: reward = -β (log π - log π_ref) of each sampled "
+    kl_penalty: str = opt(recipes.PPO_KL_PENALTY, "where β's KL penalty enters: reward = -β (log π - log π_ref) of each sampled "
                                     "token in the per-token reward (Ziegler et al.); loss = β x the exact "
                                     "per-position KL over the vocabulary as a loss term beside the clipped "
                                     "objective (scaled by 1/std of the advantages, which whitening divides "
@@ -234,10 +234,10 @@ class PPOConfig(ResumableRun):
                                  positive=True, none="10 steps' rollouts (10 x --batch-size): a short run's β "
                                                      "can still move")
     gamma: float = opt(1.0, "discount γ of generalised advantage estimation", bounds="in [0, 1]")
-    lam: float = opt(0.95, "λ of generalised advantage estimation", bounds="in [0, 1]")
+    lam: float = opt(recipes.PPO_LAM, "λ of generalised advantage estimation", bounds="in [0, 1]")
     clip_range: float = opt(0.2, "ε of PPO's clipped ratio", bounds="> 0")
     value_clip: float = opt(0.2, "how far the value estimates may move from the rollout's per update", bounds="> 0")
-    vf_coef: float = opt(0.1, "weight of the value loss beside the policy loss", bounds=">= 0")
+    vf_coef: float = opt(recipes.PPO_VF_COEF, "weight of the value loss beside the policy loss", bounds=">= 0")
     entropy_coef: float = opt(0.0, "weight of an entropy bonus: this times the policy's mean entropy per token is "
                                    "subtracted from the loss (0: none)", bounds=">= 0")
     value_trunk: str = opt("shared", "what the value loss trains: shared = the value head and, through its input, "
@@ -260,7 +260,7 @@ class PPOConfig(ResumableRun):
     # The optimiser: Adam at a constant learning rate with β2 0.95 (minGPT's), bias-corrected as PyTorch's AdamW,
     # no weight decay, clipping at norm 1.
     train: TrainConfig = opt(factory=lambda: TrainConfig(
-        steps=60, learning_rate=None, warmup_steps=0, schedule="constant", min_lr_ratio=1.0, weight_decay=0.0,
+        steps=recipes.PPO_STEPS, learning_rate=None, warmup_steps=0, schedule="constant", min_lr_ratio=1.0, weight_decay=0.0,
         beta1=0.9, beta2=0.95, bias_correction=True, grad_clip=1.0, eval_every=None, ckpt_every=None, amp=False))
 
     FLAGS = {}
