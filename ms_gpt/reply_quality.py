@@ -63,10 +63,15 @@ class OnTopicJudge:
         labels = [1] * len(rows) + [0] * len(rows)
         self.clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(self.vec.transform(texts), labels)
 
-    def on_topic(self, contexts, replies) -> list[bool]:
-        """Whether each reply reads as the real reply to its context (a list of turns, the last answered)."""
+    def probability(self, contexts, replies):
+        """The judge's probability that each reply is the real reply to its context (a list of turns, the last
+        answered), as a numpy array."""
         x = self.vec.transform([_pair_features(c[-1], r) for c, r in zip(contexts, replies)])
-        return [bool(p >= 0.5) for p in self.clf.predict_proba(x)[:, 1]]
+        return self.clf.predict_proba(x)[:, 1]
+
+    def on_topic(self, contexts, replies) -> list[bool]:
+        """Whether each reply reads as the real reply to its context."""
+        return [bool(p >= 0.5) for p in self.probability(contexts, replies)]
 
 
 def reply_figures(contexts, replies, ended, judge: OnTopicJudge) -> dict:

@@ -4,9 +4,10 @@
   2. ms-gpt reward    a reward model on builtin:reviews-zh-pairs (a positive review preferred over a negative
                       one; pairs from the train split), initialised from (1)
   3. ms-gpt ppo       per seed: (1) tuned against (2) from builtin:reviews-zh-prompts (the first characters of
-                      training reviews), with the KL penalty to (1): 400 steps, 4 prompts a step continued
-                      4 times each and scored against each other (leave-one-out), the exact KL as a loss
-                      term at a fixed β 0.3, one pass a step at lr 5e-5
+                      training reviews) with ms-gpt ppo's defaults, which are this demo's recipe: 400 steps,
+                      4 prompts a step continued 4 times each and scored against each other (leave-one-out),
+                      the exact KL to (1) as a loss term at a fixed β 0.3, one pass a step at lr 5e-5
+                      (--ppo-args passes other ms-gpt ppo flags)
   4. judged by a classifier that is NOT the reward model: TF-IDF over character 1-3 grams + logistic regression
      (scikit-learn), trained on the labelled train split of builtin:reviews-zh
 
@@ -16,7 +17,7 @@ the mean per-sequence KL to the reference (the sampled estimate: the sum of log 
 and the reference model's perplexity of the responses. Steps 1-3 run the real CLI commands (printed, so each can
 be re-run alone).
 
-  python scripts/ppo_demo.py [--out runs/ppo-demo] [--seeds 0 1 2] [--pretrain-steps N] [--ppo-steps N] [--quick]
+  python scripts/ppo_demo.py [--out runs/ppo-demo] [--seeds 0 1 2] [--pretrain-steps N] [--ppo-args "FLAGS"] [--quick]
 
 Prints one JSON object; writes OUT/ppo_demo.json and OUT/ppo_demo.md (the table and samples in docs/rlhf.md).
 """
@@ -34,21 +35,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PPO_BATCH = 16  # rollouts a step: ms-gpt ppo's --batch-size
 TARGETS = {"reward_accuracy": 0.90, "positive_after": 0.90, "kl_max": 6.0, "ppl_increase_max": 0.10}
 
 
-def kl_target_arg(text: str) -> float | None:
-    """--kl-target: a number > 0, or none (β fixed)."""
-    if text.lower() == "none":
-        return None
+def check_ppo_args(flags: str) -> list:
+    """--ppo-args as a list of ms-gpt ppo flags, read by ms-gpt ppo's own parser and config (so a bad one stops
+    the demo before any work, with the command's own message)."""
+    from ms_gpt.cli import build_parser
+    from ms_gpt.config import from_args
+    from ms_gpt.flows.configs import PPOConfig
+
+    extra = flags.split()
+    argv = ["ppo", "--policy", "P", "--reward", "R", "--prompts", "X", "--out", "O", *extra]
     try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0 or none, got {text!r}")
-    return value
+        from_args(PPOConfig, build_parser(argv).parse_args(argv)).validate()
+    except ValueError as exc:
+        print(f"ppo_demo.py: --ppo-args: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return extra
 
 
 def run(cmd: list, log: Path, reuse: Path | None = None) -> dict:
@@ -161,11 +165,7 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
 
 
 def main() -> int:
-    from ms_gpt.flows.configs import (  # pure Python: no MindSpore before the arguments are read
-        KL_PENALTIES,
-        PAIRINGS,
-        SCORE_TRANSFORMS,
-    )
+    from ms_gpt.flows.configs import PAIRINGS  # pure Python: no MindSpore before the arguments are read
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/ppo-demo", help="the demo's folder (default: runs/ppo-demo)")
@@ -191,34 +191,13 @@ def main() -> int:
                         "PPO runs its compiled steps as ms-gpt ppo does by default")
     p.add_argument("--reward-train-limit", type=int, default=None,
                    help="train the reward model on the first N pairs (default: all 6,666)")
-    p.add_argument("--ppo-steps", type=int, default=400,
-                   help="PPO steps per seed (default: 400 steps of 16 rollouts, one optimisation pass each)")
-    p.add_argument("--kl-target", type=kl_target_arg, default=None,
-                   help="ms-gpt ppo's --kl-target: a number, or none for a fixed β (default: none)")
-    p.add_argument("--init-kl-coef", type=float, default=0.3,
-                   help="ms-gpt ppo's --init-kl-coef, β (default: 0.3, kept fixed)")
-    p.add_argument("--kl-penalty", choices=KL_PENALTIES, default="loss",
-                   help="ms-gpt ppo's --kl-penalty (default: loss, the exact per-position KL as a loss term)")
-    p.add_argument("--group-size", type=int, default=4,
-                   help="ms-gpt ppo's --group-size (default: 4 responses a prompt, each scored against the others)")
-    p.add_argument("--ppo-epochs", type=int, default=1,
-                   help="ms-gpt ppo's --ppo-epochs (default: 1: as far along the judged/KL curve as 4 passes "
-                        "at a quarter of the learning rate, for 0.43 s a step instead of 0.7)")
-    p.add_argument("--ppo-learning-rate", type=float, default=5e-5,
-                   help="ms-gpt ppo's --learning-rate (default: 5e-5; 1e-4 for 250 steps ended above 6 nats in two "
-                        "seeds of three at β 0.3, and short of 0.9 judged positive in one at β 0.35)")
-    p.add_argument("--value-baseline", action="store_true",
-                   help="advantages from the value head as ms-gpt ppo's defaults have them (GAE λ 0.95, value "
-                        "loss weight 0.1); by default the demo uses the group's leave-one-out baseline alone "
-                        "(--lam 1 --vf-coef 0: every token of a response gets its score minus the mean of the "
-                        "other responses to its prompt; the value head stays at zero)")
-    p.add_argument("--score-transform", choices=SCORE_TRANSFORMS, default="raw",
-                   help="ms-gpt ppo's --score-transform (default: raw)")
     p.add_argument("--new-tokens", type=int, default=32,
                    help="the longest response, in characters, in PPO and in the judging (default: 32)")
     p.add_argument("--eval-prompts", type=int, default=128,
                    help="held-out prompts the policies are judged on before and after (default: 128)")
-    p.add_argument("--ppo-args", default="", help="more ms-gpt ppo flags, e.g. '--learning-rate 5e-5' (default: none)")
+    p.add_argument("--ppo-args", default="",
+                   help="ms-gpt ppo flags that change its defaults (the demo's recipe), e.g. '--steps 200 "
+                        "--learning-rate 1e-4' (default: none)")
     p.add_argument("--reuse", action="store_true", help="keep OUT's finished pretrained model and reward model "
                                                         "(tune PPO's settings without retraining them; default: "
                                                         "train both)")
@@ -229,15 +208,10 @@ def main() -> int:
         p.error(f"--reward-learning-rate must be > 0, got {args.reward_learning_rate}")
     if not 0 <= args.reward_dropout < 1:
         p.error(f"--reward-dropout must be in [0, 1), got {args.reward_dropout}")
-    if not args.init_kl_coef > 0 or not args.ppo_learning_rate > 0:
-        p.error(f"--init-kl-coef and --ppo-learning-rate must be > 0, got {args.init_kl_coef} and "
-                f"{args.ppo_learning_rate}")
-    if args.group_size < 1 or args.ppo_epochs < 1 or PPO_BATCH % args.group_size:
-        p.error(f"--ppo-epochs must be >= 1 and --group-size a divisor of ms-gpt ppo's {PPO_BATCH} rollouts a "
-                f"step, got {args.ppo_epochs} and {args.group_size}")
+    ppo_args = check_ppo_args(args.ppo_args)
     if args.quick:
         args.preset, args.pretrain_steps, args.reward_epochs, args.reward_train_limit = "tiny", 40, 1, 256
-        args.ppo_steps, args.new_tokens, args.eval_prompts, args.seeds = 3, 12, 16, args.seeds[:1]
+        ppo_args, args.new_tokens, args.eval_prompts, args.seeds = ["--steps", "3", *ppo_args], 12, 16, args.seeds[:1]
         args.reward_max_len = 32  # the tiny preset's position table
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,15 +241,8 @@ def main() -> int:
     for seed in args.seeds:
         policy = out / f"ppo_seed{seed}"
         fit = run(ms_gpt + ["ppo", "--policy", pre, "--reward", rm, "--prompts", "builtin:reviews-zh-prompts",
-                            "--out", policy, "--steps", args.ppo_steps, "--batch-size", PPO_BATCH,
-                            "--max-new-tokens", args.new_tokens,
-                            "--seed", seed, "--kl-target", "none" if args.kl_target is None else args.kl_target,
-                            "--init-kl-coef", args.init_kl_coef, "--kl-penalty", args.kl_penalty,
-                            "--group-size", args.group_size, "--ppo-epochs", args.ppo_epochs,
-                            "--learning-rate", args.ppo_learning_rate, "--score-transform", args.score_transform,
-                            *([] if args.value_baseline else ["--lam", 1.0, "--vf-coef", 0.0]),
-                            "--no-progress", "--overwrite",
-                            *args.ppo_args.split()],
+                            "--out", policy, "--max-new-tokens", args.new_tokens, "--seed", seed,
+                            "--no-progress", "--overwrite", *ppo_args],
                   out / f"ppo_seed{seed}.log")
         before = evaluate(pre, ref, tok, prompts, scorer, judge, seed, args.new_tokens, stops)
         after = evaluate(policy, ref, tok, prompts, scorer, judge, seed, args.new_tokens, stops)

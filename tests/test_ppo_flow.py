@@ -414,7 +414,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert abs(seed_run["before"]["kl"]) < 1e-3  # the starting policy is the reference
     assert set(seed_run["met"]) == {"positive_after", "kl", "ppl"} and report["all_met"] in (True, False)
     assert "| seed | judged positive before → after" in (tmp_path / "ppo_demo.md").read_text()
-    # the demo's recipe reaches the commands: the reward model's dropout, PPO's β and KL target
+    # the demo's recipe reaches the commands: the reward model's dropout; PPO's is ms-gpt ppo's defaults
     reward_config = json.loads((tmp_path / "reward" / "run_config.json").read_text())
     assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 32  # tiny's table
     ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
@@ -440,9 +440,11 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--reward-dropout", "1.5", "--reward-dropout must be in [0, 1), got 1.5"),
-    ("--init-kl-coef", "0", "--init-kl-coef and --ppo-learning-rate must be > 0, got 0.0 and 5e-05"),
-    ("--kl-target", "-1", "--kl-target: must be a number > 0 or none, got '-1'"),
-    ("--group-size", "3", "--group-size a divisor of ms-gpt ppo's 16 rollouts a step, got 1 and 3"),
+    ("--ppo-args", "--init-kl-coef 0 --kl-target 6", "--ppo-args: an adaptive KL controller (--kl-target) needs "
+                                                    "--init-kl-coef > 0"),
+    ("--ppo-args", "--kl-target -1", "--ppo-args: kl_target must be > 0, got -1.0"),
+    ("--ppo-args", "--group-size 3", "--ppo-args: batch_size (16) must be a multiple of group_size (3)"),
+    ("--ppo-args", "--no-such-flag 1", "unrecognized arguments: --no-such-flag 1"),
     ("--reward-learning-rate", "-1", "--reward-learning-rate must be > 0, got -1.0")])
 def test_the_ppo_demo_refuses_bad_settings_before_any_work(tmp_path, flag, value, message):
     root = Path(__file__).resolve().parent.parent
