@@ -53,7 +53,7 @@ def reply_log_probs(model, prompter, lines, replies) -> list:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", required=True, help="a dialogue model: a folder written by ms-gpt sft (or ppo)")
+    p.add_argument("--ckpt", required=True, help="a dialogue model: a folder written by ms-gpt sft (or ppo) (required)")
     p.add_argument("--pairs", type=int, default=1000, help="test pairs sampled (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="the pairs' split and sample (default: 0)")
     args = p.parse_args()

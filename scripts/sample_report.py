@@ -21,14 +21,16 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ckpt", required=True, help="a folder written by ms-gpt pretrain")
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=120)
-    p.add_argument("--prompt-chars", type=int, default=2)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-k", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--ckpt", required=True, help="a folder written by ms-gpt pretrain (required)")
+    p.add_argument("--samples", type=int, default=8, help="held-out lines continued (default: 8)")
+    p.add_argument("--max-new-tokens", type=int, default=120, help="tokens sampled per line (default: 120)")
+    p.add_argument("--prompt-chars", type=int, default=2,
+                   help="each line's first characters given as the prompt (default: 2)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
+    p.add_argument("--top-k", type=int, default=20, help="sample from the k likeliest tokens (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="the lines chosen and the sampler's seed (default: 0)")
+    p.add_argument("--device", default=None,
+                   help="Ascend, GPU or CPU (default: $MS_GPT_DEVICE, else the best available)")
     args = p.parse_args(argv)
     for name in ("samples", "max_new_tokens", "prompt_chars", "top_k"):
         if getattr(args, name) < 1:

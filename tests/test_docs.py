@@ -137,13 +137,16 @@ def test_every_relative_link_resolves():
 
 
 def undocumented_options(help_text: str) -> list:
-    """The options of an argparse ``--help`` whose help does not state a default (``-h`` aside)."""
+    """The options of an argparse ``--help`` whose help states neither a default nor that it is required (``-h``
+    aside)."""
     options = help_text.split("options:")[-1]
     blocks = re.split(r"\n  (?=-)", options)[1:]
-    return [b.split()[0].rstrip(",") for b in blocks if "default" not in b.lower() and not b.startswith("-h")]
+    return [b.split()[0].rstrip(",") for b in blocks
+            if "default" not in b.lower() and "(required)" not in b and not b.startswith("-h")]
 
 
-@pytest.mark.parametrize("script", ["ppo_demo.py", "build_notebook.py", "check_ascend_pins.py"])
+@pytest.mark.parametrize("script", ["ppo_demo.py", "sample_report.py", "chat_context.py", "build_notebook.py",
+                                    "check_ascend_pins.py"])
 def test_a_scripts_help_states_every_default(script):
     import subprocess
     import sys
