@@ -47,8 +47,9 @@ def probed_loss(fn, probe):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", type=parse_shape, nargs="+", default=[parse_shape(s) for s in DEFAULT_SHAPES])
-    p.add_argument("--repeats", type=int, default=7, help="timed runs per path and shape (median; >= 3)")
+    p.add_argument("--shapes", type=parse_shape, nargs="+", default=[parse_shape(s) for s in DEFAULT_SHAPES],
+                   help=f"GEMM shapes MxKxN (default: {' '.join(DEFAULT_SHAPES)})")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per path and shape (median; >= 3; default: 7)")
     args = p.parse_args(argv)
     if args.repeats < 3:
         p.error(f"--repeats must be >= 3, got {args.repeats}")

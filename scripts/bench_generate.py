@@ -191,15 +191,20 @@ def torch_kv_decoding(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="tutorial")
-    p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--prompt-len", type=int, default=16)
-    p.add_argument("--new-tokens", type=int, nargs="+", default=[32, 128, 256])
-    p.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64, 128, 256])
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median; >= 3)")
-    p.add_argument("--device", default="CPU")
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager KV-cache reference")
-    p.add_argument("--torch-python", default=None, help="a Python with torch==2.13.0 for the reference")
+    p.add_argument("--preset", default="tutorial", help="the model's shape (default: tutorial)")
+    p.add_argument("--vocab-size", type=int, default=8000, help="vocabulary size (default: 8000)")
+    p.add_argument("--prompt-len", type=int, default=16, help="prompt tokens (default: 16)")
+    p.add_argument("--new-tokens", type=int, nargs="+", default=[32, 128, 256],
+                   help="decoded lengths to time (default: 32 128 256)")
+    p.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                   help="context lengths for the per-token cost (default: 16 32 64 128 256)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per setting (median; >= 3; default: 3)")
+    p.add_argument("--device", default="CPU", help="Ascend, GPU or CPU (default: CPU)")
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip the PyTorch eager KV-cache reference (default: run it)")
+    p.add_argument("--torch-python", default=None,
+                   help="a Python with torch==2.13.0 for the reference (default: this Python if it has torch, "
+                        "else .venv-ref's)")
     p.add_argument("--only", choices=("torch",), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats < 3:

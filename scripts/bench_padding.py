@@ -28,16 +28,17 @@ import numpy as np
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reviews", type=int, default=512, help="reviews to batch and train on (default 512)")
-    p.add_argument("--batch-size", type=int, default=4, help="the course's 4")
-    p.add_argument("--max-seq-len", type=int, default=512)
-    p.add_argument("--buckets", default="128,256,512")
+    p.add_argument("--batch-size", type=int, default=4, help="reviews a batch (default: 4, the course's)")
+    p.add_argument("--max-seq-len", type=int, default=512, help="tokens a review is cut to (default: 512)")
+    p.add_argument("--buckets", default="128,256,512", help="bucket lengths (default: 128,256,512)")
     p.add_argument("--median-words", type=float, default=230, help="median review length in words (default 230; "
                    "each synthetic word is one BPE token, so about 230 tokens, as IMDb with openai-gpt's BPE)")
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-embd", type=int, default=64)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--no-train", action="store_true", help="only count tokens (no mindnlp, seconds)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-layer", type=int, default=2, help="layers of the random openai-gpt (default: 2)")
+    p.add_argument("--n-embd", type=int, default=64, help="its width (default: 64)")
+    p.add_argument("--n-head", type=int, default=4, help="its attention heads (default: 4)")
+    p.add_argument("--no-train", action="store_true",
+                   help="only count tokens (no mindnlp, seconds; default: train too)")
+    p.add_argument("--seed", type=int, default=0, help="the synthetic reviews' seed (default: 0)")
     args = p.parse_args(argv)
 
     from ms_gpt import hf_openai_gpt as hf

@@ -358,21 +358,26 @@ def torch_reference(args, script: str, argv) -> dict | None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=("preset", "nanogpt"), default="preset",
-                   help="nanogpt: nanoGPT's CPU recipe shape against nanoGPT-style PyTorch (sets the defaults below)")
-    p.add_argument("--preset", default="tutorial")
-    p.add_argument("--batch", type=int, default=None, help="default 8 (nanogpt: 12)")
-    p.add_argument("--block", type=int, default=None, help="default 128 (nanogpt: 64)")
-    p.add_argument("--vocab-size", type=int, default=None, help="default 8000 (nanogpt: 65)")
-    p.add_argument("--weight-decay", type=float, default=None, help="default 0.01 (nanogpt: 0.1)")
+                   help="nanogpt: nanoGPT's CPU recipe shape against nanoGPT-style PyTorch (sets the defaults "
+                        "below; default: preset)")
+    p.add_argument("--preset", default="tutorial",
+                   help="the model's shape (default: tutorial; --recipe nanogpt sets its own)")
+    p.add_argument("--batch", type=int, default=None, help="sequences a step (default: 8; nanogpt: 12)")
+    p.add_argument("--block", type=int, default=None, help="tokens a sequence (default: 128; nanogpt: 64)")
+    p.add_argument("--vocab-size", type=int, default=None, help="vocabulary size (default: 8000; nanogpt: 65)")
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default: 0.01; nanogpt: 0.1)")
     p.add_argument("--mode", choices=("graph", "jit", "pynative"), default="graph",
                    help="graph: GRAPH_MODE (the flows' default); jit: PyNative with the step compiled; pynative: "
-                        "nothing compiled")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first one compiles)")
-    p.add_argument("--steps", type=int, default=3, help="timed steps (>= 3; the median is reported)")
-    p.add_argument("--device", default="CPU")
-    p.add_argument("--amp", action="store_true", help="float16 compute + loss scaling (Ascend's default)")
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager reference")
-    p.add_argument("--torch-python", default=None, help="a Python with torch==2.13.0 for the reference")
+                        "nothing compiled (default: graph)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (the first one compiles; default: 1)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps (>= 3; the median is reported; default: 3)")
+    p.add_argument("--device", default="CPU", help="Ascend, GPU or CPU (default: CPU)")
+    p.add_argument("--amp", action="store_true",
+                   help="float16 compute + loss scaling (Ascend's default; default here: float32)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager reference (default: run it)")
+    p.add_argument("--torch-python", default=None,
+                   help="a Python with torch==2.13.0 for the reference (default: this Python if it has torch, "
+                        "else .venv-ref's)")
     p.add_argument("--only", choices=("mindspore", "torch"), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     nano = args.recipe == "nanogpt"

@@ -30,7 +30,7 @@ SETTINGS = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", nargs="+", required=True, help="dialogue model folders (ms-gpt sft)")
+    p.add_argument("--ckpt", nargs="+", required=True, help="dialogue model folders (ms-gpt sft) (required)")
     p.add_argument("--contexts", type=int, default=60, help="held-out contexts to reply to (default: 60)")
     p.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=tuple(SETTINGS),
                    help="decoding settings to compare (default: all)")

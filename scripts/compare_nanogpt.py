@@ -121,16 +121,18 @@ def run_ms_gpt(args, work: Path, train: list[str], val: list[str]) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--nanogpt", required=True, help="a checkout of karpathy/nanoGPT (train.py, model.py, config/)")
+    p.add_argument("--nanogpt", required=True,
+                   help="a checkout of karpathy/nanoGPT (train.py, model.py, config/) (required)")
     p.add_argument("--torch-python", default=str(ROOT / ".venv-ref" / "bin" / "python"),
                    help="a Python with torch (default: the project's .venv-ref)")
     p.add_argument("--text", default="chitchat", help="chitchat, peoples-daily, or a .txt file (default chitchat)")
     p.add_argument("--chars", type=int, default=1_200_000, help="characters of the text to use (default 1.2M)")
     p.add_argument("--iters", type=int, default=2000, help="training iterations of each (default 2000)")
-    p.add_argument("--eval-iters", type=int, default=200, help="nanoGPT's held-out batches per estimate")
-    p.add_argument("--out", default="runs/compare-nanogpt")
+    p.add_argument("--eval-iters", type=int, default=200, help="nanoGPT's held-out batches per estimate (default: 200)")
+    p.add_argument("--out", default="runs/compare-nanogpt", help="the study's folder (default: runs/compare-nanogpt)")
     p.add_argument("--ms-gpt-args", nargs=argparse.REMAINDER, default=[],
-                   help="more ms-gpt pretrain flags (everything after this one), e.g. to try other settings")
+                   help="more ms-gpt pretrain flags (everything after this one), e.g. to try other settings "
+                        "(default: none)")
     args = p.parse_args()
     if not (Path(args.nanogpt) / "train.py").is_file():
         p.error(f"--nanogpt {args.nanogpt}: no train.py there (expected a checkout of karpathy/nanoGPT)")

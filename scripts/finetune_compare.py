@@ -98,17 +98,19 @@ def mean_std(values) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--out", default="runs/compare", help="the study's folder (default: runs/compare)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds (default 0 1 2)")
-    p.add_argument("--split-seed", type=int, default=0, help="the one train/valid/test split every seed uses")
-    p.add_argument("--device", default=None)
-    p.add_argument("--preset", default="small")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="the one train/valid/test split every seed uses (default: 0)")
+    p.add_argument("--device", default=None,
+                   help="Ascend, GPU or CPU (default: $MS_GPT_DEVICE, else the best available)")
+    p.add_argument("--preset", default="small", help="the GPT's size (default: small)")
     p.add_argument("--tokenizer", default="char", choices=("char", "jieba", "bpe"),
-                   help="the GPT's tokenizer (char: every review character has a token, so none is <unk>)")
-    p.add_argument("--vocab-size", type=int, default=8000)
+                   help="the GPT's tokenizer (default: char: every review character has a token, so none is <unk>)")
+    p.add_argument("--vocab-size", type=int, default=8000, help="the jieba/BPE vocabulary (default: 8000)")
     p.add_argument("--pretrain-text", default="reviews+peoples-daily", choices=("reviews+peoples-daily", "peoples-daily"),
                    help="unlabelled pretraining text: the review training texts plus People's Daily, or People's "
-                        "Daily alone")
+                        "Daily alone (default: reviews+peoples-daily)")
     p.add_argument("--pretrain-steps", type=int, default=4000,
                    help="at 8 x 128 characters a step, about 1.4 passes over the 2.9 M characters of reviews + People's "
                         "Daily (default: 4000)")
@@ -118,7 +120,7 @@ def main() -> int:
     p.add_argument("--pretrain-batch-size", type=int, default=8,
                    help="pretraining sequences per step (default: 8: 1,024 characters a step)")
     p.add_argument("--epochs", type=int, default=2, help="at most (early stopping may end sooner) (default: 2)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch (default: 32)")
     p.add_argument("--learning-rate", type=float_or_auto, default=3e-4,
                    help="fine-tuning peak learning rate (default: 3e-4, below the 1e-3 the model was pretrained at, so fine-tuning keeps more of what pretraining learned; auto = ms-gpt finetune's default by model size)")
     p.add_argument("--lm-weight", type=float_or_auto, default=0.5,
@@ -128,11 +130,11 @@ def main() -> int:
                         "maximum, or the last token's")
     p.add_argument("--mode", choices=("graph", "jit"), default="graph",
                    help="how pretrain and finetune run: graph (MindSpore's GRAPH_MODE, about 1.3x faster on CPU; default) or jit")
-    p.add_argument("--max-len", type=int, default=128)
+    p.add_argument("--max-len", type=int, default=128, help="fine-tuning length in tokens (default: 128)")
     p.add_argument("--static-shapes", choices=("on", "off"), default="on",
                    help="on: fine-tune in length buckets (MS_GPT_STATIC_SHAPES=1, the Ascend policy; far less "
-                        "padding than one padded length per batch); off: padded_batch")
-    p.add_argument("--train-limit", type=int, default=None, help="first N training rows for all three")
+                        "padding than one padded length per batch; default); off: padded_batch")
+    p.add_argument("--train-limit", type=int, default=None, help="first N training rows for all three (default: all)")
     args = p.parse_args()
     if args.learning_rate is not None and not args.learning_rate > 0:
         p.error(f"--learning-rate must be > 0 or auto, got {args.learning_rate}")

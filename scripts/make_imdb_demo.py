@@ -11,10 +11,10 @@ from ms_gpt.testing import write_offline_demo
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out")
-    p.add_argument("--train", type=int, default=1000)
-    p.add_argument("--test", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("out", help="the folder to write (an aclImdb-style tree)")
+    p.add_argument("--train", type=int, default=1000, help="training reviews (default: 1000)")
+    p.add_argument("--test", type=int, default=200, help="test reviews (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="the reviews' seed (default: 0)")
     a = p.parse_args()
     made = write_offline_demo(a.out, a.train, a.test, a.seed)
     print(json.dumps({"data": str(made["data"]), "model": str(made["model"])}))

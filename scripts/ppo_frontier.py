@@ -54,12 +54,14 @@ def kl_to_reach(curve: list, share: float) -> float | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--demo", default="runs/ppo-demo", help="a folder written by scripts/ppo_demo.py")
-    p.add_argument("--samples", type=int, default=64, help="reference responses per prompt (K)")
-    p.add_argument("--eval-prompts", type=int, default=128)
-    p.add_argument("--new-tokens", type=int, default=32)
-    p.add_argument("--share", type=float, default=0.90, help="the judged share whose KL cost is reported")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demo", default="runs/ppo-demo",
+                   help="a folder written by scripts/ppo_demo.py (default: runs/ppo-demo)")
+    p.add_argument("--samples", type=int, default=64, help="reference responses per prompt (K; default: 64)")
+    p.add_argument("--eval-prompts", type=int, default=128, help="held-out prompts (default: 128)")
+    p.add_argument("--new-tokens", type=int, default=32, help="the longest response in characters (default: 32)")
+    p.add_argument("--share", type=float, default=0.90,
+                   help="the judged share whose KL cost is reported (default: 0.90)")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default: 0)")
     args = p.parse_args()
     if args.samples < 2 or args.eval_prompts < 1:
         p.error(f"--samples must be >= 2 and --eval-prompts >= 1, got {args.samples} and {args.eval_prompts}")

@@ -43,10 +43,12 @@ def run(notebook: Path, mode: str, out: Path, timeout: int = 1800) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK)
-    ap.add_argument("--mode", choices=("tiny", "full"), default="tiny")
-    ap.add_argument("--out", type=Path, default=Path("runs/notebook"), help="the notebook's output folder")
-    ap.add_argument("--summary", type=Path, help="also write the summary JSON here")
+    ap.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK,
+                    help="the notebook (default: docker/notebooks/ms_gpt_tutorial.ipynb)")
+    ap.add_argument("--mode", choices=("tiny", "full"), default="tiny", help="MS_GPT_NOTEBOOK_MODE (default: tiny)")
+    ap.add_argument("--out", type=Path, default=Path("runs/notebook"),
+                    help="the notebook's output folder (default: runs/notebook)")
+    ap.add_argument("--summary", type=Path, help="also write the summary JSON here (default: only print it)")
     args = ap.parse_args(argv)
     if not args.notebook.is_file():
         ap.error(f"--notebook {args.notebook} is not a file")

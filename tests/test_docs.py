@@ -145,8 +145,7 @@ def undocumented_options(help_text: str) -> list:
             if "default" not in b.lower() and "(required)" not in b and not b.startswith("-h")]
 
 
-@pytest.mark.parametrize("script", ["ppo_demo.py", "sample_report.py", "chat_context.py", "build_notebook.py",
-                                    "check_ascend_pins.py"])
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
 def test_a_scripts_help_states_every_default(script):
     import subprocess
     import sys
