@@ -103,8 +103,10 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prom
             "boundaries": "newline" if prompter.form == "lines" else "eos", "chat": chat,
             "score_input": scorer.score_input, "prompt_len": prompts.length})
     print(f"ms-gpt ppo: {len(prompts.ids)} prompts (up to {prompts.length} tokens), {run.batch_size} rollouts a "
-          f"step of up to {run.max_new_tokens} tokens, learning rate {lr:g}, β {run.init_kl_coef:g} -> KL target "
-          f"{run.kl_target}, reward input: {scorer.score_input}")
+          f"step of up to {run.max_new_tokens} tokens, learning rate {lr:g}, "
+          + (f"β {run.init_kl_coef:g} fixed" if run.kl_target is None else
+             f"β {run.init_kl_coef:g} -> KL target {run.kl_target:g}")
+          + f" ({run.kl_penalty} penalty), reward input: {scorer.score_input}")
     job = PPOTrainer(run, out, gpt, ref, prompter, prompts, scorer, settings.compiled)
     if cfg.resume:
         job.resume()
