@@ -63,10 +63,11 @@ def reward(cfg: RewardConfig) -> dict:
     (:mod:`ms_gpt.data.preferences`); the head starts at 0. Early stopping, the best checkpoint (``OUT/best``,
     loaded by :func:`ms_gpt.run_folder.checkpoint.load_reward`), the ``<unk>`` guard and the defaults by model size are
     ``finetune``'s. ``metrics.json`` has the held-out pairwise accuracy (``accuracy``: the share of test pairs
-    with r(chosen) > r(rejected)) and the reward margin (``test_margin``). The head's ``classifier.json`` also
-    records what it reads (``score_input``): ``text`` when every training prompt was empty (the response is
-    the whole text, as in ``builtin:reviews-zh-pairs``), else ``pair``; ``ms-gpt ppo`` scores its rollouts the
-    same way."""
+    with r(chosen) > r(rejected)) and the reward margin (``test_margin``); when the pairs name a ``kind`` of
+    rejected reply, ``test_pairwise`` has the kept model's accuracy through ``ms-gpt ppo``'s scorer, per kind.
+    The head's ``classifier.json`` also records what it reads (``score_input``): ``text`` when every training
+    prompt was empty (the response is the whole text, as in ``builtin:reviews-zh-pairs``), else ``pair``;
+    ``ms-gpt ppo`` scores its rollouts the same way."""
     cfg.validate()
     settings = common.setup(cfg)
     pairs = load_preferences(cfg.data, seed=cfg.seed)
