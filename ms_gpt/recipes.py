@@ -115,15 +115,16 @@ def sft_learning_rate(n_params: int) -> float:
     return SFT_LR_SMALL if n_params >= SFT_LR_SMALL_FROM else SFT_LR_TINY
 
 
-# PPO's defaults are the sentiment demo's recipe (docs/rlhf.md, "The sentiment demo"; 2026-12-05, 2 cores): each of
-# 4 prompts a step continued 4 times and scored against the mean of the other 3 (a leave-one-out baseline, as
-# RLOO; GAE λ 1 and no value loss, so the value head stays out of it), the exact per-position KL as a loss term at
-# a fixed β 0.3, one optimisation pass a step, 400 steps, Adam at 5e-5 for small policies. On the demo's 1.4M
-# character policy and its 0.904 reward model: judged positive 0.406 -> 0.945, 0.438 -> 0.914, 0.367 -> 0.906 at
-# KL 5.38 / 5.32 / 4.30 nats (seeds 0 / 1 / 2), 3.2-3.3 min a seed. The earlier defaults (trl's shape: a value
-# head, GAE λ 0.95, β 0.1 steered toward a KL of 6, 4 passes, 1e-4) ended at KL 7.3-7.6 for 0.88-0.91 judged
-# positive, above the 6-nat budget in every seed. GPT-1-size policies take 1e-5 (trl's default is 1.41e-5);
-# they were not measured here.
+# PPO's defaults are the sentiment demo's recipe (docs/rlhf.md, "The sentiment demo"): each of 4 prompts a step
+# continued 4 times and scored against the mean of the other 3 (a leave-one-out baseline, as RLOO; GAE λ 1 and no
+# value loss, so the value head stays out of it), the exact per-position KL as a loss term at a fixed β 0.3, one
+# optimisation pass a step, 400 steps, Adam at 5e-5 for small policies. On the demo's 1.4M character policy:
+# judged positive 0.406 -> 0.945, 0.438 -> 0.914, 0.367 -> 0.906 at KL 5.38 / 5.32 / 4.30 nats (seeds 0 / 1 / 2,
+# 2026-12-05), and with today's pretraining 0.477 -> 0.961, 0.438 -> 0.945, 0.336 -> 0.930 at 5.55 / 4.88 / 4.98
+# (2026-12-06, `ms-gpt ppo` with no tuning flags). The earlier value-head defaults (trl's shape: GAE λ 0.95, value
+# loss 0.1, the KL in the per-token reward with an adaptive β, 4 passes, 1e-4), run for 100 steps at β 0.3 ->
+# target 6, gave 0.891 / 0.961 / 0.875 at 6.56 / 7.21 / 6.05 nats: over the 6-nat budget in every seed.
+# GPT-1-size policies take 1e-5 (trl's default is 1.41e-5); they were not measured here.
 PPO_STEPS = 400
 PPO_GROUP_SIZE = 4
 PPO_LAM = 1.0

@@ -215,20 +215,21 @@ class PPOConfig(ResumableRun):
     batch_size: int = opt(16, "rollouts (prompts continued) per step", positive=True)
     max_new_tokens: int | None = opt(None, "the longest response (a response ends earlier at <eos>)", positive=True,
                                      none=recipes.PPO_NEW_TOKENS_HELP)
-    group_size: int = opt(recipes.PPO_GROUP_SIZE, "responses sampled per prompt: --batch-size / G prompts a step, each continued G "
-                             "times; with G > 1 each response's score is taken relative to the mean of the "
-                             "other G - 1 responses to its prompt (a leave-one-out baseline, as RLOO), so the "
-                             "advantages compare responses, not prompts", positive=True)
+    group_size: int = opt(recipes.PPO_GROUP_SIZE,
+                          "responses sampled per prompt: --batch-size / G prompts a step, each continued G times; "
+                          "with G > 1 each response's score is taken relative to the mean of the other G - 1 "
+                          "responses to its prompt (a leave-one-out baseline, as RLOO), so the advantages compare "
+                          "responses, not prompts", positive=True)
     ppo_epochs: int = opt(recipes.PPO_EPOCHS, "optimisation passes over each batch of rollouts", positive=True)
-    init_kl_coef: float = opt(recipes.PPO_INIT_KL_COEF, "β at the start: the weight of the per-token KL penalty to the reference",
-                              bounds=">= 0")
-    kl_target: float | None = opt(recipes.PPO_KL_TARGET, "the KL (nats per response) the adaptive controller steers β toward",
-                                  none="none: β stays fixed", bounds="> 0")
-    kl_penalty: str = opt(recipes.PPO_KL_PENALTY, "where β's KL penalty enters: reward = -β (log π - log π_ref) of each sampled "
-                                    "token in the per-token reward (Ziegler et al.); loss = β x the exact "
-                                    "per-position KL over the vocabulary as a loss term beside the clipped "
-                                    "objective (scaled by 1/std of the advantages, which whitening divides "
-                                    "the score's part by), the reward then the score alone",
+    init_kl_coef: float = opt(recipes.PPO_INIT_KL_COEF, "β at the start: the weight of the KL penalty to the "
+                                                        "reference", bounds=">= 0")
+    kl_target: float | None = opt(recipes.PPO_KL_TARGET, "the KL (nats per response) the adaptive controller "
+                                                         "steers β toward", none="none: β stays fixed", bounds="> 0")
+    kl_penalty: str = opt(recipes.PPO_KL_PENALTY,
+                          "where β's KL penalty enters: reward = -β (log π - log π_ref) of each sampled token in the "
+                          "per-token reward (Ziegler et al.); loss = β x the exact per-position KL over the "
+                          "vocabulary as a loss term beside the clipped objective (scaled by 1/std of the advantages, "
+                          "which whitening divides the score's part by), the reward then the score alone",
                           choices=KL_PENALTIES)
     kl_horizon: int | None = opt(None, "rollouts over which β may change by 20 % at most (Ziegler et al.: 10000)",
                                  positive=True, none="10 steps' rollouts (10 x --batch-size): a short run's β "
@@ -260,8 +261,9 @@ class PPOConfig(ResumableRun):
     # The optimiser: Adam at a constant learning rate with β2 0.95 (minGPT's), bias-corrected as PyTorch's AdamW,
     # no weight decay, clipping at norm 1.
     train: TrainConfig = opt(factory=lambda: TrainConfig(
-        steps=recipes.PPO_STEPS, learning_rate=None, warmup_steps=0, schedule="constant", min_lr_ratio=1.0, weight_decay=0.0,
-        beta1=0.9, beta2=0.95, bias_correction=True, grad_clip=1.0, eval_every=None, ckpt_every=None, amp=False))
+        steps=recipes.PPO_STEPS, learning_rate=None, warmup_steps=0, schedule="constant", min_lr_ratio=1.0,
+        weight_decay=0.0, beta1=0.9, beta2=0.95, bias_correction=True, grad_clip=1.0, eval_every=None,
+        ckpt_every=None, amp=False))
 
     FLAGS = {}
     HELP = {"train.steps": "PPO steps (each: one batch of rollouts, then --ppo-epochs passes over it)",
