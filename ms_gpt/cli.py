@@ -15,31 +15,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for Python, NumPy and MindSpore (default 0)")
 
 
-# command -> (config class in ms_gpt.flows.configs, the flow that runs it as "module:function" in
-# ms_gpt.flows, help). Their flags come from the config's fields; _job dispatches from this table.
-JOBS = {
-    "smoke": ("SmokeConfig", "smoke:run",
-        "a short real run of the MindNLP stack: train, evaluate, save, reload"),
-    "pretrain": ("PretrainConfig", "pretrain:pretrain",
-        "pretrain a GPT from scratch on a corpus (builtin:NAME or a path)"),
-    "generate": ("GenerateConfig", "generate:generate_text",
-        "generate text from a checkpoint folder (pretrain, sft or ppo)"),
-    "chat": ("ChatConfig", "chat:chat",
-        "talk to a checkpoint (sft or pretrain): one --prompt, or a conversation on stdin"),
-    "chat-eval": ("ChatEvalConfig", "chat_eval:chat_eval",
-        "judge a dialogue model's replies to held-out lines (on topic, ending, loops, KL to its reference)"),
-    "finetune": ("FinetuneConfig", "finetune:finetune",
-        "GPT-1 fine-tuning (head on the extract token + auxiliary LM loss)"),
-    "sft": ("SFTConfig", "sft:sft",
-        "supervised tuning on prompt/response pairs (loss on the response only)"),
-    "reward": ("RewardConfig", "finetune:reward",
-        "a reward model from preference pairs (-log σ(r_chosen - r_rejected))"),
-    "ppo": ("PPOConfig", "ppo:ppo",
-        "tune a policy against a reward model with PPO (KL penalty to the starting policy)"),
-    "finetune-imdb": ("ImdbConfig", "mindnlp_imdb:command",
-        "the MindNLP course flow: openai-gpt fine-tuned for IMDb sentiment "
-        "(transformers.Trainer on MindSpore)"),
-}
+from ms_gpt.flows.jobs import JOBS  # noqa: E402  (pure Python) command -> config class, flow, help
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -178,27 +154,28 @@ def _show_imdb(m: dict) -> str:
     return json.dumps({k: m[k] for k in keys if k in m})
 
 
+def _show_ppo(m: dict) -> str:
+    return json.dumps({k: v for k, v in m.items() if k != "steps"}, ensure_ascii=False)  # the steps: metrics.json
+
+
 # how a command's result is printed (default: its JSON)
-SHOW = {"generate": str, "chat": str, "finetune-imdb": _show_imdb}
+SHOW = {"generate": str, "chat": str, "finetune-imdb": _show_imdb, "ppo": _show_ppo}
 
 
 def _job(command: str, args) -> int:
-    """Build the command's config from --config and the flags, run its flow (:data:`JOBS`), print its result."""
-    import importlib
-
+    """Build the command's config from --config and the flags, run it as ``ms_gpt.api.run`` does (:data:`JOBS`),
+    print its result."""
+    from ms_gpt import api
     from ms_gpt.config import from_args
-    from ms_gpt.flows import configs
+    from ms_gpt.flows.jobs import config_class
 
-    name, target, _ = JOBS[command]
     try:
-        cfg = from_args(getattr(configs, name), args)
+        cfg = from_args(config_class(command), args)
     except ValueError as exc:
         print(f"ms-gpt {command}: {exc}", file=sys.stderr)
         return 2
-    module, function = target.split(":")
-    flow = getattr(importlib.import_module(f"ms_gpt.flows.{module}"), function)
     shown = {"show": SHOW[command]} if command in SHOW else {}  # else its JSON
-    return _run_job(command, lambda: flow(cfg), debug=args._debug, **shown)
+    return _run_job(command, lambda: api.run(cfg), debug=args._debug, **shown)
 
 
 def _convert(args) -> int:

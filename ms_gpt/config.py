@@ -464,6 +464,28 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def from_settings(cls, settings: dict, renames: dict | None = None, hidden=()):
+    """``cls`` from keyword settings named as its flags are (``block_size`` for ``--block-size``) or as its
+    fields are (``progress=False`` for ``--no-progress``), checked as the flags are (:func:`from_args`); an
+    unknown name is refused with the accepted ones."""
+    renames, defaults, names = renames or {}, cls(), {}
+    for path, f, kind in _leaves(cls):
+        dotted = ".".join(path)
+        if not f.metadata.get("cli", True) or dotted in hidden:
+            continue
+        default = defaults
+        for p in path:
+            default = getattr(default, p)
+        flag = flag_name(path, f, kind, default, renames).lstrip("-").replace("-", "_")
+        names[flag.removeprefix("no_") if flag.startswith("no_") and flag[3:] == path[-1] else flag] = dotted
+        names.setdefault(path[-1], dotted)
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)} for {cls.__name__}; accepted: "
+                         f"{', '.join(sorted(names))}")
+    return from_args(cls, argparse.Namespace(**{names[k]: v for k, v in settings.items()}))
+
+
 def from_args(cls, args: argparse.Namespace):
     """``cls`` from ``--config FILE`` (when given) overridden by the flags given; required fields checked."""
     data: dict = {}

@@ -178,13 +178,43 @@ def open_checkpoint(ckpt: str | Path):
     return model, Prompter.of(ckpt, tok)
 
 
-class Writer:
-    """A checkpoint folder's model, loaded once, continuing prompts the way it was trained
-    (:mod:`ms_gpt.prompting`): a document or a line goes on; a dialogue model gives only its answer."""
+class Conversation:
+    """A model and the conversation held with it (user and model turns, oldest first): what ``ms-gpt chat``
+    and ``ms_gpt.api`` talk through. ``gen`` is decoding as the caller asked; the model's stops, suppressed
+    tokens and default length are added here (:meth:`Prompter.generation`)."""
 
-    def __init__(self, ckpt: str | Path):
-        self.ckpt = Path(ckpt)
-        self.model, self.prompter = open_checkpoint(self.ckpt)
+    def __init__(self, model, prompter: Prompter, gen: GenerationConfig):
+        self.model, self.prompter = model, prompter
+        self.tok, self.form = prompter.tok, prompter.form
+        self.gen = prompter.generation(gen)
+        self.history: list[str] = []
+        self.ended = True  # whether the last reply ended with <eos> (not at max_new_tokens)
+
+    def reset(self) -> None:
+        """Forget the conversation."""
+        self.history.clear()
+
+    def reply(self, text: str) -> str:
+        """The model's answer to ``text`` (both then join the conversation)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"empty message {text!r}: say something (a non-empty string)")
+        self.history.append(text.strip())
+        reply = respond(self.model, self.prompter, self.history, self.gen)
+        self.ended = reply.ended
+        self.history.append(reply.text.removesuffix(CUT_MARK.strip()).rstrip())  # the model said no " …"
+        return reply.text
+
+
+class Writer:
+    """A model continuing prompts the way it was trained (:mod:`ms_gpt.prompting`): a document or a line goes
+    on; a dialogue model gives only its answer. :meth:`open` loads a checkpoint folder's."""
+
+    def __init__(self, model, prompter: Prompter):
+        self.model, self.prompter = model, prompter
+
+    @classmethod
+    def open(cls, ckpt: str | Path) -> "Writer":
+        return cls(*open_checkpoint(ckpt))
 
     def __call__(self, prompt: str, gen: GenerationConfig, stop_at_newline: bool = False) -> str:
         ids = self.prompter.encode(prompt)

@@ -2,7 +2,9 @@
 
 - :func:`synthetic_reviews` / :func:`write_acl_tree`: IMDb-like labelled reviews, as an ``aclImdb`` tree;
 - :func:`write_random_openai_gpt`: a randomly initialised Hugging Face openai-gpt folder with its BPE;
-- :func:`write_offline_demo`: both, the offline stand-in for the MindNLP course's IMDb inputs.
+- :func:`write_offline_demo`: both, the offline stand-in for the MindNLP course's IMDb inputs;
+- :func:`keyword_rows` / :func:`write_keyword_task`: the easy keyword classification set fine-tuning's
+  defaults are checked on (one of five positive or five negative words among filler words).
 """
 
 from __future__ import annotations
@@ -44,6 +46,36 @@ def synthetic_reviews(n: int, seed: int, median_words: float = 40, sigma: float 
                          np.array(NEUTRAL)[rng.integers(len(NEUTRAL), size=k)])
         rows.append((" ".join(words), label))
     return [rows[i] for i in rng.permutation(n)]
+
+
+KEYWORDS = {1: POSITIVE[:5], 0: NEGATIVE[:5]}
+FILLER = ("the", "a", "it", "was", "and", "of", "to", "in", "we", "saw", "very", "film", "plot", "cast")
+
+
+def keyword_rows(n: int, seed: int, filler: tuple[int, int] = (2, 4)) -> list[dict]:
+    """``n`` classification rows ``{"text", "label"}``, half of each label in a shuffled order: one of
+    :data:`KEYWORDS`' five positive (label 1) or five negative (label 0) words, inserted at a random place
+    among ``filler`` (a range, both ends included) short filler words. A bag of characters solves it; a
+    short-read head does not, which makes it a check of fine-tuning's defaults on small models. Rows stay
+    under 32 characters, so a ``tiny`` character model reads them whole."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, size=int(rng.integers(filler[0], filler[1] + 1))))
+        words.insert(int(rng.integers(len(words) + 1)), str(rng.choice(KEYWORDS[label])))
+        rows.append({"text": " ".join(words), "label": label})
+    return [rows[i] for i in rng.permutation(n)]
+
+
+def write_keyword_task(root: str | Path, seed: int = 0, sizes=(("train", 300), ("valid", 60), ("test", 200))) -> Path:
+    """:func:`keyword_rows` as a finetune data folder (train/valid/test.jsonl; 300 training rows by default)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for k, (split, n) in enumerate(sizes):
+        rows = keyword_rows(n, seed * 10 + k)
+        atomic.write_text(root / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return root
 
 
 def write_acl_tree(root: str | Path, splits: dict) -> Path:

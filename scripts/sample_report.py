@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
     device.setup(args.device, mode="jit", seed=args.seed)
     held_out = held_out_lines(checkpoint.read_run_config(Path(args.ckpt)), f"{args.ckpt}/{checkpoint.RUN_CONFIG}")
-    writer = Writer(args.ckpt)
+    writer = Writer.open(args.ckpt)
     step = max(1, len(held_out) // args.samples)
     prompts = [line[:args.prompt_chars] for line in held_out[::step][:args.samples]]
     samples = []

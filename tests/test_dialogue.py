@@ -158,7 +158,7 @@ def five_turns_never_feed_an_untrained_position(sft, pre, monkeypatch):
     pretraining trained (the default pretrain's block is its whole table; chat keeps the context within it)."""
     from ms_gpt import generation
     from ms_gpt.environment import device
-    from ms_gpt.flows.chat import Chat
+    from ms_gpt.flows.chat import open_chat
     from ms_gpt.flows.configs import ChatConfig
 
     fed = []  # tokens the model reads at each call: what it was prompted with, then the context decoded over
@@ -172,13 +172,13 @@ def five_turns_never_feed_an_untrained_position(sft, pre, monkeypatch):
     turn = "so what did you do over the weekend , did you go anywhere fun with your friends or family ?"
     trained = json.loads((pre / "run_config.json").read_text())["data"]["max_len"]
     assert trained == json.loads((pre / "gpt_config.json").read_text())["n_positions"] == 32  # tiny's whole table
-    session = Chat(sft, ChatConfig().generation)
+    session = open_chat(sft, ChatConfig().generation)
     for _ in range(5):
         session.reply(turn)
     assert len(session.history) == 10 and max(fed) <= trained
     # replies that never end (<eos> never drawn) run to the default 64 words, past the 32-position table
     fed.clear()
-    session = Chat(sft, ChatConfig().generation)
+    session = open_chat(sft, ChatConfig().generation)
     gen = session.gen
     session.gen = dataclasses.replace(gen, eos_id=None, suppress_ids=gen.suppress_ids + (gen.eos_id,))
     replies = [session.reply(turn) for _ in range(5)]

@@ -24,41 +24,21 @@ from pathlib import Path
 from ms_gpt.config import GenerationConfig
 from ms_gpt.flows import common
 from ms_gpt.flows.configs import ChatConfig
-from ms_gpt.prompting import CUT_MARK, open_checkpoint, respond
+from ms_gpt.prompting import Conversation, open_checkpoint
 
 COMMANDS = {"/reset": "forget the conversation", "/quit": "end the chat"}
 
 
-class Chat:
-    """A checkpoint and the conversation held with it (user and model turns, oldest first)."""
-
-    def __init__(self, ckpt: str | Path, gen: GenerationConfig):
-        self.ckpt = Path(ckpt)
-        self.model, self.prompter = open_checkpoint(self.ckpt)
-        self.tok, self.form = self.prompter.tok, self.prompter.form
-        self.gen = self.prompter.generation(gen)
-        self.history: list[str] = []
-        self.ended = True  # whether the last reply ended with <eos> (not at max_new_tokens)
-
-    def reset(self) -> None:
-        self.history.clear()
-
-    def reply(self, text: str) -> str:
-        """The model's answer to ``text`` (both then join the conversation)."""
-        if not text.strip():
-            raise ValueError("empty message: type something to say (or /quit)")
-        self.history.append(text.strip())
-        reply = respond(self.model, self.prompter, self.history, self.gen)
-        self.ended = reply.ended
-        self.history.append(reply.text.removesuffix(CUT_MARK.strip()).rstrip())  # the model said no " …"
-        return reply.text
+def open_chat(ckpt: str | Path, gen: GenerationConfig) -> Conversation:
+    """A conversation with the checkpoint folder ``ckpt`` (:class:`ms_gpt.prompting.Conversation`)."""
+    return Conversation(*open_checkpoint(Path(ckpt)), gen)
 
 
 def chat(cfg: ChatConfig, stdin=None, stdout=None) -> str | None:
     """One answer to ``cfg.prompt``, or (no prompt) a conversation over ``stdin`` until ``/quit`` or its end."""
     cfg.generation.validate()  # before any loading: a bad setting is refused at once
     common.setup(cfg)
-    session = Chat(cfg.ckpt, dataclasses.replace(cfg.generation, seed=cfg.seed))
+    session = open_chat(cfg.ckpt, dataclasses.replace(cfg.generation, seed=cfg.seed))
     if cfg.prompt is not None:
         return session.reply(cfg.prompt)
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout

@@ -13,5 +13,5 @@ def generate_text(cfg: GenerateConfig) -> str:
     """The prompt and its continuation (a chat checkpoint: the answer only)."""
     cfg.generation.validate()  # before any loading: a bad setting is refused at once
     common.setup(cfg)
-    writer = Writer(cfg.ckpt)
+    writer = Writer.open(cfg.ckpt)
     return writer(cfg.prompt, dataclasses.replace(cfg.generation, seed=cfg.seed), cfg.stop_at_newline)

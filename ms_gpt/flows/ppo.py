@@ -120,7 +120,7 @@ def _ppo(cfg: PPOConfig, settings, out: Path, gpt, ref, prompter: Prompter, prom
                "samples": job.samples}
     checkpoint.write_metrics(out, metrics)
     plot(history, out / checkpoint.PPO_PLOT)
-    return {k: v for k, v in metrics.items() if k != "steps"}
+    return metrics
 
 
 def _first_last(history, key: str, n: int = 5) -> dict:

@@ -78,8 +78,10 @@ class Decoder(nn.Cell):
             return ops.zeros(input_ids.shape, mindspore.bool_)
         return ops.equal(input_ids, self.pad_id)
 
-    def construct(self, input_ids, cache=None):
-        """input_ids [b, n] -> (hidden [b, n, d], the updated cache or None).
+    def construct(self, input_ids, cache=None, attentions=False):
+        """input_ids [b, n] -> (hidden [b, n, d], the updated cache or None); with ``attentions`` (a Python
+        constant: the compiled graphs never set it) a third item, each layer's attention weights
+        ([b, h, n, n] without a cache, [b, h, n, T] with one).
 
         Without a cache the n tokens attend to each other (causal + padding masks). With a cache they
         are placed in its next n slots and attend to every filled, non-padding slot up to their own.
@@ -114,16 +116,17 @@ class Decoder(nn.Cell):
         positions = ops.relu(seen_before + ops.cumsum(real, axis=1) - 1)  # [b, n]
         x = ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, positions, 0)
         x = self.dropout(x)
-        keys, values = (), ()
+        keys, values, weights = (), (), ()
         for i, layer in enumerate(self.layers):
             kv = None if cache is None else (cached_keys[i], cached_values[i])
-            x, _, (k, v) = layer(x, mask, kv, place)
-            keys, values = keys + (k,), values + (v,)
+            x, w, (k, v) = layer(x, mask, kv, place)
+            keys, values, weights = keys + (k,), values + (v,), weights + (w,)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        if cache is None:
-            return x, None
-        return x, (keys, values, keys_pad, length + n)  # a KVCache's fields
+        new_cache = None if cache is None else (keys, values, keys_pad, length + n)  # a KVCache's fields
+        if attentions:
+            return x, new_cache, weights
+        return x, new_cache
 
 
 def check_input_ids(input_ids, config: GPTConfig) -> None:
@@ -228,6 +231,13 @@ class GPT(_ChecksInputIds):
             return out
         logits, new_cache, hidden = out
         return GPTOutput(logits, KVCache(*new_cache), hidden)
+
+    def attentions(self, input_ids) -> tuple:
+        """Each layer's attention weights for ``input_ids`` [b, n] ([b, h, n, n] per layer, row i: how token i
+        spreads its attention over tokens 0..i), from the same layers as :meth:`construct` (a direct call, not
+        for compiled graphs)."""
+        check_input_ids(input_ids, self.config)
+        return self.decoder(input_ids, None, True)[2]
 
     def construct(self, input_ids, cache=None):
         hidden, cache = self.decoder(input_ids, cache)
