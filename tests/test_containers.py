@@ -68,7 +68,17 @@ def test_notebook_runs_headless_in_tiny_mode(tmp_path, monkeypatch):
     assert summary["finetune_accuracy"] >= 0.9  # word-salad reviews with sentiment words: easy, chance 0.5
     assert summary["imdb"]["test_accuracy"] >= 0.9 and summary["imdb"]["static_shapes"] is True
     assert any("causal mask, sequence 0" in t for t in texts)
-    for part in ("pretrain/metrics.json", "finetune/metrics.json", "imdb/metrics.json", "imdb/best/config.json"):
+    # through the Python API: the KV cache gives the same tokens; attention maps drawn; the mini ChatGPT half
+    assert summary["cache_same_tokens"] is True
+    assert summary["attention"]["layers"] == 2 and summary["attention"]["heads"] == 4
+    assert abs(summary["attention"]["row_sums"] - 1) < 1e-5
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert summary["sft_loss"]["after"] < summary["sft_loss"]["before"] - 1  # measured: 6.4 -> 4.1
+    assert summary["chat_turns"] == 4
+    assert 0.4 <= summary["reward_accuracy"] <= 1.0 and summary["ppo_steps"] == 8
+    for part in ("pretrain/metrics.json", "finetune/metrics.json", "imdb/metrics.json", "imdb/best/config.json",
+                 "chat/metrics.json", "reward/best/classifier.json", "ppo/metrics.json", "attention.png"):
         assert (tmp_path / "out" / part).is_file(), part
 
 
