@@ -5,14 +5,14 @@
   (c) TF-IDF over jieba words (unigrams + bigrams) + logistic regression (scikit-learn), C chosen on
       the validation split
 
-The levers GPT-1 itself used: the pretraining text is in-domain and unlabelled - the review *training*
-texts (no labels; never the validation or test texts) plus the People's Daily corpus - and the tokens
-are characters, so no review is read through <unk>. The split (deduplicated, stratified, 80/10/10) is
-drawn once (--split-seed) and written to OUT/data, so every seed trains and tests on the same rows;
-each seed (--seeds) changes the fine-tuning (head initialisation, shuffling). The model is pretrained
-once (seed 0). (a) and (b) run the real CLI commands (printed, so each step can be re-run alone).
+The settings are run files (scripts/studies/finetune_compare/: pretrain.json, finetune.json, read by the commands'
+own --config); this driver adds the plumbing only: the split (deduplicated, stratified, 80/10/10, drawn once with
+--split-seed and written to OUT/data, so every seed trains and tests on the same rows), the pretraining text (the
+review *training* texts, never valid/test, plus People's Daily: GPT-1's levers, in-domain unlabelled text), the
+output folders and the fine-tuning seeds. The model is pretrained once. Each run's results are read from its
+metrics.json; its command is printed, so each step can be re-run alone.
 
-  python scripts/finetune_compare.py [--out runs/compare] [--seeds 0 1 2] [--pretrain-steps 4000] [--mode graph] ...
+  python scripts/finetune_compare.py [--out runs/compare] [--seeds 0 1 2] [--runs scripts/studies/finetune_compare]
 
 Prints one JSON object; writes OUT/compare.json and OUT/compare.md (the table in docs/results.md): the mean ± std over
 the seeds of each, each seed's figures, and whether (a) >= (c) + 1 point on the mean and (a) > (b) in every seed.
@@ -29,21 +29,40 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "scripts" / "studies" / "finetune_compare"
 sys.path.insert(0, str(ROOT))
 
-from ms_gpt.config import POOLS  # noqa: E402  (pure Python: no MindSpore import)
 
-
-def run(cmd: list[str], log: Path, env: dict | None = None) -> dict:
-    print("+ " + "".join(f"{k}={v} " for k, v in (env or {}).items()) + " ".join(cmd), file=sys.stderr, flush=True)
+def run(cmd: list[str], out: Path, log: Path) -> dict:
+    """Run one ms-gpt command (its stderr to ``log``) and return the metrics.json it wrote into ``out``."""
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=fh, text=True, env={**os.environ, **(env or {})})
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=fh)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def read_runs(folder: Path) -> dict:
+    """The study's run files, each checked as its command checks a --config (exit 2 naming a bad value) before any
+    work starts."""
+    from ms_gpt.config import build
+    from ms_gpt.flows.configs import FinetuneConfig, PretrainConfig
+
+    runs = {}
+    for name, cls, plumbing in (("pretrain", PretrainConfig, {"out": "-", "corpus": "-"}),
+                                ("finetune", FinetuneConfig, {"init": "-", "data": "-", "out": "-"})):
+        path = folder / f"{name}.json"
+        try:
+            runs[name] = json.loads(path.read_text(encoding="utf-8"))
+            build(cls, {**runs[name], **plumbing}, where=str(path)).validate()
+        except (OSError, ValueError) as exc:
+            print(f"finetune_compare.py: {path}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return runs
 
 
 def tfidf_baseline(splits: dict, train_limit: int | None, seed: int) -> dict:
@@ -84,11 +103,6 @@ def write_split(splits: dict, folder: Path, train_limit: int | None) -> None:
             encoding="utf-8")
 
 
-def float_or_auto(text: str) -> float | None:
-    """A number, or ``auto`` (None: ms-gpt finetune's default by model size)."""
-    return None if text == "auto" else float(text)
-
-
 def mean_std(values) -> dict:
     import numpy as np
 
@@ -104,42 +118,16 @@ def main() -> int:
                    help="the one train/valid/test split every seed uses (default: 0)")
     p.add_argument("--device", default=None,
                    help="Ascend, GPU or CPU (default: $MS_GPT_DEVICE, else the best available)")
-    p.add_argument("--preset", default="small", help="the GPT's size (default: small)")
-    p.add_argument("--tokenizer", default="char", choices=("char", "jieba", "bpe"),
-                   help="the GPT's tokenizer (default: char: every review character has a token, so none is <unk>)")
-    p.add_argument("--vocab-size", type=int, default=8000, help="the jieba/BPE vocabulary (default: 8000)")
-    p.add_argument("--pretrain-text", default="reviews+peoples-daily", choices=("reviews+peoples-daily", "peoples-daily"),
+    p.add_argument("--runs", default=str(RUNS),
+                   help="the folder of run files: pretrain.json and finetune.json, the ms-gpt commands' --config "
+                        f"(default: {RUNS.relative_to(ROOT)})")
+    p.add_argument("--pretrain-text", default="reviews+peoples-daily",
+                   choices=("reviews+peoples-daily", "peoples-daily"),
                    help="unlabelled pretraining text: the review training texts plus People's Daily, or People's "
                         "Daily alone (default: reviews+peoples-daily)")
-    p.add_argument("--pretrain-steps", type=int, default=4000,
-                   help="at 8 x 128 characters a step, about 1.4 passes over the 2.9 M characters of reviews + People's "
-                        "Daily (default: 4000)")
-    p.add_argument("--block-size", type=int, default=128,
-                   help="pretraining sequence length (default: 128, the fine-tuning --max-len, so every position the "
-                        "classifier reads was trained in pretraining)")
-    p.add_argument("--pretrain-batch-size", type=int, default=8,
-                   help="pretraining sequences per step (default: 8: 1,024 characters a step)")
-    p.add_argument("--epochs", type=int, default=2, help="at most (early stopping may end sooner) (default: 2)")
-    p.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch (default: 32)")
-    p.add_argument("--learning-rate", type=float_or_auto, default=3e-4,
-                   help="fine-tuning peak learning rate (default: 3e-4, below the 1e-3 the model was pretrained at, so fine-tuning keeps more of what pretraining learned; auto = ms-gpt finetune's default by model size)")
-    p.add_argument("--lm-weight", type=float_or_auto, default=0.5,
-                   help="λ of the auxiliary LM loss, GPT-1's 0.5 (default: 0.5; auto = ms-gpt finetune's default by model size)")
-    p.add_argument("--pool", choices=POOLS, default="mean",
-                   help="what the head reads: the mean of the real tokens' states (default), their element-wise "
-                        "maximum, or the last token's")
-    p.add_argument("--mode", choices=("graph", "jit"), default="graph",
-                   help="how pretrain and finetune run: graph (MindSpore's GRAPH_MODE, about 1.3x faster on CPU; default) or jit")
-    p.add_argument("--max-len", type=int, default=128, help="fine-tuning length in tokens (default: 128)")
-    p.add_argument("--static-shapes", choices=("on", "off"), default="on",
-                   help="on: fine-tune in length buckets (MS_GPT_STATIC_SHAPES=1, the Ascend policy; far less "
-                        "padding than one padded length per batch; default); off: padded_batch")
     p.add_argument("--train-limit", type=int, default=None, help="first N training rows for all three (default: all)")
     args = p.parse_args()
-    if args.learning_rate is not None and not args.learning_rate > 0:
-        p.error(f"--learning-rate must be > 0 or auto, got {args.learning_rate}")
-    if args.lm_weight is not None and not args.lm_weight >= 0:
-        p.error(f"--lm-weight must be >= 0 or auto, got {args.lm_weight}")
+    runs = read_runs(Path(args.runs))
 
     from ms_gpt.data.corpus import peoples_daily
     from ms_gpt.data.tasks import reviews_zh_splits
@@ -162,26 +150,16 @@ def main() -> int:
     ms_gpt = [str(Path(sys.executable).parent / "ms-gpt")]
     dev = ["--device", args.device] if args.device else []
     pre = out / "pretrained"
-    results = {"pretrain": run(ms_gpt + [
-        "pretrain", "--corpus", str(corpus), "--out", str(pre), "--preset", args.preset, "--tokenizer", args.tokenizer,
-        "--steps", str(args.pretrain_steps), "--block-size", str(args.block_size),
-        "--batch-size", str(args.pretrain_batch_size), "--vocab-size", str(args.vocab_size), "--seed", "0",
-        "--no-progress", "--overwrite", "--mode", args.mode, *dev], out / "pretrain.log")}
-    ft = ["finetune", "--init", str(pre), "--task", "classification", "--data", str(out / "data"),
-          "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--pool", args.pool,
-          "--max-len", str(args.max_len), "--mode", args.mode, "--no-progress", "--overwrite", *dev]
-    shapes_env = {"MS_GPT_STATIC_SHAPES": "1" if args.static_shapes == "on" else "0"}
-    if args.learning_rate is not None:
-        ft += ["--learning-rate", str(args.learning_rate)]
-    if args.lm_weight is not None:
-        ft += ["--lm-weight", str(args.lm_weight)]
+    results = {"pretrain": run(ms_gpt + ["pretrain", "--config", str(Path(args.runs) / "pretrain.json"), "--corpus",
+                                         str(corpus), "--out", str(pre), *dev], pre, out / "pretrain.log")}
+    ft = ms_gpt + ["finetune", "--config", str(Path(args.runs) / "finetune.json"), "--init", str(pre),
+                   "--data", str(out / "data"), *dev]
     per_seed = []
     c = tfidf_baseline(splits, args.train_limit, args.split_seed)
     for seed in args.seeds:
-        a = run(ms_gpt + ft + ["--seed", str(seed), "--out", str(out / f"a_pretrained_seed{seed}")],
-                out / f"a_pretrained_seed{seed}.log", shapes_env)
-        b = run(ms_gpt + ft + ["--seed", str(seed), "--out", str(out / f"b_scratch_seed{seed}"), "--reinit"],
-                out / f"b_scratch_seed{seed}.log", shapes_env)
+        a_out, b_out = out / f"a_pretrained_seed{seed}", out / f"b_scratch_seed{seed}"
+        a = run(ft + ["--seed", str(seed), "--out", str(a_out)], a_out, out / f"a_pretrained_seed{seed}.log")
+        b = run(ft + ["--seed", str(seed), "--out", str(b_out), "--reinit"], b_out, out / f"b_scratch_seed{seed}.log")
         per_seed.append({"seed": seed, "a": a, "b": b})
         print(f"seed {seed}: (a) {a['accuracy']:.4f}  (b) {b['accuracy']:.4f}  (c) {c['accuracy']:.4f}",
               file=sys.stderr, flush=True)
@@ -193,7 +171,7 @@ def main() -> int:
     keep = ("accuracy", "valid_accuracy", "best_epoch", "steps", "of_steps", "stopped_early", "defaults", "unk_share",
             "train_examples", "wall_s", "reinit", "lm_weight")
     summary = {
-        "settings": vars(args), "test_examples": per_seed[0]["a"]["test_examples"],
+        "settings": {**vars(args), "run_files": runs}, "test_examples": per_seed[0]["a"]["test_examples"],
         "train_examples": per_seed[0]["a"]["train_examples"], "seeds": args.seeds,
         "accuracy": acc, "mean_std": stats,
         "targets": {"a_ge_c_plus_1pt": a_mean >= c_mean + 0.01,

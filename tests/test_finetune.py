@@ -612,13 +612,26 @@ def test_a_max_pool_head_is_saved_and_loaded_as_max(tmp_path):
     np.testing.assert_allclose(back(x)[0].asnumpy(), clf(x)[0].asnumpy(), atol=1e-6)
 
 
+def tiny_study_runs(root, folder, **finetune):
+    """The study's run files (scripts/studies/finetune_compare) scaled down to a tiny model, as a copy."""
+    study = root / "scripts" / "studies" / "finetune_compare"
+    pre = json.loads((study / "pretrain.json").read_text())
+    ft = json.loads((study / "finetune.json").read_text())
+    pre.update(preset="tiny", data={**pre["data"], "max_len": 32}, train={**pre["train"], "steps": 4})
+    ft.update(epochs=1, batching={**ft["batching"], "max_len": 32}, **finetune)
+    folder.mkdir(parents=True)
+    (folder / "pretrain.json").write_text(json.dumps(pre))
+    (folder / "finetune.json").write_text(json.dumps(ft))
+    return folder
+
+
 def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root):
     import subprocess
 
     out = tmp_path / "cmp"
+    run_files = tiny_study_runs(root, tmp_path / "runs")
     proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
-                           "--preset", "tiny", "--pretrain-steps", "4", "--block-size", "32", "--seeds", "0", "1",
-                           "--epochs", "1", "--train-limit", "96", "--max-len", "32"],
+                           "--runs", str(run_files), "--seeds", "0", "1", "--train-limit", "96"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -634,22 +647,20 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
                                                                                acc["b_random_init_finetuned"]))
     runs = summary["runs"]
     assert [r["seed"] for r in runs] == [0, 1] and runs[0]["b"]["reinit"] is True and runs[0]["a"]["reinit"] is False
-    # the script's recipe, the same for (a) and (b): GPT-1's λ 0.5, the head on the mean of the states,
-    # fine-tuning at 3e-4 (below the pretraining rate), everything in GRAPH_MODE
-    settings = summary["settings"]
-    assert (settings["lm_weight"], settings["pool"], settings["learning_rate"], settings["mode"]) == (0.5, "mean", 3e-4,
-                                                                                                      "graph")
+    # the study's recipe (its run files), the same for (a) and (b): GPT-1's λ 0.5, the head on the mean of the
+    # states, fine-tuning at 3e-4 (below the pretraining rate) in length buckets, everything in GRAPH_MODE
+    settings = summary["settings"]["run_files"]
+    assert settings["finetune"] == json.loads((run_files / "finetune.json").read_text())
     for r in runs:
         for arm in ("a", "b"):
             assert r[arm]["lm_weight"] == 0.5
             folder = out / (f"a_pretrained_seed{r['seed']}" if arm == "a" else f"b_scratch_seed{r['seed']}")
             run_config = json.loads((folder / "run_config.json").read_text())
             assert run_config["train"]["learning_rate"] == pytest.approx(3e-4) and run_config["pool"] == "mean"
-            assert run_config["mode"] == "graph"
+            assert run_config["mode"] == "graph" and run_config["batching"]["static_shapes"] is True
     assert runs[0]["a"]["unk_share"]["test"] < 0.05  # characters: the reviews are readable
     assert summary["pretrain"]["tokenizer"] == "char"
-    # pretraining: 8 sequences a step by default, of --block-size (32 here; 128 by default = the default --max-len)
-    assert (settings["pretrain_batch_size"], settings["block_size"]) == (8, 32)
+    # pretraining: 8 sequences a step, of 32 tokens here (the study's 128 = its fine-tuning length)
     pretrain_data = json.loads((out / "pretrained" / "run_config.json").read_text())["data"]
     assert (pretrain_data["batch_size"], pretrain_data["max_len"]) == (8, 32)
     # the pretraining text is the review *training* texts (unlabelled) plus People's Daily; never valid/test
@@ -661,13 +672,15 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
     assert json.loads((out / "compare.json").read_text()) == summary
 
 
-@pytest.mark.parametrize("flag, value, message", [("--lm-weight", "-0.5", "--lm-weight must be >= 0 or auto, got -0.5"),
-                                                   ("--learning-rate", "0", "--learning-rate must be > 0 or auto, got 0.0")])
-def test_compare_script_refuses_bad_recipe_values_before_any_work(tmp_path, venv_bin, root, flag, value, message):
+@pytest.mark.parametrize("setting, message", [({"lm_weight": -0.5}, "lm_weight must be >= 0, got -0.5"),
+                                              ({"train": {"learning_rate": 0}}, "learning_rate must be > 0, got 0"),
+                                              ({"pool": "median"}, "pool must be one of")])
+def test_compare_script_refuses_bad_run_files_before_any_work(tmp_path, venv_bin, root, setting, message):
     import subprocess
 
     out = tmp_path / "cmp"
+    runs = tiny_study_runs(root, tmp_path / "runs", **setting)
     proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
-                           flag, value], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and message in proc.stderr
+                           "--runs", str(runs)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "finetune.json" in proc.stderr, proc.stderr
     assert not out.exists()
