@@ -157,15 +157,16 @@ def resolve_defaults(cfg: FinetuneConfig, gpt) -> tuple[FinetuneConfig, dict]:
     train = dataclasses.replace(cfg.train, learning_rate=pick(cfg.train.learning_rate, recipe.learning_rate))
     resolved = dataclasses.replace(
         cfg, epochs=pick(cfg.epochs, recipe.epochs), lm_weight=pick(cfg.lm_weight, recipe.lm_weight),
-        warmup_fraction=pick(cfg.warmup_fraction, recipe.warmup_fraction), train=train,
+        warmup_fraction=pick(cfg.warmup_fraction, recipe.warmup_fraction), pool=pick(cfg.pool, recipe.pool),
+        train=train,
         batching=dataclasses.replace(cfg.batching, max_len=max_len))
     chosen = {"parameters": n_params, "size": recipe.size, "learning_rate": train.learning_rate,
               "lm_weight": resolved.lm_weight, "epochs": resolved.epochs, "warmup_fraction": resolved.warmup_fraction,
-              "max_len": max_len, "patience": cfg.patience,
+              "max_len": max_len, "pool": resolved.pool, "patience": cfg.patience,
               "dropout": gpt.config.resid_dropout if cfg.dropout is None else cfg.dropout,
               "by_size": sorted(n for n, v in (("learning_rate", cfg.train.learning_rate), ("lm_weight", cfg.lm_weight),
                                                ("epochs", cfg.epochs), ("warmup_fraction", cfg.warmup_fraction),
-                                               ("max_len", cfg.batching.max_len)) if v is None)}
+                                               ("max_len", cfg.batching.max_len), ("pool", cfg.pool)) if v is None)}
     return resolved, chosen
 
 

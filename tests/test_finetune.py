@@ -1,5 +1,6 @@
 """GPT-1 fine-tuning: task data, input transforms, the multi-sequence head, the L2 + λ·L1 objective,
 the finetune flow for every task, vocabulary checks, and SFT."""
+import dataclasses
 import json
 import random
 
@@ -399,12 +400,13 @@ def test_recipe_and_length_follow_the_model_size():
     from ms_gpt import recipes
 
     tiny, small, big = (recipes.finetune_recipe(n) for n in (50_000, 1_371_520, 116_534_784))
-    assert (tiny.size, tiny.learning_rate, tiny.lm_weight, tiny.epochs) == ("small", 1e-3, 0.0, 10)
+    assert (tiny.size, tiny.learning_rate, tiny.lm_weight, tiny.epochs, tiny.pool) == ("small", 1e-3, 0.0, 10, "max")
     assert (small.size, small.learning_rate, small.lm_weight, small.epochs) == ("small", 1e-3, 0.5, 10)
     assert recipes.finetune_recipe(recipes.LM_TERM_FROM - 1).lm_weight == 0.0
     assert recipes.finetune_recipe(recipes.LM_TERM_FROM).lm_weight == 0.5
     assert (big.size, big.learning_rate, big.lm_weight, big.epochs, big.warmup_fraction) == \
         ("gpt1", 6.25e-5, 0.5, 3, 0.002)  # GPT-1's recipe for openai-gpt's 116.5M parameters
+    assert big.pool == "last"  # GPT-1's extract token
     assert recipes.finetune_recipe(recipes.GPT1_SIZE).size == "gpt1"
     assert [recipes.default_max_len(n) for n in (32, 512, 2048)] == [32, 512, 512]
     assert recipes.unk_share([[1, 3, 5, 2], [3, 0]], unk_id=3, special_ids=(0, 1, 2)) == pytest.approx(2 / 3)
@@ -427,7 +429,8 @@ def test_defaults_learn_an_easy_task_on_a_small_model(pretrained, tmp_path):
     assert m["accuracy"] >= 0.85, m["epochs"]
     d = m["defaults"]
     assert (d["size"], d["learning_rate"], d["lm_weight"], d["epochs"], d["max_len"]) == ("small", 1e-3, 0.0, 10, 32)
-    assert d["by_size"] == ["epochs", "learning_rate", "lm_weight", "max_len", "warmup_fraction"]
+    assert d["by_size"] == ["epochs", "learning_rate", "lm_weight", "max_len", "pool", "warmup_fraction"]
+    assert d["pool"] == "max" and json.loads((tmp_path / "o" / "best" / "classifier.json").read_text())["pool"] == "max"
     assert m["unk_share"] == {"train": 0.0, "valid": 0.0, "test": 0.0}
     saved = json.loads((tmp_path / "o" / "run_config.json").read_text())
     assert (saved["train"]["learning_rate"], saved["lm_weight"], saved["epochs"], saved["batching"]["max_len"]) == \
@@ -437,6 +440,25 @@ def test_defaults_learn_an_easy_task_on_a_small_model(pretrained, tmp_path):
     assert m["stopped_early"] == (last < 10)
     if m["stopped_early"]:
         assert last - m["best_epoch"] == cfg.patience and m["steps"] < m["of_steps"]
+
+
+def test_defaults_on_the_keyword_task_of_a_briefly_pretrained_character_model(tmp_path):
+    """Issue 37's new-user check: a `tiny` character model pretrained 60 steps on builtin:demo-en, fine-tuned with
+    no tuning flags on 300 rows where one of ten keywords decides. The small-model defaults read the maximum of the
+    states (recipes.SMALL_RECIPE): seed 0 measured 0.84 (max) against 0.84 (last) and 0.835 (mean); seed 1, where
+    the last token never left chance (0.50), 0.825. The issue's 0.95 is not reached (docs/finetuning.md)."""
+    from ms_gpt.flows import pretrain
+    from ms_gpt.flows.configs import FinetuneConfig, PretrainConfig
+    from ms_gpt.flows.finetune import finetune
+    from ms_gpt.testing import write_keyword_task
+
+    pre = PretrainConfig(out=str(tmp_path / "pre"), tokenizer="char", progress=False)
+    pretrain.pretrain(dataclasses.replace(pre, train=dataclasses.replace(pre.train, steps=60)))
+    data = write_keyword_task(tmp_path / "kw", seed=1)
+    m = finetune(FinetuneConfig(init=str(tmp_path / "pre"), data=str(data), out=str(tmp_path / "ft"),
+                                task="classification", seed=1, progress=False))
+    assert m["defaults"]["pool"] == "max" and m["test_examples"] == 200 and m["train_examples"] == 300
+    assert m["accuracy"] >= 0.75, m["epochs"]  # measured 0.825; the last token: 0.50
 
 
 def test_early_stopping_rule():

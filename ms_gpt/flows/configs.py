@@ -121,8 +121,9 @@ class FinetuneConfig(TrainingRun):
     allow_unk: bool = opt(False, "train even when a split has more <unk> tokens than --max-unk")
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")
     reinit: bool = opt(False, "keep --init's architecture and tokenizer but start from random weights (baseline)")
-    pool: str = opt("last", "what the head reads: last = the extract token (GPT-1), mean = average of real tokens, "
-                            "max = their element-wise maximum", choices=POOLS)
+    pool: str | None = opt(None, "what the head reads: last = the extract token (GPT-1), mean = average of real "
+                                 "tokens, max = their element-wise maximum", choices=POOLS,
+                           none=recipes.FINETUNE_POOL_HELP)
     batching: DataConfig = opt(factory=lambda: DataConfig(batch_size=32, max_len=None))
     train: TrainConfig = opt(factory=lambda: TrainConfig(
         steps=None, learning_rate=None, warmup_steps=None, schedule="linear", min_lr_ratio=0.0,

@@ -113,7 +113,8 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extr
     unk = unknown_shares(tok, encoded)
     print(f"finetune: {chosen['parameters'] / 1e6:.2f}M-parameter model, {chosen['size']}-model defaults for "
           f"{', '.join(chosen['by_size']) or 'nothing (all given)'}: learning rate {chosen['learning_rate']:g}, "
-          f"λ {chosen['lm_weight']:g}, up to {chosen['epochs']} epochs (patience {cfg.patience}), max_len {max_len}; "
+          f"λ {chosen['lm_weight']:g}, up to {chosen['epochs']} epochs (patience {cfg.patience}), max_len {max_len}, "
+          f"pool {cfg.pool}; "
           f"<unk> share {', '.join(f'{s} {v:.1%}' for s, v in unk.items())}", file=sys.stderr)
     check_unknown(unk, cfg, tok)
     batch = cfg.batching.batch_size
