@@ -3,8 +3,9 @@
 nanoGPT's ``train.py`` (PyTorch eager, no compile) and ``ms-gpt pretrain`` train on one character-level
 text with nanoGPT's CPU recipe shape: 4 layers, d_model 128, 4 heads, block 64, batch 12, 2,000
 iterations. nanoGPT runs its shakespeare_char settings (lr 1e-3 → 1e-4 cosine, warmup 100, β2 0.99,
-weight decay 0.1, dropout 0); ms_gpt gets only the shape (``--preset small --tokenizer char
---block-size 64 --batch-size 12 --steps N``): its own defaults decide the rest. Both read the text as a
+weight decay 0.1, dropout 0); ms_gpt gets only the shape (its run file,
+scripts/studies/compare_nanogpt/pretrain.json: the ``small`` preset, characters, blocks of 64, batch 12; ``--steps``
+from ``--iters``): its own defaults decide the rest. Both read the text as a
 stream with its line breaks, split the same way (the first 90 % of the lines train, the last 10 %
 validate, as nanoGPT's prepare.py), and report the mean next-character loss on the held-out part.
 
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SHAPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12)
+RUN_FILE = ROOT / "scripts" / "studies" / "compare_nanogpt" / "pretrain.json"  # ms-gpt pretrain's side
 NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
 EVAL_LINE = re.compile(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 
@@ -101,22 +103,24 @@ def run_ms_gpt(args, work: Path, train: list[str], val: list[str]) -> dict:
     (work / "train.txt").write_text("".join(l + "\n" for l in train), encoding="utf-8")
     (work / "val.txt").write_text("".join(l + "\n" for l in val), encoding="utf-8")
     out = work / "ms_gpt"
-    cmd = [str(Path(sys.executable).parent / "ms-gpt"), "pretrain", "--corpus", str(work / "train.txt"),
-           "--val-corpus", str(work / "val.txt"), "--out", str(out), "--preset", "small", "--tokenizer", "char",
-           "--block-size", str(SHAPE["block_size"]), "--batch-size", str(SHAPE["batch_size"]),
-           "--steps", str(args.iters), "--no-progress", "--overwrite", *args.ms_gpt_args]
+    cmd = [str(Path(sys.executable).parent / "ms-gpt"), "pretrain", "--config", str(RUN_FILE),
+           "--corpus", str(work / "train.txt"), "--val-corpus", str(work / "val.txt"), "--out", str(out),
+           "--steps", str(args.iters), *args.ms_gpt_args]
     print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (work / "ms_gpt.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"ms-gpt pretrain failed ({proc.returncode}); see {work / 'ms_gpt.log'}:\n{proc.stderr[-2000:]}")
-    m = json.loads(proc.stdout.strip().splitlines()[-1])
-    history = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "metrics.json").read_text())
+    run_config = json.loads((out / "run_config.json").read_text())
+    if (run_config["data"]["max_len"], run_config["data"]["batch_size"]) != (SHAPE["block_size"], SHAPE["batch_size"]):
+        raise SystemExit(f"{RUN_FILE} does not train nanoGPT's shape (block {SHAPE['block_size']}, batch "
+                         f"{SHAPE['batch_size']}): it gave {run_config['data']}")
     return {"val_loss": m["val_loss"], "steps": m["steps"], "val_loss_before": m["val_loss_before"],
             "vocab_size": m["vocab_size"], "boundaries": m["boundaries"], "parameters": m["parameters"],
             "tokens_per_s": m["tokens_per_s"], "wall_s": round(time.perf_counter() - t0, 1),
-            "run_config": json.loads((out / "run_config.json").read_text()), "metrics_keys": sorted(history)}
+            "run_config": run_config, "metrics_keys": sorted(m)}
 
 
 def main() -> int:
