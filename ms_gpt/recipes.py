@@ -37,9 +37,10 @@ GPT1_RECIPE = FinetuneRecipe("gpt1", learning_rate=6.25e-5, lm_weight=0.5, epoch
 # (docs/finetuning.md, "Fine-tuning defaults").
 # The head of a small model reads the element-wise maximum of the tokens' states, not GPT-1's extract token: on
 # builtin:reviews-zh (docs/results.md, seed 0, the 1.5M-parameter character model) last token 0.8145 against mean
-# 0.8278 on one trunk, mean 0.8358 against max 0.8376 on a later one; on the keyword task a bag of characters solves (ms_gpt.testing.keyword_rows, 300 training rows, a
-# 0.02M-parameter character model pretrained 60 steps on builtin:demo-en, seeds 0/1/2, the other defaults) last
-# 0.840 / 0.500 / 0.845 (one seed never left chance), mean 0.835 / 0.700 / 0.790, max 0.840 / 0.825 / 0.790.
+# 0.8278 on one trunk, mean 0.8358 against max 0.8376 on a later one; on the keyword task a bag of characters
+# solves (ms_gpt.testing.keyword_rows, 300 training rows, a 0.02M-parameter character model pretrained 60 steps on
+# builtin:demo-en, seeds 0/1/2, the other defaults) last 0.840 / 0.500 / 0.845 (one seed never left chance),
+# mean 0.835 / 0.700 / 0.790, max 0.840 / 0.825 / 0.790 (docs/finetuning.md, "What the head reads").
 SMALL_RECIPE = FinetuneRecipe("small", learning_rate=1e-3, lm_weight=0.5, epochs=10, warmup_fraction=0.05,
                               pool="max")
 LM_TERM_FROM = 1_000_000  # parameters from which a small model keeps the auxiliary LM term (λ 0.5)

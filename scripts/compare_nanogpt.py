@@ -114,7 +114,8 @@ def run_ms_gpt(args, work: Path, train: list[str], val: list[str]) -> dict:
         raise SystemExit(f"ms-gpt pretrain failed ({proc.returncode}); see {work / 'ms_gpt.log'}:\n{proc.stderr[-2000:]}")
     m = json.loads((out / "metrics.json").read_text())
     run_config = json.loads((out / "run_config.json").read_text())
-    if (run_config["data"]["max_len"], run_config["data"]["batch_size"]) != (SHAPE["block_size"], SHAPE["batch_size"]):
+    shape = (run_config["data"]["max_len"], run_config["data"]["batch_size"])
+    if shape != (SHAPE["block_size"], SHAPE["batch_size"]):
         raise SystemExit(f"{RUN_FILE} does not train nanoGPT's shape (block {SHAPE['block_size']}, batch "
                          f"{SHAPE['batch_size']}): it gave {run_config['data']}")
     return {"val_loss": m["val_loss"], "steps": m["steps"], "val_loss_before": m["val_loss_before"],
