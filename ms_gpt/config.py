@@ -349,6 +349,18 @@ def flag_name(path: tuple, f, kind, default, renames: dict) -> str:
     return f"--no-{name}" if kind is bool and default is True else f"--{name}"
 
 
+def _flagged(cls, renames: dict, hidden):
+    """(path, field, type, default, flag) of every field that has a flag."""
+    defaults = cls()
+    for path, f, kind in _leaves(cls):
+        if not f.metadata.get("cli", True) or ".".join(path) in hidden:
+            continue
+        default = defaults
+        for p in path:
+            default = getattr(default, p)
+        yield path, f, kind, default, flag_name(path, f, kind, default, renames)
+
+
 def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None, hidden=(),
               require: bool = False) -> None:
     """One flag per field of ``cls`` (nested dataclasses flattened): type, choices and help from the
@@ -356,18 +368,11 @@ def add_flags(parser: argparse.ArgumentParser, cls, renames: dict | None = None,
     unless a flag overrides them). ``renames``: dotted path -> flag; ``hidden``: dotted paths without a
     flag (values the flow derives); ``require``: the required fields are required flags (no ``--config``
     given that could hold them), shown without brackets in the usage."""
-    renames, defaults = renames or {}, cls()
     parser.add_argument("--config", metavar="RUN.json", default=argparse.SUPPRESS,
                         help="load the whole run from a JSON file (e.g. a run folder's run_config.json); "
                              "flags given as well override it")
-    for path, f, kind in _leaves(cls):
-        dotted = ".".join(path)
-        if not f.metadata.get("cli", True) or dotted in hidden:
-            continue
-        default = defaults
-        for p in path:
-            default = getattr(default, p)
-        flag, meta, base = flag_name(path, f, kind, default, renames), f.metadata, _base(kind)
+    for path, f, kind, default, flag in _flagged(cls, renames or {}, hidden):
+        dotted, meta, base = ".".join(path), f.metadata, _base(kind)
         shown = (getattr(cls, "NONE_HELP", {}).get(dotted) or meta.get("none", "auto")) if default is None else default
         if base is tuple and default:
             shown = ",".join(map(str, default))
@@ -468,15 +473,9 @@ def from_settings(cls, settings: dict, renames: dict | None = None, hidden=()):
     """``cls`` from keyword settings named as its flags are (``block_size`` for ``--block-size``) or as its
     fields are (``progress=False`` for ``--no-progress``), checked as the flags are (:func:`from_args`); an
     unknown name is refused with the accepted ones."""
-    renames, defaults, names = renames or {}, cls(), {}
-    for path, f, kind in _leaves(cls):
-        dotted = ".".join(path)
-        if not f.metadata.get("cli", True) or dotted in hidden:
-            continue
-        default = defaults
-        for p in path:
-            default = getattr(default, p)
-        flag = flag_name(path, f, kind, default, renames).lstrip("-").replace("-", "_")
+    names = {}
+    for path, _, _, _, flag in _flagged(cls, renames or {}, hidden):
+        dotted, flag = ".".join(path), flag.lstrip("-").replace("-", "_")
         names[flag.removeprefix("no_") if flag.startswith("no_") and flag[3:] == path[-1] else flag] = dotted
         names.setdefault(path[-1], dotted)
     unknown = sorted(set(settings) - set(names))
