@@ -1,5 +1,6 @@
 """Reward models (ms-gpt reward): the pairwise loss, the preference data, a tiny run that learns an easy
 preference, and the errors."""
+import dataclasses
 import json
 import math
 import shutil
@@ -205,3 +206,19 @@ def test_all_pairs_needs_one_prompt_and_learns_when_the_prompts_agree(pretrained
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     assert m["accuracy"] >= 0.9 and m["pairs"] == "all"
+
+
+def test_a_long_preference_set_trains_one_pass_over_its_first_batches():
+    """builtin:chitchat-pairs' 126,035 pairs would be 10 passes of 3,939 steps by default (2 h 20 min for a tiny
+    model here); a reward model then takes one pass over the first 500 batches (the recipe's measured 16,000 x 1).
+    The reviews' 6,666 pairs, and any run that says --train-limit or --epochs, keep their settings."""
+    from ms_gpt import recipes
+    from ms_gpt.flows.configs import RewardConfig
+    from ms_gpt.flows.finetune import pass_plan
+
+    cfg = RewardConfig(init="i", data="d", out="o")
+    long = pass_plan(cfg, 126_035)
+    assert (long.train_limit, long.epochs) == (recipes.REWARD_PASS_STEPS * 32, 1) == (16_000, 1)
+    assert pass_plan(cfg, 6_666) == cfg
+    assert pass_plan(dataclasses.replace(cfg, train_limit=8_000), 126_035).epochs is None
+    assert pass_plan(dataclasses.replace(cfg, epochs=2), 126_035).train_limit is None

@@ -157,6 +157,10 @@ class RewardConfig(FinetuneConfig):
     # builtin:reviews-zh-pairs, --max-len 64, 2 epochs: test pairwise accuracy 0.838 at λ 0, 0.874 at 0.5).
     lm_weight: float | None = opt(0.5, "λ of the auxiliary LM loss over the responses' tokens (0 turns it off)",
                                   bounds=">= 0")
+    train_limit: int | None = opt(None, "use only the first N training pairs", positive=True,
+                                  none=recipes.REWARD_LIMIT_HELP)
+    epochs: int | None = opt(None, "passes over the training pairs (at most: early stopping may end sooner)",
+                             positive=True, none=recipes.REWARD_EPOCHS_HELP)
 
     pool: str = opt("last", "what the head reads: last = the last token (the usual reward model), mean = the "
                             "average of the real tokens' states, max = their element-wise maximum", choices=POOLS)

@@ -16,11 +16,14 @@ is measured: a tokenizer that cannot spell the task's words makes the task impos
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from ms_gpt import recipes
 from ms_gpt.data import tasks
 from ms_gpt.data.batching import default_buckets
 from ms_gpt.data.preferences import as_choice_task, load_preferences
@@ -54,6 +57,18 @@ def finetune(cfg: FinetuneConfig) -> dict:
     return _tune(cfg, settings, data_set, meta={}, zero_head=False, all_pairs=False)
 
 
+def pass_plan(cfg: RewardConfig, n_train: int) -> RewardConfig:
+    """``cfg`` with a long preference set cut to one pass over its first :data:`recipes.REWARD_PASS_STEPS`
+    batches (when neither ``train_limit`` nor ``epochs`` is given)."""
+    steps = math.ceil(n_train / cfg.batching.batch_size)
+    if cfg.train_limit is not None or cfg.epochs is not None or steps <= recipes.REWARD_PASS_STEPS:
+        return cfg
+    limit = recipes.REWARD_PASS_STEPS * cfg.batching.batch_size
+    common.say("reward", f"{n_train:,} training pairs ({steps:,} batches a pass): one pass over the first {limit:,} "
+                         "(--train-limit and --epochs change it)")
+    return dataclasses.replace(cfg, train_limit=limit, epochs=1)
+
+
 def reward(cfg: RewardConfig) -> dict:
     """``ms-gpt reward``: a reward model from preference pairs (the third step of the ChatGPT recipe).
 
@@ -80,6 +95,7 @@ def reward(cfg: RewardConfig) -> dict:
             raise ValueError(f"--pairs all compares responses across pairs, so every training pair needs the same "
                              f"prompt; {cfg.data} has {len(prompts)} different prompts ({shown}, ...): "
                              f"use --pairs given")
+    cfg = pass_plan(cfg, len(pairs["train"]))
     meta = {**RewardConfig.CLASSIFIER_META, "score": RewardConfig.SCORES[cfg.pool],
             "score_input": "text" if empty else "pair", "pairs": cfg.pairs}
 
