@@ -75,16 +75,20 @@ _SET_UP: dict = {}
 
 
 def _ready(device: str | None, seed: int) -> None:
-    """The device set up once (op by op, as ``ms-gpt generate`` runs); later calls only return to PyNative when a
-    job switched MindSpore to graph mode."""
-    import mindspore
-
+    """Set the device up (op by op, as ``ms-gpt generate`` runs) when it is not yet, or another one was asked for."""
     from ms_gpt.environment import device as devices
 
-    if _SET_UP.get("device") != device or not _SET_UP:
+    if _SET_UP.get("device", ...) != device:
         devices.setup(device, mode="jit", seed=seed)
-        _SET_UP.update(device=device)
-    elif mindspore.get_context("mode") != mindspore.PYNATIVE_MODE:
+        _SET_UP["device"] = device
+
+
+def _op_by_op() -> None:
+    """Back to PyNative when a job run since loading switched MindSpore to graph mode (graph mode and the CPU
+    kernels break direct cell calls)."""
+    import mindspore
+
+    if mindspore.get_context("mode") != mindspore.PYNATIVE_MODE:
         mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
 
 
@@ -120,7 +124,7 @@ class LanguageModel:
         from ms_gpt.prompting import Writer
 
         gen = _generation(GenerationConfig(), settings, seed)
-        _ready(_SET_UP.get("device"), seed)
+        _op_by_op()
         return Writer(self.model, self.prompter)(prompt, gen, stop_at_newline)
 
     def chat(self, history: list | None = None, seed: int = 0, **settings):
@@ -131,7 +135,7 @@ class LanguageModel:
         from ms_gpt.prompting import Conversation
 
         gen = _generation(GenerationConfig(**recipes.CHAT_DECODING), settings, seed)
-        _ready(_SET_UP.get("device"), seed)
+        _op_by_op()
         talk = Conversation(self.model, self.prompter, gen)
         talk.history.extend(str(t) for t in (history or []))
         return talk
@@ -143,7 +147,7 @@ class LanguageModel:
         import numpy as np
 
         ids = self.prompter.encode(text)[: self.model.config.n_positions]
-        _ready(_SET_UP.get("device"), 0)
+        _op_by_op()
         weights = self.model.attentions(mindspore.Tensor(np.asarray([ids], np.int32)))
         tokens = [self.tokenizer.decode([i], skip_special=False) for i in ids]
         return Attention(tokens, [w.asnumpy()[0] for w in weights])
@@ -168,8 +172,7 @@ class _Head:
 
         self.folder = Path(folder)
         self.model, self.tokenizer, self.meta = checkpoint.load_classifier(self.folder)
-        trained = (self.meta.get("run_config") or {}).get("batching", {}).get("max_len")
-        self.max_len = min(trained or self.model.config.n_positions, self.model.config.n_positions)
+        self.max_len = checkpoint.trained_max_len(self.meta, self.model.config.n_positions)
 
     def _logits(self, seqs: list) -> "np.ndarray":  # noqa: F821  (numpy imported on use)
         """The head's outputs for rows of token sequences (each row: the task's sequences), padded to the
@@ -177,7 +180,7 @@ class _Head:
         import mindspore
         import numpy as np
 
-        _ready(_SET_UP.get("device"), 0)
+        _op_by_op()
         n = len(seqs[0])
         ids = np.full((len(seqs), n, self.max_len), self.tokenizer.pad_id, np.int32)
         for i, row in enumerate(seqs):
@@ -244,5 +247,5 @@ class RewardModel(_Head):
             raise TypeError("prompts and responses must be lists of strings; wrap a single one in a list")
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses: give one response per prompt")
-        _ready(_SET_UP.get("device"), 0)
+        _op_by_op()
         return [float(s) for s in self.scorer(list(prompts), list(responses))] if prompts else []

@@ -8,6 +8,7 @@ from mindspore import Tensor
 
 from ms_gpt.data import tasks
 from ms_gpt.prompting import join_text
+from ms_gpt.run_folder import checkpoint
 
 
 class RewardScorer:
@@ -17,8 +18,7 @@ class RewardScorer:
 
     def __init__(self, model, tok, meta: dict, score_input: str, jit: bool):
         self.model, self.tok, self.score_input = model, tok, score_input
-        trained = (meta.get("run_config") or {}).get("batching", {}).get("max_len")
-        self.max_len = min(trained or model.config.n_positions, model.config.n_positions)
+        self.max_len = checkpoint.trained_max_len(meta, model.config.n_positions)
 
         def run(ids):
             return model(ids)[0]

@@ -538,6 +538,13 @@ def load_classifier(directory: str | Path):
     return clf, tok, meta
 
 
+def trained_max_len(meta: dict, n_positions: int) -> int:
+    """The sequence length a fine-tuned head (its classifier.json ``meta``) was trained at, within the position
+    table: what its inputs are padded to, so one compiled graph serves every batch."""
+    trained = (meta.get("run_config") or {}).get("batching", {}).get("max_len")
+    return min(trained or n_positions, n_positions)
+
+
 REWARD_ROLE = "reward-model"
 
 
