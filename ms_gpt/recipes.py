@@ -62,7 +62,7 @@ def default_max_len(n_positions: int) -> int:
 
 
 # Pretraining's peak learning rate by model size: 3e-3 measured here for the small presets (about 1-2M
-# parameters; scripts/compare_nanogpt.py), 1e-3 as nanoGPT's ~10M-parameter character model uses, and GPT-1's
+# parameters; scripts/studies/compare_nanogpt.py), 1e-3 as nanoGPT's ~10M-parameter character model uses, and GPT-1's
 # 2.5e-4 for GPT-1-size models (larger models need smaller steps). A small model whose token embedding is a
 # large share of its weights (a big vocabulary: Chinese characters, jieba words) gets 1e-3 as well: on People's
 # Daily as characters (4,623 of them, 42 % of a 1.4M-parameter model) 3e-3 ended 0.295 nats/char above nanoGPT
@@ -192,7 +192,7 @@ def default_new_tokens(tokenizer_kind: str | None) -> int:
 # ms-gpt chat's decoding (and sft's sample replies, chat-eval's): sampling at temperature 0.8 from the 40 likeliest
 # tokens with a repetition penalty of 1.1, never repeating a 3-gram; --strategy beam keeps 5 beams under the same
 # n-gram rule. The tutorial's beam search (5 beams, penalty 1.2) looped on the small chat models. Measured on 60
-# held-out chitchat contexts (scripts/chat_decoding.py; on topic by ms_gpt.reply_quality's judge, whose
+# held-out chitchat contexts (scripts/studies/chat_decoding.py; on topic by ms_gpt.reply_quality's judge, whose
 # ceiling/floor there are 0.67/0.32), small preset pretrained 1,500 steps on builtin:chitchat then ms-gpt sft:
 #   words (whitespace):  beam 5 + penalty 1.2: on topic 0.40, ended 0.62, repeated 3-gram 0.45, distinct-2 0.11
 #                        sample 0.8 / k 40 / 1.1 (+ no 3-gram repeat): 0.52, 0.95, 0.00, 0.63

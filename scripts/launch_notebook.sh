@@ -6,9 +6,9 @@
 # --target builds docker/Dockerfile.TARGET when the image is missing (or with --rebuild) and runs it with
 # the device flags that target needs, the repository mounted at /home/msgpt/work/ms_gpt, and Jupyter
 # published on 127.0.0.1 only, behind a token. The CPU image builds offline from docker/wheelhouse/
-# (filled first by scripts/fill_wheelhouse.sh); --base-image gives it another base (e.g. the one
-# scripts/build_local_base.sh makes where no registry is reachable). --engine: Docker or podman (auto:
-# Docker when its daemon answers, else podman, with the flags this host needs - scripts/container_engine.sh).
+# (filled first by scripts/environment/fill_wheelhouse.sh); --base-image gives it another base (e.g. the one
+# scripts/environment/build_local_base.sh makes where no registry is reachable). --engine: Docker or podman (auto:
+# Docker when its daemon answers, else podman, with the flags this host needs - scripts/environment/container_engine.sh).
 # --name: the container's name (default ms-gpt-TARGET-PORT), for `ENGINE stop NAME`.
 # --local runs JupyterLab from the project's .venv instead. --dry-run prints the exact commands and runs
 # nothing. --devices: the Ascend cards (/dev/davinciN).
@@ -94,8 +94,8 @@ case "$TARGET" in
             -e "ASCEND_RT_VISIBLE_DEVICES=$DEVICES") ;;
 esac
 
-# shellcheck source=scripts/container_engine.sh
-source scripts/container_engine.sh
+# shellcheck source=scripts/environment/container_engine.sh
+source scripts/environment/container_engine.sh
 if ! engine_select "$WANT_ENGINE"; then
   [ "$DRY" = 1 ] || die "no container engine: install Docker (and start its daemon) or podman, or use --local (JupyterLab from .venv) or --dry-run"
   engine_select docker  # a dry run shows Docker's commands when neither engine is here
@@ -118,7 +118,7 @@ TTY=()
 [ -t 0 ] && [ -t 1 ] && TTY=(-it)
 
 build() {
-  if [ "$TARGET" = cpu ]; then run bash scripts/fill_wheelhouse.sh; fi  # the CPU image builds offline from it
+  if [ "$TARGET" = cpu ]; then run bash scripts/environment/fill_wheelhouse.sh; fi  # the CPU image builds offline from it
   run "${BUILD[@]}"
 }
 if [ "$DRY" = 1 ]; then

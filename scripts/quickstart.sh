@@ -7,7 +7,7 @@
 #    the model's 128 positions, 8 a step (1,024 characters, as before the blocks filled the table), about
 #    4 to 7.5 minutes on 2 CPU cores (1,800 steps); metrics.json, loss.png and a resumable checkpoint in runs/peoples-daily
 #    (--mode graph: the train step runs as a GRAPH_MODE graph, 1.3-1.5x faster here than a jit step under PyNative),
-# 4. samples: 8 held-out lines' first characters continued by sampling (scripts/sample_report.py), with the
+# 4. samples: 8 held-out lines' first characters continued by sampling (scripts/studies/sample_report.py), with the
 #    figures that say whether they read as Chinese (no <unk>, distinct-2, 2-grams found in held-out text),
 # 5. `ms-gpt generate` from that checkpoint with beam search and a repetition penalty (the tutorial's way).
 set -euo pipefail
@@ -28,7 +28,7 @@ bash scripts/setup.sh
 .venv/bin/ms-gpt pretrain --corpus builtin:peoples-daily --preset small --tokenizer char --out "$OUT" \
   --batch-size 8 --overwrite --steps "$STEPS" --mode graph ${ARGS[@]+"${ARGS[@]}"}
 echo "samples (sampling, temperature 0.7, top-k 20):"
-.venv/bin/python scripts/sample_report.py --ckpt "$OUT" ${ARGS[@]+"${ARGS[@]}"}
+.venv/bin/python scripts/studies/sample_report.py --ckpt "$OUT" ${ARGS[@]+"${ARGS[@]}"}
 PROMPT="中国人民"
 echo "beam search (4 beams, repetition penalty 1.3), one line:"
 .venv/bin/ms-gpt generate --ckpt "$OUT" --prompt "$PROMPT" --strategy beam --num-beams 4 --max-new-tokens 60 \

@@ -1,7 +1,7 @@
 """Container images and the tutorial notebook: the notebook runs headless in tiny mode, the Dockerfiles
 lint clean and install exactly the repository's pinned files (the CPU image offline, from the
 wheelhouse), the launcher's commands carry each target's device flags and each engine's, and - where a
-container engine is usable (scripts/test.sh installs podman on Debian as root) - scripts/container_check.sh
+container engine is usable (scripts/test.sh installs podman on Debian as root) - scripts/environment/container_check.sh
 builds the CPU image on a debootstrap base and runs the notebook and JupyterLab inside it."""
 import json
 import os
@@ -40,7 +40,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------------- notebook
 def test_notebook_is_built_from_its_script_and_has_no_outputs():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_notebook.py"), "--check"],
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "notebook" / "build_notebook.py"), "--check"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     nb = json.loads(NOTEBOOK.read_text())
@@ -198,7 +198,7 @@ def test_launcher_dry_run_prints_the_exact_commands(target):
     lines = proc.stdout.splitlines()
     assert f"docker build -f docker/Dockerfile.{target} -t ms-gpt:{target} ." in lines
     # The CPU image builds offline: its wheelhouse is filled first.
-    assert ("bash scripts/fill_wheelhouse.sh" in lines) == (target == "cpu")
+    assert ("bash scripts/environment/fill_wheelhouse.sh" in lines) == (target == "cpu")
     run = next(l for l in lines if l.startswith("docker run "))
     assert "-p 127.0.0.1:9999:8888" in run and "-e JUPYTER_TOKEN=t0k" in run
     assert f"--name ms-gpt-{target}-9999" in run and " -it " not in run  # no TTY here: no -it
@@ -217,8 +217,8 @@ def test_launcher_dry_run_prints_the_exact_commands(target):
 
 
 def engine_prefix(facts: str) -> list[str]:
-    """scripts/container_engine.sh's podman prefix for a host with these facts (cgroup fs, systemd, nofile, runc)."""
-    proc = subprocess.run(["bash", "-c", f'source scripts/container_engine.sh; podman_flags {facts}; printf "%s\\n" "${{ENGINE[@]}}"'],
+    """scripts/environment/container_engine.sh's podman prefix for a host with these facts (cgroup fs, systemd, nofile, runc)."""
+    proc = subprocess.run(["bash", "-c", f'source scripts/environment/container_engine.sh; podman_flags {facts}; printf "%s\\n" "${{ENGINE[@]}}"'],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CONTAINERS_CONF": ""})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
@@ -235,7 +235,7 @@ def test_podman_gets_the_flags_its_host_needs():
     assert "default_ulimits = []" in (ROOT / "docker" / "podman" / "containers.conf").read_text()
     # What podman's build and run add: Docker's image format (keeps HEALTHCHECK); no health timer without systemd.
     flags = lambda facts: subprocess.run(  # noqa: E731
-        ["bash", "-c", f'source scripts/container_engine.sh; podman_flags {facts}; '
+        ["bash", "-c", f'source scripts/environment/container_engine.sh; podman_flags {facts}; '
                        'echo "${ENGINE_BUILD_FLAGS[*]}|${ENGINE_RUN_FLAGS[*]}"'],
         cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert flags("tmpfs 0 20000 1") == "--format docker|--health-interval disable"
@@ -293,7 +293,7 @@ def test_wheelhouse_check_names_what_does_not_match(tmp_path):
     for name, version in pins.items():
         suffix = ".tar.gz" if name in ("jieba", "snownlp") else "-py3-none-any.whl"
         (tmp_path / f"{name.replace('-', '_')}-{version}{suffix}").touch()
-    check = ["bash", str(ROOT / "scripts" / "fill_wheelhouse.sh"), "--check", "--dir", str(tmp_path)]
+    check = ["bash", str(ROOT / "scripts" / "environment" / "fill_wheelhouse.sh"), "--check", "--dir", str(tmp_path)]
     proc = subprocess.run(check, capture_output=True, text=True)
     assert proc.returncode == 0 and "holds exactly the pins" in proc.stdout, proc.stderr
     next(tmp_path.glob("numpy-*")).unlink()
@@ -314,7 +314,7 @@ def test_wheelhouse_check_names_what_does_not_match(tmp_path):
     ("container_check.sh", ["--json"], "--json needs a file name"),
 ])
 def test_container_scripts_refuse_bad_arguments(script, args, message):
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / script), *args], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "environment" / script), *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
@@ -322,7 +322,7 @@ def test_wheelhouse_needs_the_images_python(tmp_path):
     other = sorted(Path.home().glob(".pyenv/versions/3.1[02]*/bin/python"))
     if not other:
         pytest.skip("no Python other than 3.11 on this machine")
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "fill_wheelhouse.sh"), "--python", str(other[0]),
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "environment" / "fill_wheelhouse.sh"), "--python", str(other[0]),
                            "--dir", str(tmp_path / "wh")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "the image needs wheels for 'CPython 3.11 linux x86_64'" in proc.stderr
     assert not (tmp_path / "wh").exists()
@@ -331,7 +331,7 @@ def test_wheelhouse_needs_the_images_python(tmp_path):
 def engine_usable() -> str | None:
     """Why the container check cannot run here, or None when it can."""
     if shutil.which("podman"):
-        return None if subprocess.run(["bash", "-c", "source scripts/container_engine.sh && engine_select podman "
+        return None if subprocess.run(["bash", "-c", "source scripts/environment/container_engine.sh && engine_select podman "
                                        "&& \"${ENGINE[@]}\" info"], cwd=ROOT, capture_output=True).returncode == 0 \
             else "podman is installed but 'podman info' fails"
     if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
@@ -348,7 +348,7 @@ def test_container_check_end_to_end(tmp_path):
     if not shutil.which("debootstrap"):
         pytest.skip("debootstrap is not installed (the local base needs it)")
     report = tmp_path / "check.json"
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "container_check.sh"), "--no-install", "--json", str(report)],
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "environment" / "container_check.sh"), "--no-install", "--json", str(report)],
                           capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     r = json.loads(report.read_text())
@@ -357,6 +357,6 @@ def test_container_check_end_to_end(tmp_path):
     assert "the same figures inside and outside the container" in proc.stdout
     assert re.search(r"with the token 200, without 403, with a wrong one 403", proc.stdout)
     assert "healthy" in proc.stdout
-    names = subprocess.run(["bash", "-c", "source scripts/container_engine.sh && engine_select auto && "
+    names = subprocess.run(["bash", "-c", "source scripts/environment/container_engine.sh && engine_select auto && "
                             "\"${ENGINE[@]}\" ps -a --format '{{.Names}}'"], cwd=ROOT, capture_output=True, text=True)
     assert "ms-gpt-check-" not in names.stdout  # nothing left running

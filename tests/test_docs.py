@@ -145,7 +145,10 @@ def undocumented_options(help_text: str) -> list:
             if "default" not in b.lower() and "(required)" not in b and not b.startswith("-h")]
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
+SCRIPTS = sorted(str(p.relative_to(ROOT / "scripts")) for p in (ROOT / "scripts").rglob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_a_scripts_help_states_every_default(script):
     import subprocess
     import sys
@@ -156,3 +159,13 @@ def test_a_scripts_help_states_every_default(script):
     assert undocumented_options(proc.stdout) == [], proc.stdout
     assert undocumented_options("options:\n  -h, --help  show\n  --out OUT  where\n  --n N  steps (default: 3)\n") == \
         ["--out"]
+
+
+def test_scripts_are_grouped_by_kind():
+    """scripts/ holds at its top only what a user runs (the README's and the design card's commands and the
+    benchmarks); the rest sits in one folder per kind."""
+    top = sorted(p.name for p in (ROOT / "scripts").iterdir())
+    benches = [n for n in top if n.startswith("bench_") and n.endswith(".py")]
+    assert len(benches) == 4
+    assert sorted(set(top) - set(benches)) == ["data", "environment", "launch_notebook.sh", "notebook", "quickstart.sh",
+                                               "run_distributed.sh", "setup.sh", "studies", "test.sh"]

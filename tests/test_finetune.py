@@ -652,7 +652,7 @@ def test_compare_script_runs_all_three_on_tiny_settings(tmp_path, venv_bin, root
 
     out = tmp_path / "cmp"
     run_files = tiny_study_runs(root, tmp_path / "runs")
-    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
+    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "studies" / "finetune_compare.py"), "--out", str(out),
                            "--runs", str(run_files), "--seeds", "0", "1", "--train-limit", "96"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -702,7 +702,7 @@ def test_compare_script_refuses_bad_run_files_before_any_work(tmp_path, venv_bin
 
     out = tmp_path / "cmp"
     runs = tiny_study_runs(root, tmp_path / "runs", **setting)
-    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "finetune_compare.py"), "--out", str(out),
+    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "studies" / "finetune_compare.py"), "--out", str(out),
                            "--runs", str(runs)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and "finetune.json" in proc.stderr, proc.stderr
     assert not out.exists()

@@ -86,7 +86,7 @@ def test_flows_are_thin_commands_that_import_no_other_flow():
 
 
 def test_scripts_import_only_the_flows_config_classes():
-    for path in (ROOT / "scripts").glob("*.py"):
+    for path in (ROOT / "scripts").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ms_gpt.flows"):
                 names = {a.name for a in node.names}

@@ -26,7 +26,7 @@ CHILD_ENV = {**os.environ, "GLOG_v": "3"}
 def env(tmp_path_factory):
     """An easy synthetic IMDb (1,000 train / 200 test reviews) and a tiny random openai-gpt (128 positions)."""
     root = tmp_path_factory.mktemp("imdb")
-    return {"root": root, **testing.write_offline_demo(root)}  # what scripts/make_imdb_demo.py writes
+    return {"root": root, **testing.write_offline_demo(root)}  # what scripts/data/make_imdb_demo.py writes
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from ms_gpt.environment import doctor
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts" / "environment"))
 import check_ascend_pins  # noqa: E402
 
 CPU_LOCK = ROOT / "docker" / "requirements-x86_64.txt"

@@ -193,7 +193,7 @@ def test_the_frontier_reweights_reference_samples_by_exp_reward_over_beta():
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location("ppo_frontier", Path(__file__).parent.parent / "scripts" /
-                                                  "ppo_frontier.py")
+                                                  "studies" / "ppo_frontier.py")
     frontier = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(frontier)
     rewards = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])

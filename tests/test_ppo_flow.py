@@ -398,9 +398,9 @@ def test_the_reward_model_records_what_it_reads(models):
 
 
 def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
-    """scripts/ppo_demo.py at tiny sizes: every stage runs and the report has its before/after figures."""
+    """scripts/studies/ppo_demo.py at tiny sizes: every stage runs and the report has its before/after figures."""
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, str(root / "scripts" / "ppo_demo.py"), "--quick", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "studies" / "ppo_demo.py"), "--quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -424,7 +424,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert reward_config["pairs"] == "all"
     assert ppo_config["score_transform"] == "raw" and ppo_config["score_offset"] is None
     # the KL-regularised optimum of the same reward model, estimated from reference samples
-    proc = subprocess.run([sys.executable, str(root / "scripts" / "ppo_frontier.py"), "--demo", str(tmp_path),
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "studies" / "ppo_frontier.py"), "--demo", str(tmp_path),
                            "--samples", "3", "--eval-prompts", "8", "--new-tokens", "8"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -448,7 +448,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     ("--reward-learning-rate", "-1", "--reward-learning-rate must be > 0, got -1.0")])
 def test_the_ppo_demo_refuses_bad_settings_before_any_work(tmp_path, flag, value, message):
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, str(root / "scripts" / "ppo_demo.py"), "--out", str(tmp_path / "o"), flag,
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "studies" / "ppo_demo.py"), "--out", str(tmp_path / "o"), flag,
                            value], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "o").exists()  # nothing written

@@ -143,7 +143,7 @@ def test_sample_quality_figures():
 
 def test_sample_report_script(char_run, venv_bin, root):
     out, _ = char_run
-    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "sample_report.py"), "--ckpt", str(out),
+    proc = subprocess.run([str(venv_bin / "python"), str(root / "scripts" / "studies" / "sample_report.py"), "--ckpt", str(out),
                            "--samples", "3", "--max-new-tokens", "40"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -161,7 +161,7 @@ def test_sample_report_script(char_run, venv_bin, root):
 
 def test_nanogpt_comparison_feeds_both_the_same_characters(tmp_path, root):
     """compare_nanogpt.py's train.bin decodes to exactly the characters ms_gpt's newline stream holds."""
-    sys.path.insert(0, str(root / "scripts"))
+    sys.path.insert(0, str(root / "scripts" / "studies"))
     try:
         import compare_nanogpt as cmp
     finally:

@@ -80,7 +80,7 @@ class PretrainConfig(ResumableRun):
     # random, and chat walked into them by its second turn.
     data: DataConfig = opt(factory=lambda: DataConfig(batch_size=16, max_len=None))
     # nanoGPT's small-model settings (weight decay 0.1, β2 0.99, warmup up to 100 steps, cosine to 10 %), with the
-    # learning rate by model size (ms_gpt/recipes.py): measured by scripts/compare_nanogpt.py to train the small
+    # learning rate by model size (ms_gpt/recipes.py): measured by scripts/studies/compare_nanogpt.py to train the small
     # presets best in short runs.
     train: TrainConfig = opt(factory=lambda: TrainConfig(steps=200, learning_rate=None, warmup_steps=None,
                                                          weight_decay=0.1, beta2=0.99,

@@ -1,6 +1,6 @@
 """Write the offline IMDb demo: OUT/data/aclImdb (synthetic reviews) and OUT/model (a random tiny openai-gpt).
 
-    .venv/bin/python scripts/make_imdb_demo.py runs/imdb-demo
+    .venv/bin/python scripts/data/make_imdb_demo.py runs/imdb-demo
     .venv/bin/ms-gpt finetune-imdb --model runs/imdb-demo/model --data-dir runs/imdb-demo/data --out runs/imdb \
         --subset 1 --epochs 2 --max-seq-len 64 --batch-size 8 --learning-rate 1e-3 --buckets 16,32,64
 """

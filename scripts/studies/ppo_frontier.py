@@ -12,7 +12,7 @@ own log-odds as the reward gives the frontier of a perfect reward model (for thi
 If π* reaches the judged share at a KL well below PPO's, the gap is PPO's optimisation; if not, the reward
 model (where it disagrees with the judge) is the limit.
 
-  python scripts/ppo_frontier.py --demo runs/ppo-demo [--samples 64] [--eval-prompts 128] [--new-tokens 32]
+  python scripts/studies/ppo_frontier.py --demo runs/ppo-demo [--samples 64] [--eval-prompts 128] [--new-tokens 32]
 
 Prints one JSON object; writes DEMO/frontier.json.
 """
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts" / "studies"))
 
 BETAS = (8.0, 4.0, 2.0, 1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.08, 0.05)
 
@@ -55,7 +55,7 @@ def kl_to_reach(curve: list, share: float) -> float | None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--demo", default="runs/ppo-demo",
-                   help="a folder written by scripts/ppo_demo.py (default: runs/ppo-demo)")
+                   help="a folder written by scripts/studies/ppo_demo.py (default: runs/ppo-demo)")
     p.add_argument("--samples", type=int, default=64, help="reference responses per prompt (K; default: 64)")
     p.add_argument("--eval-prompts", type=int, default=128, help="held-out prompts (default: 128)")
     p.add_argument("--new-tokens", type=int, default=32, help="the longest response in characters (default: 32)")
@@ -69,7 +69,7 @@ def main() -> int:
     pre, rm = demo / "pretrained", demo / "reward"
     for folder in (pre, rm):
         if not (folder / "metrics.json").is_file():
-            p.error(f"{folder}: no finished run (metrics.json); run scripts/ppo_demo.py --out {demo} first")
+            p.error(f"{folder}: no finished run (metrics.json); run scripts/studies/ppo_demo.py --out {demo} first")
 
     from ppo_demo import Judge, held_out_setup
 

@@ -14,7 +14,7 @@ https://github.com/karpathy/nanoGPT``) and a Python with ``torch==2.13.0`` (``--
 the project's ``.venv-ref``). The script links nanoGPT's files into a scratch folder, writes its
 ``train.bin``/``val.bin``/``meta.pkl`` there, and runs it.
 
-  python scripts/compare_nanogpt.py --nanogpt ../nanoGPT [--text chitchat|peoples-daily|FILE] [--iters 2000]
+  python scripts/studies/compare_nanogpt.py --nanogpt ../nanoGPT [--text chitchat|peoples-daily|FILE] [--iters 2000]
 
 Prints one JSON object (also OUT/compare_nanogpt.json): held-out loss of each, the gap (ms_gpt − nanoGPT,
 nats per character), the loss curves and wall times.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 SHAPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12)

@@ -1,6 +1,6 @@
 """Build docker/notebooks/ms_gpt_tutorial.ipynb (the tutorial notebook the images serve and the tests execute).
 
-    .venv/bin/python scripts/build_notebook.py [--check]
+    .venv/bin/python scripts/notebook/build_notebook.py [--check]
 
 The notebook is written from the cells below, without outputs; --check exits 1 when the committed file differs.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat as nbf
 
-TARGET = Path(__file__).resolve().parent.parent / "docker" / "notebooks" / "ms_gpt_tutorial.ipynb"
+TARGET = Path(__file__).resolve().parents[2] / "docker" / "notebooks" / "ms_gpt_tutorial.ipynb"
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = []
@@ -245,7 +245,7 @@ nb = nbf.v4.new_notebook(cells=cells, metadata={
 text = nbf.writes(nb) + "\n"
 if "--check" in sys.argv[1:]:
     same = TARGET.is_file() and TARGET.read_text() == text
-    print("up to date" if same else f"{TARGET} differs from scripts/build_notebook.py: rebuild it")
+    print("up to date" if same else f"{TARGET} differs from scripts/notebook/build_notebook.py: rebuild it")
     sys.exit(0 if same else 1)
 TARGET.write_text(text)
 print(f"wrote {TARGET}")

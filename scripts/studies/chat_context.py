@@ -6,7 +6,7 @@ share of pairs in which the real reply wins:
 - ``logp``: the log-probability after the line alone;
 - ``judge``: chat-eval's on-topic judge (:class:`ms_gpt.reply_quality.OnTopicJudge`), for comparison.
 
-  python scripts/chat_context.py --ckpt runs/chat [--pairs 1000] [--seed 0]
+  python scripts/studies/chat_context.py --ckpt runs/chat [--pairs 1000] [--seed 0]
 
 Prints one JSON object. docs/chat.md has the figures for the recipe's model.
 """
@@ -19,7 +19,7 @@ import random
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 BATCH = 50
 

@@ -12,7 +12,7 @@ review *training* texts, never valid/test, plus People's Daily: GPT-1's levers, 
 output folders and the fine-tuning seeds. The model is pretrained once. Each run's results are read from its
 metrics.json; its command is printed, so each step can be re-run alone.
 
-  python scripts/finetune_compare.py [--out runs/compare] [--seeds 0 1 2] [--runs scripts/studies/finetune_compare]
+  python scripts/studies/finetune_compare.py [--out runs/compare] [--seeds 0 1 2] [--runs scripts/studies/finetune_compare]
 
 Prints one JSON object; writes OUT/compare.json and OUT/compare.md (the table in docs/results.md): the mean ± std over
 the seeds of each, each seed's figures, and whether (a) >= (c) + 1 point on the mean and (a) > (b) in every seed.
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "scripts" / "studies" / "finetune_compare"
 sys.path.insert(0, str(ROOT))
 

@@ -3,14 +3,14 @@
 # (first on PATH, so `python` and `pip` are 3.11's, as in the official python image) + libgomp1 and g++,
 # made with debootstrap from a Debian mirror and imported into the engine. For machines that reach
 # Debian's packages but no image registry; needs root and debootstrap (apt-get install debootstrap).
-#   bash scripts/build_local_base.sh [--engine auto|docker|podman] [--image NAME] [--mirror URL] [--force]
+#   bash scripts/environment/build_local_base.sh [--engine auto|docker|podman] [--image NAME] [--mirror URL] [--force]
 # Idempotent: when NAME exists and carries this recipe's label (a hash of this script and the mirror),
 # nothing is rebuilt. The image name is the last line printed. Mirror: --mirror, else $MS_GPT_DEBIAN_MIRROR,
 # else the first Debian archive in this machine's apt sources, else http://deb.debian.org/debian.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/container_engine.sh
-source scripts/container_engine.sh
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/environment/container_engine.sh
+source scripts/environment/container_engine.sh
 
 WANT=auto
 IMAGE=localhost/ms-gpt-base:bookworm-py3.11

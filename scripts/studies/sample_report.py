@@ -5,7 +5,7 @@ prints each sample, and scores them (``ms_gpt.sample_quality``): samples with ``
 of distinct character 2-grams) and 2-gram coverage (share of the samples' character 2-grams found in the
 held-out text). Writes CKPT/samples.json.
 
-  python scripts/sample_report.py --ckpt runs/peoples-daily [--samples 8] [--max-new-tokens 120]
+  python scripts/studies/sample_report.py --ckpt runs/peoples-daily [--samples 8] [--max-new-tokens 120]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

@@ -1,7 +1,7 @@
 """Which decoding should ms-gpt chat use? Every setting below on the same held-out chitchat contexts, for one or
 more dialogue models (folders written by ms-gpt sft), one JSON line per (model, setting).
 
-  python scripts/chat_decoding.py --ckpt runs/chat [runs/chat-bpe ...] [--contexts 60] [--settings NAME ...]
+  python scripts/studies/chat_decoding.py --ckpt runs/chat [runs/chat-bpe ...] [--contexts 60] [--settings NAME ...]
 
 The contexts are a seeded sample of builtin:chitchat's held-out exchanges (up to 4 turns each, as ms-gpt sft
 scores them); the figures are ms_gpt.reply_quality's (on topic by its judge, ended with <eos>, repeated word

@@ -2,12 +2,12 @@
 # Build and run the CPU container end to end, on this machine, with no image registry:
 #   1. engine     podman or Docker (installs podman, debootstrap and runc with apt-get when neither
 #                 engine is here and this is root on Debian; --no-install to refuse)
-#   2. base       scripts/build_local_base.sh (Debian bookworm + python3.11 by debootstrap; cached by recipe)
-#   3. wheelhouse scripts/fill_wheelhouse.sh (the lock's wheels, on the host; cached by the lock's sha256)
+#   2. base       scripts/environment/build_local_base.sh (Debian bookworm + python3.11 by debootstrap; cached by recipe)
+#   3. wheelhouse scripts/environment/fill_wheelhouse.sh (the lock's wheels, on the host; cached by the lock's sha256)
 #   4. build      docker/Dockerfile.cpu on that base with --network=none (the layer cache makes a rebuild
 #                 with an unchanged lock take seconds)
 #   5. doctor     `ms-gpt doctor --json` in the container must say ok
-#   6. notebook   the tutorial notebook executed inside the container in tiny mode (scripts/run_notebook.py),
+#   6. notebook   the tutorial notebook executed inside the container in tiny mode (scripts/notebook/run_notebook.py),
 #                 then on the host (.venv, set up by scripts/setup.sh); the two summaries must agree (losses to 1e-5, texts and
 #                 accuracies exactly)
 #   7. jupyter    launch_notebook.sh --target cpu on a free port: the server answers /api/status with
@@ -15,15 +15,15 @@
 #                 (ms-gpt doctor) passes; then the container is stopped
 # Everything it starts is stopped on exit. Prints each step's seconds, then a JSON line
 # `CONTAINER-CHECK {...}`; exits 1 naming the step that failed.
-#   bash scripts/container_check.sh [--engine auto|docker|podman] [--no-install] [--base-image NAME]
+#   bash scripts/environment/container_check.sh [--engine auto|docker|podman] [--no-install] [--base-image NAME]
 #                                   [--skip-host-notebook] [--json FILE]
 # --base-image: build on NAME instead of the debootstrap base (e.g. python:3.11.14-slim-bookworm where a
 # registry is reachable).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 REPO=$(pwd)
-# shellcheck source=scripts/container_engine.sh
-source scripts/container_engine.sh
+# shellcheck source=scripts/environment/container_engine.sh
+source scripts/environment/container_engine.sh
 
 WANT=auto
 INSTALL=1
@@ -76,7 +76,7 @@ echo "   engine: ${ENGINE[*]}"
 
 step base
 if [ -z "$BASE_IMAGE" ]; then
-  bash scripts/build_local_base.sh --engine "$ENGINE_NAME" > "$WORK/base.out" 2>&1 \
+  bash scripts/environment/build_local_base.sh --engine "$ENGINE_NAME" > "$WORK/base.out" 2>&1 \
     || { tail -20 "$WORK/base.out" >&2; fail "build_local_base.sh failed"; }
   grep '^build_local_base.sh: ' "$WORK/base.out" | sed 's/^/   /'
   BASE_IMAGE=$(tail -1 "$WORK/base.out")
@@ -84,7 +84,7 @@ fi
 echo "   base: $BASE_IMAGE"
 
 step wheelhouse
-bash scripts/fill_wheelhouse.sh || fail "fill_wheelhouse.sh failed"
+bash scripts/environment/fill_wheelhouse.sh || fail "fill_wheelhouse.sh failed"
 
 step build
 BUILD=("${ENGINE[@]}" build --network=none "${ENGINE_BUILD_FLAGS[@]}")
@@ -101,14 +101,14 @@ python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("   python
   "$WORK/doctor.json" || { cat "$WORK/doctor.json" >&2; fail "ms-gpt doctor --json is not ok in the container"; }
 
 step notebook
-"${RUN[@]}" "$IMAGE" python /opt/ms_gpt/scripts/run_notebook.py --mode tiny --out /tmp/notebook \
+"${RUN[@]}" "$IMAGE" python /opt/ms_gpt/scripts/notebook/run_notebook.py --mode tiny --out /tmp/notebook \
   > "$WORK/nb-container.log" 2>&1 || { tail -40 "$WORK/nb-container.log" >&2; fail "the notebook failed inside the container"; }
 grep -a '^NOTEBOOK-SUMMARY ' "$WORK/nb-container.log" | tail -1 | cut -d' ' -f2- > "$WORK/nb-container.json"
 [ -s "$WORK/nb-container.json" ] || fail "the notebook printed no summary inside the container"
 echo "   inside:  $(cat "$WORK/nb-container.json")"
 if [ "$HOST_NOTEBOOK" = 1 ]; then
   bash scripts/setup.sh > "$WORK/setup.log" 2>&1 || { tail -20 "$WORK/setup.log" >&2; fail "scripts/setup.sh failed (the host side of the comparison needs .venv)"; }
-  .venv/bin/python scripts/run_notebook.py --mode tiny --out "$WORK/notebook" --summary "$WORK/nb-host.json" \
+  .venv/bin/python scripts/notebook/run_notebook.py --mode tiny --out "$WORK/notebook" --summary "$WORK/nb-host.json" \
     > "$WORK/nb-host.log" 2>&1 || { tail -40 "$WORK/nb-host.log" >&2; fail "the notebook failed on the host"; }
   echo "   outside: $(cat "$WORK/nb-host.json" | tr -d '\n')"
   python3 - "$WORK/nb-container.json" "$WORK/nb-host.json" <<'PYEOF' || fail "the notebook's figures differ inside and outside the container"

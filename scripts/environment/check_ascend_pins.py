@@ -8,7 +8,7 @@ serves it) and writes a JSON report. The check then requires that every pin was 
 version, that each chosen file is an aarch64 or platform-independent wheel (the two pure-Python
 sdists excepted), and that mindspore came as PyPI's aarch64 ``cpXY-none-any`` wheel.
 
-    python scripts/check_ascend_pins.py [--requirements FILE ...] [--python-version 3.11 ...]
+    python scripts/environment/check_ascend_pins.py [--requirements FILE ...] [--python-version 3.11 ...]
 
 Prints one JSON object; exit 0 when every check passes, 1 otherwise, 2 when pip itself failed.
 Needs PyPI (never the Hugging Face hub).
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64")
 # Published only as pure-Python source distributions: platform-independent by construction.
 SOURCE_ONLY = ("jieba", "snownlp")

@@ -14,7 +14,7 @@
 #   build --format docker    podman's default OCI format drops HEALTHCHECK
 #   run --health-interval disable   no systemd (podman's health timers are systemd units; the check
 #                            itself stays: `podman healthcheck run NAME`)
-ENGINE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ENGINE_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 # podman_flags CGROUP_FS SYSTEMD(0|1) NOFILE_HARD RUNC(0|1): ENGINE and its build/run flags for podman on a
 # host with these facts.

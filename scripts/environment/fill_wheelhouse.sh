@@ -2,13 +2,13 @@
 # Download every distribution the CPU image installs into docker/wheelhouse/, so the image builds with no
 # network: pip 26.3, docker/requirements-x86_64.txt and docker/requirements-notebook.txt, exactly those
 # pins (pip download --no-deps; jieba and snownlp come as their sdists, built inside the image).
-#   bash scripts/fill_wheelhouse.sh [--python PY] [--dir DIR] [--check]
+#   bash scripts/environment/fill_wheelhouse.sh [--python PY] [--dir DIR] [--check]
 # --check: only verify that DIR holds exactly the pins (a file for each pinned name and version, nothing else).
 # PY (default .venv/bin/python, else python3) must be CPython 3.11 on Linux x86_64 - the image's platform.
 # Cached: the folder records the sha256 of what it was filled from; an unchanged lock is not downloaded
 # again. A changed lock fills a fresh folder that replaces the old one only when complete.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=""
 DIR=docker/wheelhouse
 CHECK=0

@@ -1,10 +1,10 @@
 """Execute the tutorial notebook headless (nbclient) and print its summary - on the host or inside the image.
 
-    python scripts/run_notebook.py [--notebook PATH] [--mode tiny|full] [--out DIR] [--summary FILE]
+    python scripts/notebook/run_notebook.py [--notebook PATH] [--mode tiny|full] [--out DIR] [--summary FILE]
 
 Runs every cell in a fresh python3 kernel with MS_GPT_NOTEBOOK_MODE and MS_GPT_NOTEBOOK_OUT set; a cell that
 raises stops the run (exit 1, the cell's error printed). The last line printed is
-`NOTEBOOK-SUMMARY {json}`: the notebook's own summary plus the seconds it took. scripts/container_check.sh
+`NOTEBOOK-SUMMARY {json}`: the notebook's own summary plus the seconds it took. scripts/environment/container_check.sh
 runs this inside the CPU image and on the host and compares the two summaries.
 """
 import argparse
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_NOTEBOOK = Path(__file__).resolve().parent.parent / "docker" / "notebooks" / "ms_gpt_tutorial.ipynb"
+DEFAULT_NOTEBOOK = Path(__file__).resolve().parents[2] / "docker" / "notebooks" / "ms_gpt_tutorial.ipynb"
 MARK = "NOTEBOOK-SUMMARY "
 
 

@@ -17,7 +17,7 @@ the mean per-sequence KL to the reference (the sampled estimate: the sum of log 
 and the reference model's perplexity of the responses. Steps 1-3 run the real CLI commands (printed, so each can
 be re-run alone).
 
-  python scripts/ppo_demo.py [--out runs/ppo-demo] [--seeds 0 1 2] [--pretrain-steps N] [--ppo-args "FLAGS"] [--quick]
+  python scripts/studies/ppo_demo.py [--out runs/ppo-demo] [--seeds 0 1 2] [--pretrain-steps N] [--ppo-args "FLAGS"] [--quick]
 
 Prints one JSON object; writes OUT/ppo_demo.json and OUT/ppo_demo.md (the table and samples in docs/rlhf.md).
 """
@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 TARGETS = {"reward_accuracy": 0.90, "positive_after": 0.90, "kl_max": 6.0, "ppl_increase_max": 0.10}
