@@ -143,7 +143,8 @@ class TooManyUnknown(MsGptError, ValueError):
 
 def resolve_defaults(cfg: FinetuneConfig, gpt) -> tuple[FinetuneConfig, dict]:
     """``cfg`` with its by-model-size defaults (``None`` fields) filled in, and what was chosen (for the log
-    and metrics.json)."""
+    and metrics.json). The epochs and the patience depend on the training split's length too: they stay
+    ``None`` here and :func:`resolve_epochs` fills them in once the batches are counted."""
     n_params = count_parameters(gpt)
     recipe = recipes.finetune_recipe(n_params)
     max_len = cfg.batching.max_len
@@ -156,18 +157,29 @@ def resolve_defaults(cfg: FinetuneConfig, gpt) -> tuple[FinetuneConfig, dict]:
     pick = lambda given, default: default if given is None else given  # noqa: E731
     train = dataclasses.replace(cfg.train, learning_rate=pick(cfg.train.learning_rate, recipe.learning_rate))
     resolved = dataclasses.replace(
-        cfg, epochs=pick(cfg.epochs, recipe.epochs), lm_weight=pick(cfg.lm_weight, recipe.lm_weight),
+        cfg, lm_weight=pick(cfg.lm_weight, recipe.lm_weight),
         warmup_fraction=pick(cfg.warmup_fraction, recipe.warmup_fraction), pool=pick(cfg.pool, recipe.pool),
         train=train,
         batching=dataclasses.replace(cfg.batching, max_len=max_len))
     chosen = {"parameters": n_params, "size": recipe.size, "learning_rate": train.learning_rate,
-              "lm_weight": resolved.lm_weight, "epochs": resolved.epochs, "warmup_fraction": resolved.warmup_fraction,
+              "lm_weight": resolved.lm_weight, "epochs": cfg.epochs, "warmup_fraction": resolved.warmup_fraction,
               "max_len": max_len, "pool": resolved.pool, "patience": cfg.patience,
               "dropout": gpt.config.resid_dropout if cfg.dropout is None else cfg.dropout,
               "by_size": sorted(n for n, v in (("learning_rate", cfg.train.learning_rate), ("lm_weight", cfg.lm_weight),
                                                ("epochs", cfg.epochs), ("warmup_fraction", cfg.warmup_fraction),
-                                               ("max_len", cfg.batching.max_len), ("pool", cfg.pool)) if v is None)}
+                                               ("max_len", cfg.batching.max_len), ("pool", cfg.pool),
+                                               ("patience", cfg.patience)) if v is None)}
     return resolved, chosen
+
+
+def resolve_epochs(cfg: FinetuneConfig, chosen: dict, steps_per_epoch: int) -> tuple[FinetuneConfig, dict]:
+    """``cfg`` and ``chosen`` (from :func:`resolve_defaults`) with the epochs and the patience filled in for a
+    training split of ``steps_per_epoch`` batches (:func:`ms_gpt.recipes.epoch_plan`)."""
+    epochs, patience = recipes.epoch_plan(recipes.finetune_recipe(chosen["parameters"]), steps_per_epoch)
+    resolved = dataclasses.replace(cfg, epochs=epochs if cfg.epochs is None else cfg.epochs,
+                                   patience=patience if cfg.patience is None else cfg.patience)
+    return resolved, {**chosen, "epochs": resolved.epochs, "patience": resolved.patience,
+                      "steps_per_epoch": steps_per_epoch}
 
 
 def unknown_shares(tok, encoded: dict) -> dict:

@@ -115,8 +115,9 @@ class FinetuneConfig(TrainingRun):
                                                      "0.1 for openai-gpt)", bounds="in [0, 1)")
     warmup_fraction: float | None = opt(None, "share of the steps for linear warmup",
                                         none=recipes.FINETUNE_WARMUP_HELP, bounds="in [0, 1)")
-    patience: int = opt(3, "stop after this many epochs that lower neither the validation loss nor raise the "
-                           "validation accuracy (0: run every epoch)", bounds="an integer >= 0")
+    patience: int | None = opt(None, "stop after this many epochs that lower neither the validation loss nor raise "
+                                     "the validation accuracy (0: run every epoch)", bounds="an integer >= 0",
+                               none=recipes.FINETUNE_PATIENCE_HELP)
     max_unk: float = opt(0.05, "largest share of <unk> among a split's tokens before the run stops", bounds="in [0, 1)")
     allow_unk: bool = opt(False, "train even when a split has more <unk> tokens than --max-unk")
     train_limit: int | None = opt(None, "use only the first N training rows", positive=True, none="all")

@@ -37,6 +37,7 @@ from ms_gpt.finetuning import (
     make_objective,
     mean_cross_entropy,
     resolve_defaults,
+    resolve_epochs,
     stop_now,
     unknown_shares,
 )
@@ -127,16 +128,17 @@ def _finetune(cfg: FinetuneConfig, settings, out: Path, data_set, gpt, tok, extr
     encoded = {s: tasks.encode_split(tok, data_set, s, max_len, cfg.train_limit if s == "train" else None)
                for s in tasks.SPLITS}
     unk = unknown_shares(tok, encoded)
-    print(f"finetune: {chosen['parameters'] / 1e6:.2f}M-parameter model, {chosen['size']}-model defaults for "
-          f"{', '.join(chosen['by_size']) or 'nothing (all given)'}: learning rate {chosen['learning_rate']:g}, "
-          f"λ {chosen['lm_weight']:g}, up to {chosen['epochs']} epochs (patience {cfg.patience}), max_len {max_len}, "
-          f"pool {cfg.pool}; "
-          f"<unk> share {', '.join(f'{s} {v:.1%}' for s, v in unk.items())}", file=sys.stderr)
-    check_unknown(unk, cfg, tok)
     batch = cfg.batching.batch_size
     train_ds = tasks.task_dataset(encoded["train"], batch, tok.pad_id, shapes, shuffle=True)
     eval_ds = {s: tasks.task_dataset(encoded[s], batch, tok.pad_id, shapes, shuffle=False) for s in ("valid", "test")}
     per_epoch = train_ds.get_dataset_size()
+    cfg, chosen = resolve_epochs(cfg, chosen, per_epoch)
+    print(f"finetune: {chosen['parameters'] / 1e6:.2f}M-parameter model, {chosen['size']}-model defaults for "
+          f"{', '.join(chosen['by_size']) or 'nothing (all given)'}: learning rate {chosen['learning_rate']:g}, "
+          f"λ {chosen['lm_weight']:g}, up to {cfg.epochs} epochs of {per_epoch} steps (patience {cfg.patience}), "
+          f"max_len {max_len}, pool {cfg.pool}; "
+          f"<unk> share {', '.join(f'{s} {v:.1%}' for s, v in unk.items())}", file=sys.stderr)
+    check_unknown(unk, cfg, tok)
     train_cfg = common.epoch_schedule(cfg.train, cfg.epochs, per_epoch, cfg.warmup_fraction, ckpt_every=per_epoch)
     run = common.resolved(cfg, train_cfg, shapes)
     out.mkdir(parents=True, exist_ok=True)
