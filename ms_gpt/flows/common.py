@@ -20,6 +20,18 @@ def setup(cfg, static_shapes: bool | None = None) -> device.DeviceSettings:
     return device.setup(cfg.device, mode=cfg.mode, seed=cfg.seed, static_shapes=static_shapes)
 
 
+@contextmanager
+def execution(cfg, static_shapes: bool | None = None):
+    """:func:`setup` for the length of a job: a job run in graph mode leaves MindSpore in PyNative when it ends
+    (``device.leave_graph_mode``), however it ends."""
+    settings = setup(cfg, static_shapes)
+    try:
+        yield settings
+    finally:
+        if cfg.mode == "graph":
+            device.leave_graph_mode()
+
+
 def shapes_for(data, settings: device.DeviceSettings, max_len: int, default_buckets=None) -> Shapes:
     """The batch shapes of a flow: the device's static-shape policy (``data.static_shapes`` forces it)
     and ``data.buckets`` (else ``default_buckets``)."""

@@ -75,16 +75,16 @@ def pretrain(cfg: PretrainConfig) -> dict:
     ``distributed``: data-parallel over the workers msrun started (``batch_size`` per worker; only rank 0
     writes)."""
     cfg.validate()
-    settings = common.setup(cfg, static_shapes=cfg.data.static_shapes)
-    dist = distributed.init_data_parallel() if cfg.distributed else distributed.DistInfo()
-    # the inputs first: a bad corpus stops the run before --out is touched (--overwrite keeps the old run)
-    train_lines, val_lines = split_corpus(load_corpus(cfg.corpus), cfg.val_corpus, cfg.seed)
-    kind = tokenizer_kind(cfg)
-    mode = boundaries(cfg, kind)
-    inputs = {"--corpus": cfg.corpus, "--val-corpus": cfg.val_corpus, "--vocab-corpus": cfg.vocab_corpus}
-    with common.run_folder(cfg.out, "pretrain", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
-                           writer=dist.is_writer, resumable=True) as out:
-        return _pretrain(cfg, settings, dist, out, train_lines, val_lines, kind, mode)
+    with common.execution(cfg, static_shapes=cfg.data.static_shapes) as settings:
+        dist = distributed.init_data_parallel() if cfg.distributed else distributed.DistInfo()
+        # the inputs first: a bad corpus stops the run before --out is touched (--overwrite keeps the old run)
+        train_lines, val_lines = split_corpus(load_corpus(cfg.corpus), cfg.val_corpus, cfg.seed)
+        kind = tokenizer_kind(cfg)
+        mode = boundaries(cfg, kind)
+        inputs = {"--corpus": cfg.corpus, "--val-corpus": cfg.val_corpus, "--vocab-corpus": cfg.vocab_corpus}
+        with common.run_folder(cfg.out, "pretrain", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
+                               writer=dist.is_writer, resumable=True) as out:
+            return _pretrain(cfg, settings, dist, out, train_lines, val_lines, kind, mode)
 
 
 def _pretrain(cfg: PretrainConfig, settings, dist, out: Path, train_lines, val_lines, kind, mode) -> dict:
