@@ -58,10 +58,8 @@ class ResumableRun(TrainingRun):
 
 @dataclass
 class PretrainConfig(ResumableRun):
-    # graph by default: the same losses as jit, 1.43x the tokens/s of a jit step for the small preset (200 steps
-    # on builtin:demo-en, 2026-12-07: 6,438 against 4,488 tokens/s, 72 s against 100 s wall; tiny 15.3 s against
-    # 15.8 s, compile included; docs/benchmarks.md). The run hands the process back in PyNative when it ends.
-    mode: str = opt("graph", "graph: MindSpore's GRAPH_MODE (the fastest way to train on CPU); jit: steps compiled "
+    # recipes.PRETRAIN_MODE (graph, with its measurement); the run hands the process back in PyNative when it ends
+    mode: str = opt(recipes.PRETRAIN_MODE, "graph: MindSpore's GRAPH_MODE (the fastest way to train on CPU); jit: steps compiled "
                              "with mindspore.jit under PyNative; pynative: nothing compiled (debugging)",
                     choices=MODES)
     out: str | None = opt(None, "output folder (checkpoint, tokenizer/, metrics.json, loss.png)", required=True)
