@@ -59,9 +59,9 @@ class ResumableRun(TrainingRun):
 @dataclass
 class PretrainConfig(ResumableRun):
     # recipes.PRETRAIN_MODE (graph, with its measurement); the run hands the process back in PyNative when it ends
-    mode: str = opt(recipes.PRETRAIN_MODE, "graph: MindSpore's GRAPH_MODE (the fastest way to train on CPU); jit: steps compiled "
-                             "with mindspore.jit under PyNative; pynative: nothing compiled (debugging)",
-                    choices=MODES)
+    mode: str = opt(recipes.PRETRAIN_MODE, "graph: MindSpore's GRAPH_MODE (the fastest way to train on CPU); jit: "
+                                           "steps compiled with mindspore.jit under PyNative; pynative: nothing "
+                                           "compiled (debugging)", choices=MODES)
     out: str | None = opt(None, "output folder (checkpoint, tokenizer/, metrics.json, loss.png)", required=True)
     corpus: str = opt("builtin:demo-en", "builtin:peoples-daily, builtin:reviews-zh, builtin:demo-en, or a .txt "
                                          "file/folder")
