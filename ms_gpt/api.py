@@ -83,13 +83,6 @@ def _ready(device: str | None, seed: int) -> None:
         _SET_UP["device"] = device
 
 
-def _op_by_op() -> None:
-    """Back to PyNative when a job run since loading (with ``--mode graph``) left MindSpore in graph mode."""
-    from ms_gpt.environment import device
-
-    device.leave_graph_mode()
-
-
 class Attention(NamedTuple):
     """A prompt's tokens and each layer's attention weights: ``weights[layer][head, i, j]`` is how much token i
     attends to token j (j <= i; each row sums to 1)."""
@@ -122,7 +115,6 @@ class LanguageModel:
         from ms_gpt.prompting import Writer
 
         gen = _generation(GenerationConfig(), settings, seed)
-        _op_by_op()
         return Writer(self.model, self.prompter)(prompt, gen, stop_at_newline)
 
     def chat(self, history: list | None = None, seed: int = 0, **settings):
@@ -133,7 +125,6 @@ class LanguageModel:
         from ms_gpt.prompting import Conversation
 
         gen = _generation(GenerationConfig(**recipes.CHAT_DECODING), settings, seed)
-        _op_by_op()
         talk = Conversation(self.model, self.prompter, gen)
         talk.history.extend(str(t) for t in (history or []))
         return talk
@@ -145,7 +136,6 @@ class LanguageModel:
         import numpy as np
 
         ids = self.prompter.encode(text)[: self.model.config.n_positions]
-        _op_by_op()
         weights = self.model.attentions(mindspore.Tensor(np.asarray([ids], np.int32)))
         tokens = [self.tokenizer.decode([i], skip_special=False) for i in ids]
         return Attention(tokens, [w.asnumpy()[0] for w in weights])
@@ -178,7 +168,6 @@ class _Head:
         import mindspore
         import numpy as np
 
-        _op_by_op()
         n = len(seqs[0])
         ids = np.full((len(seqs), n, self.max_len), self.tokenizer.pad_id, np.int32)
         for i, row in enumerate(seqs):
@@ -245,5 +234,4 @@ class RewardModel(_Head):
             raise TypeError("prompts and responses must be lists of strings; wrap a single one in a list")
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses: give one response per prompt")
-        _op_by_op()
         return [float(s) for s in self.scorer(list(prompts), list(responses))] if prompts else []

@@ -37,10 +37,28 @@ def test_pretraining_runs_in_graph_mode_and_hands_the_process_back_op_by_op(lm):
 
     out, _ = lm
     assert json.loads((out / "run_config.json").read_text())["mode"] == "graph"
-    assert mindspore.get_context("mode") == mindspore.PYNATIVE_MODE
+    _assert_op_by_op()
     model = checkpoint.load_model(out)
     hidden, cache = model.decoder(mindspore.Tensor(np.array([[1, 2, 3, 4]]), mindspore.int32))
     assert cache is None and hidden.shape[:2] == (1, 4)
+
+
+def _assert_op_by_op():
+    import mindspore
+
+    assert mindspore.get_context("mode") == mindspore.PYNATIVE_MODE
+
+
+def test_a_job_in_graph_mode_hands_the_process_back_when_it_fails(tmp_path, lm):
+    """Every training job runs in ``common.execution``: stopped by an error after the device was set up (here a
+    data folder without a test split), it still leaves MindSpore in PyNative."""
+    pre, _ = lm
+    data = _keyword_folder(tmp_path)
+    (data / "test.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="test"):
+        api.run(FinetuneConfig(init=str(pre), data=str(data), out=str(tmp_path / "ft"), task="classification",
+                               mode="graph", progress=False))
+    _assert_op_by_op()
 
 
 def test_generate_matches_the_command_for_every_strategy(lm):
@@ -99,7 +117,8 @@ def test_chat_keeps_its_history_and_replies_as_the_command(tmp_path, lm):
     data = tmp_path / "dialogue.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     sft = tmp_path / "sft"
-    api.run(SFTConfig(init=str(pre), data=str(data), out=str(sft), progress=False, epochs=1))
+    api.run(SFTConfig(init=str(pre), data=str(data), out=str(sft), progress=False, epochs=1, mode="graph"))
+    _assert_op_by_op()  # sft ran in graph mode and handed the process back: the chat below calls cells directly
     talk = api.load(sft).chat(max_new_tokens=8)
     first = talk.reply("hello cat")
     assert talk.history == ["hello cat", first.removesuffix(" …").rstrip()]
@@ -125,7 +144,8 @@ def test_classify_gives_the_heads_labels_and_probabilities(tmp_path, lm):
     pre, _ = lm
     data = _keyword_folder(tmp_path)
     metrics = api.run(FinetuneConfig(init=str(pre), data=str(data), out=str(tmp_path / "ft"), task="classification",
-                                     epochs=2, progress=False, batching=DataConfig(batch_size=16)))
+                                     epochs=2, progress=False, batching=DataConfig(batch_size=16), mode="graph"))
+    _assert_op_by_op()
     clf = api.load(tmp_path / "ft")  # the run folder: its best/ is loaded
     assert isinstance(clf, api.Classifier) and clf.classes == metrics["classes"] == [0, 1]
     test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
@@ -151,7 +171,8 @@ def test_score_is_the_reward_models(tmp_path, lm):
     for split, n in (("train", 8), ("valid", 2), ("test", 2)):
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * n))
     metrics = api.run(RewardConfig(init=str(pre), data=str(folder), out=str(tmp_path / "rm"), epochs=2, progress=False,
-                                   batching=DataConfig(batch_size=8)))
+                                   batching=DataConfig(batch_size=8), mode="graph"))
+    _assert_op_by_op()
     rm = api.load(tmp_path / "rm")
     assert isinstance(rm, api.RewardModel)
     test = rows * 2

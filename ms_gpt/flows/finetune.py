@@ -53,9 +53,9 @@ BEST = checkpoint.BEST
 def finetune(cfg: FinetuneConfig) -> dict:
     """Fine-tune ``cfg.init`` (an ms_gpt or Hugging Face openai-gpt folder) on ``cfg.data`` for ``cfg.task``."""
     cfg.validate()
-    settings = common.setup(cfg)
-    data_set = tasks.load_task_data(cfg.data, cfg.task, seed=cfg.seed)  # inputs first: --out untouched on error
-    return _tune(cfg, settings, data_set, meta={}, zero_head=False, all_pairs=False)
+    with common.execution(cfg) as settings:
+        data_set = tasks.load_task_data(cfg.data, cfg.task, seed=cfg.seed)  # inputs first: --out untouched on error
+        return _tune(cfg, settings, data_set, meta={}, zero_head=False, all_pairs=False)
 
 
 def pass_plan(cfg: RewardConfig, n_train: int) -> RewardConfig:
@@ -85,28 +85,28 @@ def reward(cfg: RewardConfig) -> dict:
     prompt was empty (the response is the whole text, as in ``builtin:reviews-zh-pairs``), else ``pair``;
     ``ms-gpt ppo`` scores its rollouts the same way."""
     cfg.validate()
-    settings = common.setup(cfg)
-    pairs = load_preferences(cfg.data, seed=cfg.seed)
-    data_set = as_choice_task(pairs, cfg.data)
-    empty = all(not row["prompt"].strip() for row in pairs["train"])
-    if cfg.pairs == "all":
-        prompts = {row["prompt"] for row in pairs["train"]}
-        if len(prompts) > 1:
-            shown = ", ".join(repr(p[:30]) for p in sorted(prompts)[:3])
-            raise ValueError(f"--pairs all compares responses across pairs, so every training pair needs the same "
-                             f"prompt; {cfg.data} has {len(prompts)} different prompts ({shown}, ...): "
-                             f"use --pairs given")
-    cfg = pass_plan(cfg, len(pairs["train"]))
-    meta = {**RewardConfig.CLASSIFIER_META, "score": RewardConfig.SCORES[cfg.pool],
-            "score_input": "text" if empty else "pair", "pairs": cfg.pairs}
+    with common.execution(cfg) as settings:
+        pairs = load_preferences(cfg.data, seed=cfg.seed)
+        data_set = as_choice_task(pairs, cfg.data)
+        empty = all(not row["prompt"].strip() for row in pairs["train"])
+        if cfg.pairs == "all":
+            prompts = {row["prompt"] for row in pairs["train"]}
+            if len(prompts) > 1:
+                shown = ", ".join(repr(p[:30]) for p in sorted(prompts)[:3])
+                raise ValueError(f"--pairs all compares responses across pairs, so every training pair needs the same "
+                                 f"prompt; {cfg.data} has {len(prompts)} different prompts ({shown}, ...): "
+                                 f"use --pairs given")
+        cfg = pass_plan(cfg, len(pairs["train"]))
+        meta = {**RewardConfig.CLASSIFIER_META, "score": RewardConfig.SCORES[cfg.pool],
+                "score_input": "text" if empty else "pair", "pairs": cfg.pairs}
 
-    def by_kind(best: Path) -> dict:  # the kept model through ms-gpt ppo's scorer, per kind of rejected reply
-        model, tok, head = checkpoint.load_reward(best)
-        scorer = RewardScorer(model, tok, head, head["score_input"], settings.compiled)
-        return {"test_pairwise": pairwise_accuracy(scorer, pairs["test"])}
+        def by_kind(best: Path) -> dict:  # the kept model through ms-gpt ppo's scorer, per kind of rejected reply
+            model, tok, head = checkpoint.load_reward(best)
+            scorer = RewardScorer(model, tok, head, head["score_input"], settings.compiled)
+            return {"test_pairwise": pairwise_accuracy(scorer, pairs["test"])}
 
-    return _tune(cfg, settings, data_set, meta, zero_head=True, all_pairs=cfg.pairs == "all",
-                 more_metrics=by_kind if any(r.get("kind") for r in pairs["test"]) else None)
+        return _tune(cfg, settings, data_set, meta, zero_head=True, all_pairs=cfg.pairs == "all",
+                     more_metrics=by_kind if any(r.get("kind") for r in pairs["test"]) else None)
 
 
 def _tune(cfg: FinetuneConfig, settings, data_set, meta: dict, zero_head: bool, all_pairs: bool,

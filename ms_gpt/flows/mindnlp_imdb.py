@@ -114,14 +114,14 @@ def finetune_imdb(cfg: ImdbConfig, log=print) -> dict:
     """The course's flow into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
     inputs = {"--model": cfg.model, "--data-dir": cfg.data_dir}
-    with ownership.claim(cfg.out, "finetune-imdb", inputs, mark=True):
-        return _finetune_imdb(cfg, log)
+    with ownership.claim(cfg.out, "finetune-imdb", inputs, mark=True), \
+            common.execution(cfg, static_shapes=cfg.static_shapes) as settings:
+        return _finetune_imdb(cfg, settings, log)
 
 
-def _finetune_imdb(cfg: ImdbConfig, log) -> dict:
+def _finetune_imdb(cfg: ImdbConfig, settings, log) -> dict:
     out = Path(cfg.out)
     user_endpoint = os.environ.get("HF_ENDPOINT")  # import mindnlp sets a mirror when this is unset
-    settings = common.setup(cfg, static_shapes=cfg.static_shapes)
     static = settings.static_shapes or cfg.buckets is not None
     data = load_data(cfg.data_dir, cfg, log=log)  # before any model work: bad data fails fast
     last_ckpt, run_record = _check_resume(out, cfg, log=log)

@@ -38,26 +38,26 @@ from ms_gpt.run_folder import atomic, checkpoint
 
 def ppo(cfg: PPOConfig) -> dict:
     cfg.validate()
-    settings = common.setup(cfg)
-    # Every input is read before --out is touched: a bad one stops the run with the old folder intact.
-    policy_dir = Path(cfg.policy)
-    if not (policy_dir / checkpoint.TOKENIZER).is_dir():
-        raise FileNotFoundError(f"--policy {policy_dir}: not a folder written by ms-gpt pretrain or sft (no "
-                                f"{checkpoint.TOKENIZER}/)")
-    gpt, tok = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
-    ref, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
-    reward_model, reward_tok, meta = checkpoint.load_reward(cfg.reward)
-    prompter = Prompter.of(policy_dir, tok)
-    if cfg.max_new_tokens is None:
-        cfg = dataclasses.replace(cfg, max_new_tokens=recipes.ppo_new_tokens(gpt.config.n_positions))
-    prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), prompter, cfg.max_new_tokens,
-                             gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
-    check_reward_reads(cfg, gpt, prompter, prompts, reward_tok)
-    scorer = RewardScorer(reward_model, reward_tok, meta, score_input(cfg.score_input, meta), settings.compiled)
-    inputs = {"--policy": cfg.policy, "--reward": cfg.reward, "--prompts": cfg.prompts}
-    with common.run_folder(cfg.out, "ppo", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
-                           resumable=True) as out:
-        return _ppo(cfg, settings, out, gpt, ref, prompter, prompts, scorer)
+    with common.execution(cfg) as settings:
+        # Every input is read before --out is touched: a bad one stops the run with the old folder intact.
+        policy_dir = Path(cfg.policy)
+        if not (policy_dir / checkpoint.TOKENIZER).is_dir():
+            raise FileNotFoundError(f"--policy {policy_dir}: not a folder written by ms-gpt pretrain or sft (no "
+                                    f"{checkpoint.TOKENIZER}/)")
+        gpt, tok = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
+        ref, _ = checkpoint.load_for_tuning(policy_dir, need_sep=False, seed=cfg.seed)
+        reward_model, reward_tok, meta = checkpoint.load_reward(cfg.reward)
+        prompter = Prompter.of(policy_dir, tok)
+        if cfg.max_new_tokens is None:
+            cfg = dataclasses.replace(cfg, max_new_tokens=recipes.ppo_new_tokens(gpt.config.n_positions))
+        prompts = encode_prompts(load_prompts(cfg.prompts, seed=cfg.seed), prompter, cfg.max_new_tokens,
+                                 gpt.config.n_positions, cfg.prompts, drop_long=cfg.prompts.startswith("builtin:"))
+        check_reward_reads(cfg, gpt, prompter, prompts, reward_tok)
+        scorer = RewardScorer(reward_model, reward_tok, meta, score_input(cfg.score_input, meta), settings.compiled)
+        inputs = {"--policy": cfg.policy, "--reward": cfg.reward, "--prompts": cfg.prompts}
+        with common.run_folder(cfg.out, "ppo", resume=cfg.resume, overwrite=cfg.overwrite, inputs=inputs,
+                               resumable=True) as out:
+            return _ppo(cfg, settings, out, gpt, ref, prompter, prompts, scorer)
 
 
 def check_reward_reads(cfg: PPOConfig, gpt, prompter: Prompter, prompts: Prompts, reward_tok) -> float:

@@ -52,13 +52,13 @@ def plan(n_train: int, cfg: SFTConfig) -> tuple[int | None, int]:
 
 def sft(cfg: SFTConfig) -> dict:
     cfg.validate()
-    settings = common.setup(cfg)
-    common.say("sft", f"reading {cfg.data} and {cfg.init}")
-    train_ex, valid_ex = load_dialogue(cfg.data, seed=cfg.seed)  # the inputs first: a bad one stops the run
-    gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=True, seed=cfg.seed)  # before --out is touched
-    with common.run_folder(cfg.out, "sft", overwrite=cfg.overwrite,
-                           inputs={"--init": cfg.init, "--data": cfg.data}) as out:
-        return _sft(cfg, settings, out, train_ex, valid_ex, gpt, tok)
+    with common.execution(cfg) as settings:
+        common.say("sft", f"reading {cfg.data} and {cfg.init}")
+        train_ex, valid_ex = load_dialogue(cfg.data, seed=cfg.seed)  # the inputs first: a bad one stops the run
+        gpt, tok = checkpoint.load_for_tuning(cfg.init, need_sep=True, seed=cfg.seed)  # before --out is touched
+        with common.run_folder(cfg.out, "sft", overwrite=cfg.overwrite,
+                               inputs={"--init": cfg.init, "--data": cfg.data}) as out:
+            return _sft(cfg, settings, out, train_ex, valid_ex, gpt, tok)
 
 
 def sample_replies(model, tok, exchanges, gen) -> list[str]:

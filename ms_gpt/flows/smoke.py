@@ -66,13 +66,12 @@ def encode(text: str, vocab: dict, seq_len: int) -> list:
 def run(cfg: SmokeConfig) -> dict:
     """The smoke run into ``cfg.out``, holding the folder's lock (one writer per run folder)."""
     cfg.validate()
-    with ownership.claim(cfg.out, "smoke", mark=True):
-        return _run(cfg)
+    with ownership.claim(cfg.out, "smoke", mark=True), common.execution(cfg) as settings:
+        return _run(cfg, settings)
 
 
-def _run(cfg: SmokeConfig) -> dict:
+def _run(cfg: SmokeConfig, settings) -> dict:
     out = Path(cfg.out)
-    settings = common.setup(cfg)
     compat.import_mindnlp()
     import torch  # mindtorch, via mindnlp
     from transformers import (
