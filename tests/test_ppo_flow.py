@@ -397,10 +397,27 @@ def test_the_reward_model_records_what_it_reads(models):
     assert score_input_of("auto", {"role": "reward-model"}) == "pair"  # older reward models
 
 
-def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
-    """scripts/studies/ppo_demo.py at tiny sizes: every stage runs and the report has its before/after figures."""
+def tiny_demo_runs(folder, **changes):
+    """The demo's run files (scripts/studies/ppo_demo) scaled down to a tiny model, as a copy; ``changes``:
+    ``{command: {field: value}}`` on top."""
+    study = Path(__file__).resolve().parent.parent / "scripts" / "studies" / "ppo_demo"
+    runs = {c: json.loads((study / f"{c}.json").read_text()) for c in ("pretrain", "reward", "ppo")}
+    runs["pretrain"].update(preset="tiny", train={**runs["pretrain"]["train"], "steps": 40})
+    runs["reward"].update(epochs=1, train_limit=256, batching={**runs["reward"]["batching"], "max_len": 32})
+    runs["ppo"].update(train={"steps": 3})
+    folder.mkdir(parents=True)
+    for command, settings in runs.items():
+        (folder / f"{command}.json").write_text(json.dumps({**settings, **changes.get(command, {})}))
+    return folder
+
+
+def test_the_ppo_demo_runs_end_to_end_on_tiny_run_files(tmp_path):
+    """scripts/studies/ppo_demo.py on a tiny copy of its run files: every stage runs, the commands read the run
+    files (the rest is ms-gpt ppo's defaults) and the report has its before/after figures."""
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, str(root / "scripts" / "studies" / "ppo_demo.py"), "--quick", "--out", str(tmp_path)],
+    runs = tiny_demo_runs(tmp_path / "runs")
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "studies" / "ppo_demo.py"), "--runs", str(runs),
+                           "--out", str(tmp_path), "--seeds", "0", "--eval-prompts", "16"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -414,6 +431,7 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert abs(seed_run["before"]["kl"]) < 1e-3  # the starting policy is the reference
     assert set(seed_run["met"]) == {"positive_after", "kl", "ppl"} and report["all_met"] in (True, False)
     assert "| seed | judged positive before → after" in (tmp_path / "ppo_demo.md").read_text()
+    assert report["new_tokens"] == 16 and report["run_files"]["ppo"]["train"] == {"steps": 3}  # tiny: 32 positions
     # the demo's recipe reaches the commands: the reward model's dropout; PPO's is ms-gpt ppo's defaults
     reward_config = json.loads((tmp_path / "reward" / "run_config.json").read_text())
     assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 32  # tiny's table
@@ -438,17 +456,17 @@ def test_the_ppo_demo_runs_end_to_end_in_quick_mode(tmp_path):
     assert 0 <= frontier["reference"]["positive_share"] <= 1 and frontier["reference"]["response_chars"] > 0
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--reward-dropout", "1.5", "--reward-dropout must be in [0, 1), got 1.5"),
-    ("--ppo-args", "--init-kl-coef 0 --kl-target 6", "--ppo-args: an adaptive KL controller (--kl-target) needs "
-                                                    "--init-kl-coef > 0"),
-    ("--ppo-args", "--kl-target -1", "--ppo-args: kl_target must be > 0, got -1.0"),
-    ("--ppo-args", "--group-size 3", "--ppo-args: batch_size (16) must be a multiple of group_size (3)"),
-    ("--ppo-args", "--no-such-flag 1", "unrecognized arguments: --no-such-flag 1"),
-    ("--reward-learning-rate", "-1", "--reward-learning-rate must be > 0, got -1.0")])
-def test_the_ppo_demo_refuses_bad_settings_before_any_work(tmp_path, flag, value, message):
+@pytest.mark.parametrize("command, setting, message", [
+    ("reward", {"dropout": 1.5}, "dropout must be in [0, 1), got 1.5"),
+    ("ppo", {"init_kl_coef": 0, "kl_target": 6}, "an adaptive KL controller (--kl-target) needs --init-kl-coef > 0"),
+    ("ppo", {"kl_target": -1}, "kl_target must be > 0, got -1"),
+    ("ppo", {"group_size": 3}, "batch_size (16) must be a multiple of group_size (3)"),
+    ("ppo", {"no_such_setting": 1}, "unknown field(s) ['no_such_setting']"),
+    ("reward", {"train": {"learning_rate": -1}}, "learning_rate must be > 0, got -1")])
+def test_the_ppo_demo_refuses_bad_run_files_before_any_work(tmp_path, command, setting, message):
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, str(root / "scripts" / "studies" / "ppo_demo.py"), "--out", str(tmp_path / "o"), flag,
-                           value], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    runs = tiny_demo_runs(tmp_path / "runs", **{command: setting})
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "studies" / "ppo_demo.py"), "--out", str(tmp_path / "o"),
+                           "--runs", str(runs)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and f"{command}.json" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "o").exists()  # nothing written

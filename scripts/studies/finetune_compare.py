@@ -23,46 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from study import ROOT, read_run_files, run_job
+
 RUNS = ROOT / "scripts" / "studies" / "finetune_compare"
-sys.path.insert(0, str(ROOT))
-
-
-def run(cmd: list[str], out: Path, log: Path) -> dict:
-    """Run one ms-gpt command (its stderr to ``log``) and return the metrics.json it wrote into ``out``."""
-    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=fh)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
-    result = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    return result
-
-
-def read_runs(folder: Path) -> dict:
-    """The study's run files, each checked as its command checks a --config (exit 2 naming a bad value) before any
-    work starts."""
-    from ms_gpt.config import build
-    from ms_gpt.flows.configs import FinetuneConfig, PretrainConfig
-
-    runs = {}
-    for name, cls, plumbing in (("pretrain", PretrainConfig, {"out": "-", "corpus": "-"}),
-                                ("finetune", FinetuneConfig, {"init": "-", "data": "-", "out": "-"})):
-        path = folder / f"{name}.json"
-        try:
-            runs[name] = json.loads(path.read_text(encoding="utf-8"))
-            build(cls, {**runs[name], **plumbing}, where=str(path)).validate()
-        except (OSError, ValueError) as exc:
-            print(f"finetune_compare.py: {path}: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-    return runs
 
 
 def tfidf_baseline(splits: dict, train_limit: int | None, seed: int) -> dict:
@@ -127,7 +94,11 @@ def main() -> int:
                         "Daily alone (default: reviews+peoples-daily)")
     p.add_argument("--train-limit", type=int, default=None, help="first N training rows for all three (default: all)")
     args = p.parse_args()
-    runs = read_runs(Path(args.runs))
+    from ms_gpt.flows.configs import FinetuneConfig, PretrainConfig  # pure Python: no MindSpore yet
+
+    runs = read_run_files("finetune_compare.py", Path(args.runs), {
+        "pretrain": (PretrainConfig, {"out": "-", "corpus": "-"}),
+        "finetune": (FinetuneConfig, {"init": "-", "data": "-", "out": "-"})})
 
     from ms_gpt.data.corpus import peoples_daily
     from ms_gpt.data.tasks import reviews_zh_splits
@@ -147,19 +118,20 @@ def main() -> int:
         reviews.write_text("".join(" ".join(r["text"].split()) + "\n" for r in train), encoding="utf-8")
     elif reviews.exists():
         reviews.unlink()
-    ms_gpt = [str(Path(sys.executable).parent / "ms-gpt")]
     dev = ["--device", args.device] if args.device else []
     pre = out / "pretrained"
-    results = {"pretrain": run(ms_gpt + ["pretrain", "--config", str(Path(args.runs) / "pretrain.json"), "--corpus",
-                                         str(corpus), "--out", str(pre), *dev], pre, out / "pretrain.log")}
-    ft = ms_gpt + ["finetune", "--config", str(Path(args.runs) / "finetune.json"), "--init", str(pre),
-                   "--data", str(out / "data"), *dev]
+    results = {"pretrain": run_job("pretrain", Path(args.runs) / "pretrain.json", pre, out / "pretrain.log",
+                                   "--corpus", corpus, *dev)}
+
+    def finetune(seed: int, name: str, *flags) -> dict:
+        return run_job("finetune", Path(args.runs) / "finetune.json", out / name, out / f"{name}.log", "--init", pre,
+                       "--data", out / "data", "--seed", seed, *dev, *flags)
+
     per_seed = []
     c = tfidf_baseline(splits, args.train_limit, args.split_seed)
     for seed in args.seeds:
-        a_out, b_out = out / f"a_pretrained_seed{seed}", out / f"b_scratch_seed{seed}"
-        a = run(ft + ["--seed", str(seed), "--out", str(a_out)], a_out, out / f"a_pretrained_seed{seed}.log")
-        b = run(ft + ["--seed", str(seed), "--out", str(b_out), "--reinit"], b_out, out / f"b_scratch_seed{seed}.log")
+        a = finetune(seed, f"a_pretrained_seed{seed}")
+        b = finetune(seed, f"b_scratch_seed{seed}", "--reinit")
         per_seed.append({"seed": seed, "a": a, "b": b})
         print(f"seed {seed}: (a) {a['accuracy']:.4f}  (b) {b['accuracy']:.4f}  (c) {c['accuracy']:.4f}",
               file=sys.stderr, flush=True)

@@ -1,23 +1,25 @@
 """The ChatGPT recipe's last two steps on real data, end to end: steer a review writer toward positive reviews.
 
+The settings are run files (scripts/studies/ppo_demo/: pretrain.json, reward.json, ppo.json, read by the commands'
+own --config; docs/rlhf.md, "The sentiment demo"):
   1. ms-gpt pretrain  a small character-level GPT on the training texts of builtin:reviews-zh (no labels)
   2. ms-gpt reward    a reward model on builtin:reviews-zh-pairs (a positive review preferred over a negative
                       one; pairs from the train split), initialised from (1)
-  3. ms-gpt ppo       per seed: (1) tuned against (2) from builtin:reviews-zh-prompts (the first characters of
-                      training reviews) with ms-gpt ppo's defaults, which are this demo's recipe: 400 steps,
-                      4 prompts a step continued 4 times each and scored against each other (leave-one-out),
-                      the exact KL to (1) as a loss term at a fixed β 0.3, one pass a step at lr 5e-5
-                      (--ppo-args passes other ms-gpt ppo flags)
+  3. ms-gpt ppo       per seed: (1) tuned against (2) from builtin:reviews-zh-prompts with ms-gpt ppo's
+                      defaults, which are this demo's recipe: 400 steps, 4 prompts a step continued 4 times each
+                      and scored against each other (leave-one-out), the exact KL to (1) as a loss term at a
+                      fixed β 0.3, one pass a step at lr 5e-5
   4. judged by a classifier that is NOT the reward model: TF-IDF over character 1-3 grams + logistic regression
      (scikit-learn), trained on the labelled train split of builtin:reviews-zh
 
-For each seed the same held-out set of prompts is continued by the policy before and after PPO (sampling at
-temperature 1, as the policy would be used), and the table reports: the share judged positive, the mean reward,
-the mean per-sequence KL to the reference (the sampled estimate: the sum of log π - log π_ref over the response),
-and the reference model's perplexity of the responses. Steps 1-3 run the real CLI commands (printed, so each can
-be re-run alone).
+This driver adds the plumbing only (the pretraining text, the folders, the seeds) and the judging: for each seed
+the same held-out prompts are continued by the policy before and after PPO (sampling at temperature 1, as the
+policy would be used, up to the PPO run's own response length), and the table reports the share judged
+positive, the mean reward, the mean per-sequence KL to the reference (the sampled estimate: the sum of
+log π - log π_ref over the response) and the reference model's perplexity of the responses. Each run's results
+are read from its metrics.json; its command is printed, so each step can be re-run alone.
 
-  python scripts/studies/ppo_demo.py [--out runs/ppo-demo] [--seeds 0 1 2] [--pretrain-steps N] [--ppo-args "FLAGS"] [--quick]
+  python scripts/studies/ppo_demo.py [--out runs/ppo-demo] [--seeds 0 1 2] [--runs scripts/studies/ppo_demo]
 
 Prints one JSON object; writes OUT/ppo_demo.json and OUT/ppo_demo.md (the table and samples in docs/rlhf.md).
 """
@@ -27,50 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from study import ROOT, read_run_files, run_job
 
+RUNS = ROOT / "scripts" / "studies" / "ppo_demo"
 TARGETS = {"reward_accuracy": 0.90, "positive_after": 0.90, "kl_max": 6.0, "ppl_increase_max": 0.10}
-
-
-def check_ppo_args(flags: str) -> list:
-    """--ppo-args as a list of ms-gpt ppo flags, read by ms-gpt ppo's own parser and config (so a bad one stops
-    the demo before any work, with the command's own message)."""
-    from ms_gpt.cli import build_parser
-    from ms_gpt.config import from_args
-    from ms_gpt.flows.configs import PPOConfig
-
-    extra = flags.split()
-    argv = ["ppo", "--policy", "P", "--reward", "R", "--prompts", "X", "--out", "O", *extra]
-    try:
-        from_args(PPOConfig, build_parser(argv).parse_args(argv)).validate()
-    except ValueError as exc:
-        print(f"ppo_demo.py: --ppo-args: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    return extra
-
-
-def run(cmd: list, log: Path, reuse: Path | None = None) -> dict:
-    """Run an ms-gpt command; its printed JSON result. ``reuse``: a run folder whose finished result
-    (metrics.json) is taken instead when it has one (--reuse)."""
-    if reuse is not None and (reuse / "metrics.json").is_file():
-        print(f"= reusing {reuse}", file=sys.stderr, flush=True)
-        return {**json.loads((reuse / "metrics.json").read_text()), "wall_s": None, "reused": True}
-    cmd = [str(c) for c in cmd]
-    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=fh, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}; see {log}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    return result
 
 
 class Judge:
@@ -165,87 +131,51 @@ def evaluate(policy_dir: Path, ref, tok, prompts, scorer, judge, seed: int, new_
 
 
 def main() -> int:
-    from ms_gpt.flows.configs import PAIRINGS  # pure Python: no MindSpore before the arguments are read
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/ppo-demo", help="the demo's folder (default: runs/ppo-demo)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="one PPO run per seed, from the same pretrained and reward models (default: 0 1 2)")
-    p.add_argument("--preset", default="small", help="the GPT's size (default: small, 1.4M parameters)")
-    p.add_argument("--pretrain-steps", type=int, default=2000,
-                   help="pretraining steps of 8 x 128 characters (default: 2000)")
-    p.add_argument("--reward-epochs", type=int, default=2, help="the reward model's epochs (default: 2)")
-    p.add_argument("--reward-max-len", type=int, default=128,
-                   help="characters the reward model reads (default: 128; 64 cut 37 %% of the reviews and scored 0.874 against 0.892 on the same trunk)")
-    p.add_argument("--reward-learning-rate", type=float, default=3e-4,
-                   help="the reward model's peak learning rate (default: 3e-4, below the 1e-3 of pretraining)")
-    p.add_argument("--reward-dropout", type=float, default=0.1,
-                   help="the trunk's dropout while the reward model trains (default: 0.1; the pretrained model has "
-                        "none: +0.2 to +0.4 points of test pairwise accuracy on matched runs, within the noise)")
-    p.add_argument("--reward-pairs", choices=PAIRINGS, default="all",
-                   help="ms-gpt reward's --pairs (default: all: the reviews' pairs are a positive and a negative "
-                        "review to the empty prompt, so every positive review of a batch is compared with every "
-                        "negative one; 0.904 test pairwise accuracy against 0.887 with the given pairs, same trunk)")
-    p.add_argument("--mode", choices=("graph", "jit"), default="graph",
-                   help="how pretraining and the reward model run (graph: MindSpore's GRAPH_MODE, faster on CPU); "
-                        "PPO runs its compiled steps as ms-gpt ppo does by default")
-    p.add_argument("--reward-train-limit", type=int, default=None,
-                   help="train the reward model on the first N pairs (default: all 6,666)")
-    p.add_argument("--new-tokens", type=int, default=32,
-                   help="the longest response, in characters, in PPO and in the judging (default: 32)")
+    p.add_argument("--runs", default=str(RUNS),
+                   help="the folder of run files: pretrain.json, reward.json and ppo.json, the ms-gpt commands' "
+                        f"--config (default: {RUNS.relative_to(ROOT)}); to change a setting, edit a copy")
     p.add_argument("--eval-prompts", type=int, default=128,
                    help="held-out prompts the policies are judged on before and after (default: 128)")
-    p.add_argument("--ppo-args", default="",
-                   help="ms-gpt ppo flags that change its defaults (the demo's recipe), e.g. '--steps 200 "
-                        "--learning-rate 1e-4' (default: none)")
     p.add_argument("--reuse", action="store_true", help="keep OUT's finished pretrained model and reward model "
-                                                        "(tune PPO's settings without retraining them; default: "
+                                                        "(try other PPO run files without retraining them; default: "
                                                         "train both)")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes (the test suite's check that it runs; default: the full demo)")
     args = p.parse_args()
-    if not args.reward_learning_rate > 0:
-        p.error(f"--reward-learning-rate must be > 0, got {args.reward_learning_rate}")
-    if not 0 <= args.reward_dropout < 1:
-        p.error(f"--reward-dropout must be in [0, 1), got {args.reward_dropout}")
-    ppo_args = check_ppo_args(args.ppo_args)
-    if args.quick:
-        args.preset, args.pretrain_steps, args.reward_epochs, args.reward_train_limit = "tiny", 40, 1, 256
-        ppo_args, args.new_tokens, args.eval_prompts, args.seeds = ["--steps", "3", *ppo_args], 12, 16, args.seeds[:1]
-        args.reward_max_len = 32  # the tiny preset's position table
+    if args.eval_prompts < 1:
+        p.error(f"--eval-prompts must be >= 1, got {args.eval_prompts}")
+    from ms_gpt.flows.configs import PPOConfig, PretrainConfig, RewardConfig  # pure Python: no MindSpore yet
+
+    folder = Path(args.runs)
+    run_files = read_run_files("ppo_demo.py", folder, {
+        "pretrain": (PretrainConfig, {"out": "-", "corpus": "-"}), "reward": (RewardConfig, {"init": "-", "out": "-"}),
+        "ppo": (PPOConfig, {"policy": "-", "reward": "-", "out": "-"})})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ms_gpt = [sys.executable, "-m", "ms_gpt"]
 
     from ms_gpt.data.tasks import reviews_zh_splits
 
     corpus = out / "reviews-train.txt"
     corpus.write_text("\n".join(r["text"].replace("\n", " ") for r in reviews_zh_splits(0)["train"]) + "\n",
                       encoding="utf-8")
-    pre = out / "pretrained"
-    results = {"pretrain": run(ms_gpt + ["pretrain", "--corpus", corpus, "--out", pre, "--preset", args.preset,
-                                         "--tokenizer", "char", "--steps", args.pretrain_steps, "--mode", args.mode,
-                                         "--batch-size", 8,  # blocks of the whole table (128): 1,024 characters a step
-                                         "--no-progress", "--overwrite"], out / "pretrain.log", pre if args.reuse else None)}
-    rm = out / "reward"
-    limit = ["--train-limit", args.reward_train_limit] if args.reward_train_limit else []
-    results["reward"] = run(ms_gpt + ["reward", "--init", pre, "--data", "builtin:reviews-zh-pairs", "--out", rm,
-                                      "--max-len", args.reward_max_len, "--epochs", args.reward_epochs, *limit,
-                                      "--learning-rate", args.reward_learning_rate, "--mode", args.mode,
-                                      "--dropout", args.reward_dropout, "--pairs", args.reward_pairs,
-                                      "--no-progress", "--overwrite"], out / "reward.log", rm if args.reuse else None)
+    pre, rm = out / "pretrained", out / "reward"
+    results = {"pretrain": run_job("pretrain", folder / "pretrain.json", pre, out / "pretrain.log", "--corpus", corpus,
+                                   reuse=args.reuse),
+               "reward": run_job("reward", folder / "reward.json", rm, out / "reward.log", "--init", pre,
+                                 reuse=args.reuse)}
+    fits = {seed: run_job("ppo", folder / "ppo.json", out / f"ppo_seed{seed}", out / f"ppo_seed{seed}.log",
+                          "--policy", pre, "--reward", rm, "--seed", seed) for seed in args.seeds}
+    # judged up to the PPO runs' own response length (their run_config.json: the default fills it in)
+    new_tokens = json.loads((out / f"ppo_seed{args.seeds[0]}" / "run_config.json").read_text())["max_new_tokens"]
     judge = Judge()
-    ref, tok, scorer, prompts, stops = held_out_setup(pre, rm, args.eval_prompts, args.new_tokens)
+    ref, tok, scorer, prompts, stops = held_out_setup(pre, rm, args.eval_prompts, new_tokens)
     runs = []
-    for seed in args.seeds:
-        policy = out / f"ppo_seed{seed}"
-        fit = run(ms_gpt + ["ppo", "--policy", pre, "--reward", rm, "--prompts", "builtin:reviews-zh-prompts",
-                            "--out", policy, "--max-new-tokens", args.new_tokens, "--seed", seed,
-                            "--no-progress", "--overwrite", *ppo_args],
-                  out / f"ppo_seed{seed}.log")
-        before = evaluate(pre, ref, tok, prompts, scorer, judge, seed, args.new_tokens, stops)
-        after = evaluate(policy, ref, tok, prompts, scorer, judge, seed, args.new_tokens, stops)
+    for seed, fit in fits.items():
+        before = evaluate(pre, ref, tok, prompts, scorer, judge, seed, new_tokens, stops)
+        after = evaluate(out / f"ppo_seed{seed}", ref, tok, prompts, scorer, judge, seed, new_tokens, stops)
         after["ppl_increase"] = after["ref_ppl"] / before["ref_ppl"] - 1.0
         met = {"positive_after": after["positive_share"] >= TARGETS["positive_after"],
                "kl": after["kl"] <= TARGETS["kl_max"], "ppl": after["ppl_increase"] <= TARGETS["ppl_increase_max"]}
@@ -260,7 +190,8 @@ def main() -> int:
         "pretrain": {k: results["pretrain"].get(k) for k in ("parameters", "val_ppl", "wall_s")},
         "runs": runs, "targets": TARGETS,
         "all_met": reward_acc >= TARGETS["reward_accuracy"] and all(all(r["met"].values()) for r in runs),
-        "wall_s": round(time.perf_counter() - t0, 1), "args": vars(args)}
+        "wall_s": round(time.perf_counter() - t0, 1), "args": vars(args), "run_files": run_files,
+        "new_tokens": new_tokens}
     (out / "ppo_demo.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     (out / "ppo_demo.md").write_text(markdown(report), encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items() if k != "runs"} | {"runs": [
