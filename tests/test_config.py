@@ -5,7 +5,8 @@ import json
 import pytest
 
 from ms_gpt.config import add_flags, build, from_args, to_dict
-from ms_gpt.flows import configs
+from ms_gpt import recipes
+from ms_gpt.flows import configs, jobs
 
 
 def parse(cls, argv):
@@ -84,14 +85,17 @@ def test_field_metadata_is_the_one_validator():
         assert issubclass(cls, Validated) and issubclass(cls, configs.RunConfig) or cls in (GPTConfig,
                                                                                             GenerationConfig)
     assert set(vars(TrainConfig)) & {"validate"}  # TrainConfig adds only the "auto must be resolved" check
-    # no job restates a run-control field, but for two defaults: finetune-imdb's resume, and pretrain's mode (graph,
-    # measured faster for it; the other training commands keep jit)
-    allowed = {(configs.ImdbConfig, "resume"), (configs.PretrainConfig, "mode")}
+    # no job restates a run-control field, but for these defaults: finetune-imdb's resume, and the mode of the jobs
+    # measured faster in graph mode (recipes.GRAPH_MODE; the other training commands keep jit)
+    allowed = {(configs.ImdbConfig, "resume"), (configs.PretrainConfig, "mode"), (configs.SFTConfig, "mode")}
+    assert {jobs.command_of(c()) for c, name in allowed if name == "mode"} == set(recipes.GRAPH_MODE)
     for cls in JOB_CONFIGS:
         for name in ("device", "seed", "mode", "overwrite", "progress", "until", "resume"):
             assert name not in cls.__dict__.get("__annotations__", {}) or (cls, name) in allowed, (cls, name)
-    assert configs.PretrainConfig.__dataclass_fields__["mode"].metadata["choices"] == \
-        configs.RunConfig.__dataclass_fields__["mode"].metadata["choices"]  # the same choices, another default
+    for cls in (configs.PretrainConfig, configs.SFTConfig):  # the same choices, another default
+        assert cls.__dataclass_fields__["mode"].metadata["choices"] == \
+            configs.RunConfig.__dataclass_fields__["mode"].metadata["choices"]
+        assert cls().mode == "graph"
 
 
 @pytest.mark.parametrize("cls, changes, message", [

@@ -36,6 +36,11 @@ class RunConfig(Validated):
                            "busy-waits on each compiled step)", choices=MODES)
 
 
+# The help of a job whose default mode is graph (recipes.GRAPH_MODE: measured faster, the same results).
+GRAPH_MODE_HELP = ("graph: MindSpore's GRAPH_MODE (the fastest way to train on CPU); jit: steps compiled with "
+                   "mindspore.jit under PyNative; pynative: nothing compiled (debugging)")
+
+
 @dataclass
 class TrainingRun(RunConfig):
     """What every command that trains into ``--out`` accepts besides."""
@@ -58,10 +63,8 @@ class ResumableRun(TrainingRun):
 
 @dataclass
 class PretrainConfig(ResumableRun):
-    # recipes.PRETRAIN_MODE (graph, with its measurement); the run hands the process back in PyNative when it ends
-    mode: str = opt(recipes.PRETRAIN_MODE, "graph: MindSpore's GRAPH_MODE (the fastest way to train on CPU); jit: "
-                                           "steps compiled with mindspore.jit under PyNative; pynative: nothing "
-                                           "compiled (debugging)", choices=MODES)
+    # recipes.GRAPH_MODE (with its measurement); the run hands the process back in PyNative when it ends
+    mode: str = opt(recipes.GRAPH_MODE["pretrain"], GRAPH_MODE_HELP, choices=MODES)
     out: str | None = opt(None, "output folder (checkpoint, tokenizer/, metrics.json, loss.png)", required=True)
     corpus: str = opt("builtin:demo-en", "builtin:peoples-daily, builtin:reviews-zh, builtin:demo-en, or a .txt "
                                          "file/folder")
@@ -187,6 +190,7 @@ class RewardConfig(FinetuneConfig):
 
 @dataclass
 class SFTConfig(TrainingRun):
+    mode: str = opt(recipes.GRAPH_MODE["sft"], GRAPH_MODE_HELP, choices=MODES)  # recipes.GRAPH_MODE
     init: str | None = opt(None, "an ms_gpt checkpoint folder or a Hugging Face openai-gpt folder", required=True)
     data: str | None = opt(None, 'builtin:chitchat (English conversations, split by conversation), or a JSONL file of '
                                  '{"prompt": ..., "response": ...} (optionally "context": [earlier turns])',
