@@ -34,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from study import ROOT, run_job
 
 SHAPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12)
 RUN_FILE = ROOT / "scripts" / "studies" / "compare_nanogpt" / "pretrain.json"  # ms-gpt pretrain's side
@@ -103,16 +102,8 @@ def run_ms_gpt(args, work: Path, train: list[str], val: list[str]) -> dict:
     (work / "train.txt").write_text("".join(l + "\n" for l in train), encoding="utf-8")
     (work / "val.txt").write_text("".join(l + "\n" for l in val), encoding="utf-8")
     out = work / "ms_gpt"
-    cmd = [str(Path(sys.executable).parent / "ms-gpt"), "pretrain", "--config", str(RUN_FILE),
-           "--corpus", str(work / "train.txt"), "--val-corpus", str(work / "val.txt"), "--out", str(out),
-           "--steps", str(args.iters), *args.ms_gpt_args]
-    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    (work / "ms_gpt.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"ms-gpt pretrain failed ({proc.returncode}); see {work / 'ms_gpt.log'}:\n{proc.stderr[-2000:]}")
-    m = json.loads((out / "metrics.json").read_text())
+    m = run_job("pretrain", RUN_FILE, out, work / "ms_gpt.log", "--corpus", work / "train.txt", "--val-corpus",
+                work / "val.txt", "--steps", args.iters, *args.ms_gpt_args)
     run_config = json.loads((out / "run_config.json").read_text())
     shape = (run_config["data"]["max_len"], run_config["data"]["batch_size"])
     if shape != (SHAPE["block_size"], SHAPE["batch_size"]):
@@ -120,8 +111,8 @@ def run_ms_gpt(args, work: Path, train: list[str], val: list[str]) -> dict:
                          f"{SHAPE['batch_size']}): it gave {run_config['data']}")
     return {"val_loss": m["val_loss"], "steps": m["steps"], "val_loss_before": m["val_loss_before"],
             "vocab_size": m["vocab_size"], "boundaries": m["boundaries"], "parameters": m["parameters"],
-            "tokens_per_s": m["tokens_per_s"], "wall_s": round(time.perf_counter() - t0, 1),
-            "run_config": run_config, "metrics_keys": sorted(m)}
+            "tokens_per_s": m["tokens_per_s"], "wall_s": m["wall_s"],
+            "run_config": run_config, "metrics_keys": sorted(k for k in m if k != "wall_s")}
 
 
 def main() -> int:
