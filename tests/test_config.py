@@ -129,8 +129,10 @@ def test_nested_configs_are_checked_through_the_job():
         configs.ChatConfig(generation=GenerationConfig(top_k=-1)).validate()
     with pytest.raises(ValueError, match=r"warmup_steps must be an integer in \[0, steps=10\), got 10"):
         configs.PretrainConfig(train=TrainConfig(steps=10, warmup_steps=10)).validate()
-    with pytest.raises(ValueError, match=r"PPO keeps its learning rate constant"):
-        configs.PPOConfig(train=TrainConfig(warmup_steps=0, schedule="cosine")).validate()
+    with pytest.raises(ValueError, match=r"train settings \{'warmup_steps': 5\}: PPO starts at its full learning rate"):
+        configs.PPOConfig(train=TrainConfig(warmup_steps=5, schedule="linear")).validate()
+    configs.PPOConfig(policy="P", reward="R", prompts="builtin:reviews-zh-prompts", out="O",
+                      train=TrainConfig(warmup_steps=0, schedule="cosine")).validate()  # any decay from the start
 
 
 def test_run_folders_from_before_a_field_moved_still_load(tmp_path):

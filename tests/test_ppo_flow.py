@@ -124,7 +124,7 @@ VALUE_HEAD_PPO = dict(group_size=1, ppo_epochs=4, init_kl_coef=0.1, kl_target=6.
                       vf_coef=0.1)
 
 
-def toy_trainer(models, out, steps, seed=0, **settings):
+def toy_trainer(models, out, steps, seed=0, schedule="constant", **settings):
     from ms_gpt.flows.configs import PPOConfig
     from ms_gpt.prompting import Prompter
     from ms_gpt.rl import trainer as flow
@@ -137,7 +137,7 @@ def toy_trainer(models, out, steps, seed=0, **settings):
 
     cfg = PPOConfig(policy="toy", reward="toy", prompts="toy", out=str(out), batch_size=16, max_new_tokens=12,
                     kl_horizon=160, progress=False, seed=seed, **{**VALUE_HEAD_PPO, **settings})
-    cfg.train = dataclasses.replace(cfg.train, steps=steps, learning_rate=1e-4, ckpt_every=1000)
+    cfg.train = dataclasses.replace(cfg.train, steps=steps, learning_rate=1e-4, schedule=schedule, ckpt_every=1000)
     Path(out).mkdir(parents=True, exist_ok=True)
     return flow.PPOTrainer(cfg, Path(out), gpt, ref, Prompter(tok, "documents"), prompts,
                            lambda _, responses: share_of_the(responses), True)
@@ -160,6 +160,24 @@ def test_ppo_steps_run_through_the_one_training_loop(models, tmp_path):
     again = toy_trainer(models, tmp_path / "kb", steps=6)
     again.resume()
     assert again.step == 2 and again.fit(None)[-1]["step"] == 6
+
+
+def test_ppos_learning_rate_falls_linearly_to_zero_and_a_resumed_run_keeps_the_table(models, tmp_path):
+    """The default schedule (recipes.PPO_SCHEDULE): each step's rate, held for its --ppo-epochs updates, falls from
+    --learning-rate at the first step to 0 at the last; a resumed run reads the same table."""
+    from ms_gpt.flows.configs import PPOConfig
+
+    assert (PPOConfig().train.schedule, PPOConfig().train.min_lr_ratio) == ("linear", 0.0)
+    job = toy_trainer(models, tmp_path / "lr", steps=4, schedule="linear")  # 4 passes a step
+    want = np.repeat([1e-4, 2e-4 / 3, 1e-4 / 3, 0.0], 4)
+    np.testing.assert_allclose(job.optimizer.learning_rate.asnumpy(), want, rtol=1e-6, atol=1e-12)
+    job.fit(2)
+    job.save()
+    again = toy_trainer(models, tmp_path / "lr", steps=4, schedule="linear")
+    again.optimizer.learning_rate.set_data(mindspore.Tensor(np.zeros(16, np.float32)))  # what resume must undo
+    again.resume()
+    assert again.step == 2
+    np.testing.assert_allclose(again.optimizer.learning_rate.asnumpy(), want, rtol=1e-6, atol=1e-12)
 
 
 def test_ppo_raises_a_toy_reward(models, tmp_path):
@@ -267,7 +285,7 @@ def test_ppo_command_end_to_end_then_resume_repeats_the_run(models, tmp_path, ve
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert json.loads((whole / "prompting.json").read_text()) == {"form": checkpoint.prompt_form(models / "pre")}
-    assert summary["steps_done"] == 4 and summary["score_input"] == "pair" and summary["learning_rate"] == 5e-5
+    assert summary["steps_done"] == 4 and summary["score_input"] == "pair" and summary["learning_rate"] == 1e-4
     m = json.loads((whole / "metrics.json").read_text())
     assert [s["step"] for s in m["steps"]] == [1, 2, 3, 4]
     for key in ("reward", "kl", "entropy", "clip_fraction", "approx_kl", "value_loss", "beta"):
@@ -437,7 +455,8 @@ def test_the_ppo_demo_runs_end_to_end_on_tiny_run_files(tmp_path):
     assert reward_config["dropout"] == 0.1 and reward_config["batching"]["max_len"] == 32  # tiny's table
     ppo_config = json.loads((tmp_path / "ppo_seed0" / "run_config.json").read_text())
     assert (ppo_config["init_kl_coef"], ppo_config["kl_target"], ppo_config["kl_penalty"]) == (0.3, None, "loss")
-    assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["train"]["learning_rate"]) == (4, 1, 5e-5)
+    assert (ppo_config["group_size"], ppo_config["ppo_epochs"], ppo_config["train"]["learning_rate"]) == (4, 1, 1e-4)
+    assert (ppo_config["train"]["schedule"], ppo_config["train"]["min_lr_ratio"]) == ("linear", 0.0)
     assert (ppo_config["lam"], ppo_config["vf_coef"]) == (1.0, 0.0)  # the leave-one-out baseline alone
     assert reward_config["pairs"] == "all"
     assert ppo_config["score_transform"] == "raw" and ppo_config["score_offset"] is None

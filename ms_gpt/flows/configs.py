@@ -272,20 +272,22 @@ class PPOConfig(ResumableRun):
                                           "prompts, measured before the first step", bounds="a finite number")
     allow_unk: bool = opt(False, "train even when the reward model's tokenizer reads most of the policy's text as "
                                  "<unk> (it would score text it cannot see): a loud warning instead of an error")
-    # The optimiser: Adam at a constant learning rate with β2 0.95 (minGPT's), bias-corrected as PyTorch's AdamW,
-    # no weight decay, clipping at norm 1.
+    # The optimiser: Adam with β2 0.95 (minGPT's), bias-corrected as PyTorch's AdamW, no weight decay, clipping at
+    # norm 1; its rate falls linearly to 0 at the last step (recipes.PPO_SCHEDULE, measured).
     train: TrainConfig = opt(factory=lambda: TrainConfig(
-        steps=recipes.PPO_STEPS, learning_rate=None, warmup_steps=0, schedule="constant", min_lr_ratio=1.0,
+        steps=recipes.PPO_STEPS, learning_rate=None, warmup_steps=0, schedule=recipes.PPO_SCHEDULE, min_lr_ratio=0.0,
         weight_decay=0.0, beta1=0.9, beta2=0.95, bias_correction=True, grad_clip=1.0, eval_every=None,
         ckpt_every=None, amp=False))
 
     FLAGS = {}
     HELP = {"train.steps": "PPO steps (each: one batch of rollouts, then --ppo-epochs passes over it)",
-            "train.learning_rate": "Adam's learning rate (constant)",
+            "train.learning_rate": "Adam's learning rate at the first step (--schedule sets the rest)",
+            "train.schedule": "the learning rate over the run: linear = down to 0 at the last step; cosine = down "
+                              "to 0 along a half cosine; constant = --learning-rate throughout",
             "train.ckpt_every": "save a resumable checkpoint every N steps"}
     NONE_HELP = {"train.learning_rate": recipes.PPO_LR_HELP, "train.ckpt_every": "every 10 steps and at the end"}
-    RESUME_FREE = ResumableRun.RESUME_FREE + ("train.learning_rate",)
-    DERIVED = ("train.warmup_steps", "train.schedule", "train.min_lr_ratio", "train.eval_every", "train.amp",
+    RESUME_FREE = ResumableRun.RESUME_FREE + ("train.learning_rate", "train.schedule")
+    DERIVED = ("train.warmup_steps", "train.min_lr_ratio", "train.eval_every", "train.amp",
                "train.loss_scale", "train.loss_scale_window")
     # Fields that moved into ``train`` (run folders written before 2026-12-06 hold them at the top).
     MOVED = {"steps": "train.steps", "learning_rate": "train.learning_rate", "grad_clip": "train.grad_clip",
@@ -303,10 +305,10 @@ class PPOConfig(ResumableRun):
         if self.score_offset is not None and self.score_transform != "logsigmoid":
             raise ValueError(f"score_offset ({self.score_offset}) is the centre of --score-transform logsigmoid; "
                              f"with --score-transform {self.score_transform} it would be ignored")
-        fixed = {"warmup_steps": 0, "schedule": "constant", "amp": False}
+        fixed = {"warmup_steps": 0, "amp": False}
         changed = {k: getattr(self.train, k) for k, v in fixed.items() if getattr(self.train, k) != v}
         if changed:
-            raise ValueError(f"train settings {changed}: PPO keeps its learning rate constant in float32; "
+            raise ValueError(f"train settings {changed}: PPO starts at its full learning rate and trains in float32; "
                              f"accepted: {fixed}")
 
 
