@@ -75,6 +75,9 @@ JOB_CONFIGS = (configs.PretrainConfig, configs.FinetuneConfig, configs.RewardCon
                configs.PPOConfig, configs.GenerateConfig, configs.ChatConfig, configs.SmokeConfig, configs.ImdbConfig)
 
 
+GRAPH_JOBS = (configs.PretrainConfig, configs.FinetuneConfig, configs.RewardConfig, configs.SFTConfig)
+
+
 def test_field_metadata_is_the_one_validator():
     """No config writes its own validate(): each inherits Validated's (the fields' metadata, then the rules that
     relate fields), and every job's config holds the run-control fields of RunConfig once."""
@@ -86,13 +89,13 @@ def test_field_metadata_is_the_one_validator():
                                                                                             GenerationConfig)
     assert set(vars(TrainConfig)) & {"validate"}  # TrainConfig adds only the "auto must be resolved" check
     # no job restates a run-control field, but for these defaults: finetune-imdb's resume, and the mode of the jobs
-    # measured faster in graph mode (recipes.GRAPH_MODE; the other training commands keep jit)
-    allowed = {(configs.ImdbConfig, "resume"), (configs.PretrainConfig, "mode"), (configs.SFTConfig, "mode")}
+    # measured faster in graph mode (recipes.GRAPH_MODE; ppo keeps jit)
+    allowed = {(configs.ImdbConfig, "resume"), *((c, "mode") for c in GRAPH_JOBS)}
     assert {jobs.command_of(c()) for c, name in allowed if name == "mode"} == set(recipes.GRAPH_MODE)
     for cls in JOB_CONFIGS:
         for name in ("device", "seed", "mode", "overwrite", "progress", "until", "resume"):
             assert name not in cls.__dict__.get("__annotations__", {}) or (cls, name) in allowed, (cls, name)
-    for cls in (configs.PretrainConfig, configs.SFTConfig):  # the same choices, another default
+    for cls in GRAPH_JOBS:  # the same choices, another default
         assert cls.__dataclass_fields__["mode"].metadata["choices"] == \
             configs.RunConfig.__dataclass_fields__["mode"].metadata["choices"]
         assert cls().mode == "graph"

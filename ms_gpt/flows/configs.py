@@ -107,6 +107,7 @@ class PretrainConfig(ResumableRun):
 
 @dataclass
 class FinetuneConfig(TrainingRun):
+    mode: str = opt(recipes.GRAPH_MODE["finetune"], GRAPH_MODE_HELP, choices=MODES)  # recipes.GRAPH_MODE
     init: str | None = opt(None, "an ms_gpt checkpoint folder (ms-gpt pretrain) or a Hugging Face openai-gpt "
                                  "folder", required=True)
     task: str | None = opt(None, "GPT-1 task", choices=TASKS, required=True)
@@ -155,6 +156,7 @@ PAIRINGS = ("given", "all")
 class RewardConfig(FinetuneConfig):
     """A reward model: fine-tuning's multiple-choice head with two choices, the chosen response first (see
     ms_gpt/data/preferences.py); everything else as ``ms-gpt finetune`` (defaults by model size)."""
+    mode: str = opt(recipes.GRAPH_MODE["reward"], GRAPH_MODE_HELP, choices=MODES)  # recipes.GRAPH_MODE
     task: str | None = opt("multiple-choice", cli=False)
     data: str | None = opt(None, "builtin:reviews-zh-pairs (Chinese reviews: positive over negative), "
                                  "builtin:chitchat-pairs (a conversation's real reply over another conversation's "

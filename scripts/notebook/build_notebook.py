@@ -47,12 +47,11 @@ S = {
                  chat_pretrain=dict(preset="tiny", steps=100), sft=dict(train_limit=256),
                  reward=dict(train_limit=256, epochs=1, allow_unk=True), ppo=dict(steps=8, allow_unk=True)),
     "full": dict(pretrain=dict(preset="small", corpus="builtin:peoples-daily", steps=1800, tokenizer="char",
-                               batch_size=8, mode="graph"),
+                               batch_size=8),
                  prompt="中国", ft_data="builtin:reviews-zh",
-                 finetune=dict(epochs=2, learning_rate=3e-4, max_len=128, batch_size=32, lm_weight=0.5, pool="mean",
-                               mode="graph"),
+                 finetune=dict(epochs=2, learning_rate=3e-4, max_len=128, batch_size=32, lm_weight=0.5, pool="mean"),
                  chat_pretrain=dict(preset="small", steps=1500), sft=dict(),
-                 reward=dict(train_limit=16000, epochs=1, learning_rate=3e-4, mode="graph", allow_unk=True),
+                 reward=dict(train_limit=16000, epochs=1, learning_rate=3e-4, allow_unk=True),
                  ppo=dict()),
 }[MODE]
 SUMMARY = {"mode": MODE}
