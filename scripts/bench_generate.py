@@ -4,7 +4,9 @@ For 32/128/256 new tokens: greedy tokens/s with the KV cache and without it (the
 recomputed for every token), median of ``--repeats`` runs after a warm-up, and the speed-up; then
 the cached per-token time against the context length (16 … 256), as a ratio to the shortest; and,
 when a Python with ``torch==2.13.0`` is found (``--torch-python`` or ``.venv-ref``), the same model's
-greedy decoding in PyTorch eager with a KV cache of the same shape (in a child process), as a ratio.
+greedy decoding in PyTorch eager with a KV cache of the same shape (in a child process), as a ratio; and the
+machine's memory bandwidth measured in the same run (a large read and copy), with cached decoding's share of it:
+the bytes a step must read (every weight once, plus the keys and values of the context) × tokens/s ÷ GB/s.
 
     .venv/bin/python scripts/bench_generate.py                  # tutorial preset (6 x 512), random weights
     .venv/bin/python scripts/bench_generate.py --preset tiny --repeats 3
@@ -69,6 +71,47 @@ def decode_speed(model, prompt, new_tokens, repeats) -> dict:
         row["same_tokens"] = outputs[True] == outputs[False]
         rows.append(row)
     return rows
+
+
+def memory_bandwidth(mib: int = 512, repeats: int = 5) -> dict:
+    """The machine's memory bandwidth, measured in this run: GB/s of reading a ``mib``-MiB float32 array (a sum, as
+    decoding reads its weights) on one thread and split over every core (numpy releases the GIL in the loop), and of
+    copying it (read + write); each the best of ``repeats`` after a warm-up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    a = np.ones(mib * 2**20 // 4, np.float32)
+    b = np.empty_like(a)
+    threads = os.cpu_count() or 1
+    chunks = np.array_split(a, threads)
+
+    def best_gbs(fn, nbytes):
+        fn()
+        return round(nbytes / min(run_times(fn, repeats)) / 1e9, 2)
+
+    with ThreadPoolExecutor(threads) as pool:
+        read_all = best_gbs(lambda: list(pool.map(np.sum, chunks)), a.nbytes)
+    out = {"array_mib": mib, "threads": threads, "read_1_thread_gb_s": best_gbs(lambda: a.sum(), a.nbytes),
+           "read_all_threads_gb_s": read_all, "copy_gb_s": best_gbs(lambda: np.copyto(b, a), 2 * a.nbytes)}
+    out["gb_s"] = max(out["read_1_thread_gb_s"], read_all)  # the bound a decoder reading its weights can reach
+    return out
+
+
+def bytes_per_token(cfg, parameters: int, context: float, itemsize: int = 4) -> int:
+    """The least memory one cached decoding step must read: every weight once (the tied embedding is the LM
+    head's matrix; one row of the position table would do, counted whole here) and the keys and values of
+    ``context`` earlier positions in every layer."""
+    return int(itemsize * (parameters + 2 * cfg.n_layer * context * cfg.d_model))
+
+
+def bandwidth_shares(decoding: list, cfg, parameters: int, prompt_len: int, gb_s: float, key: str) -> dict:
+    """For each decoded length: bytes read per token (at the mean context of the run) × tokens/s ÷ bandwidth."""
+    shares = {}
+    for row in decoding:
+        need = bytes_per_token(cfg, parameters, prompt_len + row["new_tokens"] / 2)
+        shares[str(row["new_tokens"])] = round(need * row[key] / (gb_s * 1e9), 3)
+    return shares
 
 
 STEPS_PER_SAMPLE = 20
@@ -222,19 +265,29 @@ def main(argv=None) -> int:
     decoding = decode_speed(model, prompt, args.new_tokens, args.repeats)
     context = per_token_vs_context(model, cfg, args.contexts, args.repeats)
     ratios = [r["ratio_to_shortest"] for r in context]
+    bandwidth = memory_bandwidth()
     import mindspore
+
+    from ms_gpt.model import count_parameters
 
     result = {
         "bench": "generate", "framework": "mindspore " + mindspore.__version__, "device": args.device,
         "preset": args.preset, "config": cfg.to_dict(), "prompt_len": args.prompt_len, "warmup_s": round(warmup_s, 2),
         "decoding": decoding, "per_token_vs_context": context,
         "cached_per_token_spread": round(max(ratios) / min(ratios), 3),
+        "memory_bandwidth": bandwidth, "parameters": count_parameters(model),
+        "weight_mb_per_token": round(bytes_per_token(cfg, count_parameters(model), 0) / 1e6, 1),
     }
+    share = {"mindspore": bandwidth_shares(decoding, cfg, result["parameters"], args.prompt_len, bandwidth["gb_s"],
+                                           "cached_tokens_per_s")}
     ref = result["torch"] = torch_reference(args, __file__, argv)
     if ref and "error" not in ref:
         result["cached_vs_torch_tokens_per_s"] = {
             str(ms["new_tokens"]): round(ms["cached_tokens_per_s"] / pt["cached_tokens_per_s"], 3)
             for ms, pt in zip(decoding, ref["decoding"])}
+        share["torch"] = bandwidth_shares(ref["decoding"], cfg, result["parameters"], args.prompt_len,
+                                          bandwidth["gb_s"], "cached_tokens_per_s")
+    result["cached_share_of_bandwidth"] = share  # bytes needed per token x tokens/s / measured GB/s
     print(json.dumps(result, indent=2))
     return 0
 

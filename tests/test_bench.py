@@ -57,6 +57,16 @@ def test_bench_generate_compares_cache_and_context():
         assert set(out["cached_vs_torch_tokens_per_s"]) == {"4", "8"}
     assert [r["context"] for r in out["per_token_vs_context"]] == [4, 16]
     assert out["per_token_vs_context"][0]["ratio_to_shortest"] == 1.0
+    # the limit: the machine's bandwidth in this run, and the bytes a cached step must read (tiny: 2 layers, d 32)
+    bw = out["memory_bandwidth"]
+    assert bw["gb_s"] == max(bw["read_1_thread_gb_s"], bw["read_all_threads_gb_s"]) > 0.5 and bw["copy_gb_s"] > 0
+    assert out["weight_mb_per_token"] == pytest.approx(out["parameters"] * 4 / 1e6, abs=0.05)
+    shares = out["cached_share_of_bandwidth"]
+    for n, row in zip(("4", "8"), out["decoding"]):
+        need = 4 * (out["parameters"] + 2 * 2 * (16 + int(n) / 2) * 32)  # the prompt's 16 + half the new tokens
+        assert shares["mindspore"][n] == pytest.approx(need * row["cached_tokens_per_s"] / (bw["gb_s"] * 1e9),
+                                                       abs=2e-3)
+    assert set(shares) == ({"mindspore", "torch"} if ref.exists() else {"mindspore"})
 
 
 def test_bench_rejects_too_few_timed_steps():
