@@ -290,6 +290,9 @@ def test_ppo_command_end_to_end_then_resume_repeats_the_run(models, tmp_path, ve
     assert [s["step"] for s in m["steps"]] == [1, 2, 3, 4]
     for key in ("reward", "kl", "entropy", "clip_fraction", "approx_kl", "value_loss", "beta"):
         assert all(np.isfinite(s[key]) for s in m["steps"]), key
+    for s in m["steps"]:  # where each step's time went: four phases, each measured, together within the step
+        phases = [s[k] for k in ("rollout_s", "forwards_s", "scoring_s", "update_s")]
+        assert min(phases) > 0 and sum(phases) <= s["seconds"], s
     assert (whole / "ppo.png").stat().st_size > 1000 and (whole / "value_head.ckpt").is_file()
     # the folder is a language model: generate loads it
     gen = run(venv_bin, "generate", "--ckpt", whole, "--prompt", "the cat", "--strategy", "greedy")

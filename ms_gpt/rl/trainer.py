@@ -204,12 +204,15 @@ class PPOTrainer:
         t0 = time.perf_counter()
         cfg = self.cfg
         roll, prompt_texts, responses = self.rollout(self.step)
+        t_rollout = time.perf_counter()
         ids = Tensor(roll.ids)
         logp, values, entropy = (x.asnumpy().astype(np.float64) for x in self._stats(ids))
         in_loss = cfg.kl_penalty == "loss"
         ref_logp, ref_logp_all = self._ref(ids) if in_loss else (self._ref(ids), None)
         ref_logp = ref_logp.asnumpy().astype(np.float64)
+        t_forwards = time.perf_counter()
         scores = self.scorer(prompt_texts, responses)
+        t_scoring = time.perf_counter()
         mask = roll.mask.astype(np.float64)
         values = values * mask  # 0 after each response's end
         beta = self.beta
@@ -227,13 +230,14 @@ class PPOTrainer:
         batch = (ids, f32(mask), f32(logp), f32(values), f32(advantages), f32(returns))
         if in_loss:
             batch += (ref_logp_all, f32(kl_coef))
-        updates = []
+        updates, t_update = [], time.perf_counter()
         for _ in range(cfg.ppo_epochs):
             pg, vf, new_logp, norm = self._train(*batch)
             stop.rearm()  # the compiled step installed MindSpore's SIGINT handler again
             updates.append({"policy_loss": float(pg.asnumpy()), "value_loss": float(vf.asnumpy()),
                             "grad_norm": float(np.asarray(norm.asnumpy()).reshape(-1)[0]),
                             **rl.policy_stats(new_logp.asnumpy(), logp, mask, cfg.clip_range)})
+        t_updated = time.perf_counter()
         kl = float(rl.sequence_kl(logp, ref_logp, mask).mean())
         if self.controller is not None:
             self.beta = self.controller.update(kl, cfg.batch_size)
@@ -246,7 +250,11 @@ class PPOTrainer:
                 "entropy": float((entropy * mask).sum() / n_tokens),
                 "response_length": float(mask.sum(axis=1).mean()),
                 **{k: float(np.mean([u[k] for u in updates])) for k in updates[0]},
-                "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0,
+                # where the step's time went: sampling the responses; the policy's and the reference's forwards;
+                # the reward model; the --ppo-epochs updates (the rest is the advantages' numpy)
+                "rollout_s": t_rollout - t0, "forwards_s": t_forwards - t_rollout, "scoring_s": t_scoring - t_forwards,
+                "update_s": t_updated - t_update}
 
 
 def plot(history, path: Path) -> None:
