@@ -105,12 +105,13 @@ def bytes_per_token(cfg, parameters: int, context: float, itemsize: int = 4) -> 
     return int(itemsize * (parameters + 2 * cfg.n_layer * context * cfg.d_model))
 
 
-def bandwidth_shares(decoding: list, cfg, parameters: int, prompt_len: int, gb_s: float, key: str) -> dict:
-    """For each decoded length: bytes read per token (at the mean context of the run) × tokens/s ÷ bandwidth."""
+def bandwidth_shares(decoding: list, cfg, parameters: int, prompt_len: int, gb_s: float) -> dict:
+    """For each decoded length: bytes read per token (at the mean context of the run) × cached tokens/s ÷
+    bandwidth."""
     shares = {}
     for row in decoding:
         need = bytes_per_token(cfg, parameters, prompt_len + row["new_tokens"] / 2)
-        shares[str(row["new_tokens"])] = round(need * row[key] / (gb_s * 1e9), 3)
+        shares[str(row["new_tokens"])] = round(need * row["cached_tokens_per_s"] / (gb_s * 1e9), 3)
     return shares
 
 
@@ -270,23 +271,23 @@ def main(argv=None) -> int:
 
     from ms_gpt.model import count_parameters
 
+    parameters = count_parameters(model)
+
     result = {
         "bench": "generate", "framework": "mindspore " + mindspore.__version__, "device": args.device,
         "preset": args.preset, "config": cfg.to_dict(), "prompt_len": args.prompt_len, "warmup_s": round(warmup_s, 2),
         "decoding": decoding, "per_token_vs_context": context,
         "cached_per_token_spread": round(max(ratios) / min(ratios), 3),
-        "memory_bandwidth": bandwidth, "parameters": count_parameters(model),
-        "weight_mb_per_token": round(bytes_per_token(cfg, count_parameters(model), 0) / 1e6, 1),
+        "memory_bandwidth": bandwidth, "parameters": parameters,
+        "weight_mb_per_token": round(bytes_per_token(cfg, parameters, 0) / 1e6, 1),
     }
-    share = {"mindspore": bandwidth_shares(decoding, cfg, result["parameters"], args.prompt_len, bandwidth["gb_s"],
-                                           "cached_tokens_per_s")}
+    share = {"mindspore": bandwidth_shares(decoding, cfg, parameters, args.prompt_len, bandwidth["gb_s"])}
     ref = result["torch"] = torch_reference(args, __file__, argv)
     if ref and "error" not in ref:
         result["cached_vs_torch_tokens_per_s"] = {
             str(ms["new_tokens"]): round(ms["cached_tokens_per_s"] / pt["cached_tokens_per_s"], 3)
             for ms, pt in zip(decoding, ref["decoding"])}
-        share["torch"] = bandwidth_shares(ref["decoding"], cfg, result["parameters"], args.prompt_len,
-                                          bandwidth["gb_s"], "cached_tokens_per_s")
+        share["torch"] = bandwidth_shares(ref["decoding"], cfg, parameters, args.prompt_len, bandwidth["gb_s"])
     result["cached_share_of_bandwidth"] = share  # bytes needed per token x tokens/s / measured GB/s
     print(json.dumps(result, indent=2))
     return 0
