@@ -54,6 +54,12 @@ def lr_schedule(cfg: TrainConfig) -> np.ndarray:
     return np.where(steps < cfg.warmup_steps, peak * warm, decay).astype(np.float32)
 
 
+def rate_table(cfg: TrainConfig, updates_per_step: int = 1) -> np.ndarray:
+    """The optimizer's learning-rate table: each step's :func:`lr_schedule` rate held for ``updates_per_step``
+    updates (PPO's passes over one batch), indexed by the update count."""
+    return np.repeat(lr_schedule(cfg), updates_per_step)
+
+
 def lm_loss(logits, labels):
     """Mean next-token cross-entropy over positions whose label is not ``IGNORE``, in MindSpore ops (a
     model's own :meth:`GPT.lm_loss` computes it with the model's backend)."""
@@ -70,7 +76,7 @@ def make_optimizer(model, cfg: TrainConfig, params=None, updates_per_step: int =
     rates, each held for ``updates_per_step`` updates (PPO's passes over one batch), clipping to ``cfg.grad_clip``
     inside."""
     params = model.trainable_params() if params is None else params
-    return AdamW(params, np.repeat(lr_schedule(cfg), updates_per_step), weight_decay=cfg.weight_decay,
+    return AdamW(params, rate_table(cfg, updates_per_step), weight_decay=cfg.weight_decay,
                  betas=(cfg.beta1, cfg.beta2), eps=1e-8, max_norm=cfg.grad_clip, bias_correction=cfg.bias_correction,
                  backend=model.backend)
 

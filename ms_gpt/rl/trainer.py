@@ -19,7 +19,7 @@ from ms_gpt.rl import ppo as rl
 from ms_gpt.rl import rollouts
 from ms_gpt.rl.value_head import ValueHead
 from ms_gpt.run_folder import atomic, checkpoint
-from ms_gpt.training import lr_schedule, make_optimizer, resume_job, run_steps, save_job
+from ms_gpt.training import make_optimizer, rate_table, resume_job, run_steps, save_job
 
 if TYPE_CHECKING:  # the command's settings (ms_gpt.flows.configs); not imported at run time
     from ms_gpt.flows.configs import PPOConfig
@@ -146,7 +146,7 @@ class PPOTrainer:
     def restore(self, state: dict) -> None:
         # the rate table came back from optimizer.ckpt: from here on it reads this run's --learning-rate and
         # --schedule (indexed by the update count, so an unchanged schedule continues exactly)
-        self.optimizer.learning_rate.set_data(Tensor(np.repeat(lr_schedule(self.cfg.train), self.cfg.ppo_epochs)))
+        self.optimizer.learning_rate.set_data(Tensor(rate_table(self.cfg.train, self.cfg.ppo_epochs)))
         self.step, self.history = state["step"], state["history"]
         self.beta, self.samples = state["beta"], state.get("samples", [])
         self.score_offset = state.get("score_offset", self.score_offset)
