@@ -1,6 +1,6 @@
 """The one seam for kernels: the functions the model, the optimizer and the trainer compute with.
 
-A backend makes six kinds of cells, each a function of tensors only (weights come in as arguments):
+A backend makes seven kinds of cells, each a function of tensors only (weights come in as arguments):
 
 - ``linear(bias, compute_dtype)``: ``(x [m, k], w [n, k], b [n] or None) -> x w^T + b [m, n]``
 - ``layer_norm(eps)``: ``(x [m, d], w [d], b [d]) -> y [m, d]`` (float32)
@@ -9,11 +9,15 @@ A backend makes six kinds of cells, each a function of tensors only (weights com
   cached and uncached alike (see :class:`Attention`)
 - ``lm_loss()``: ``(logits [..., v], labels [...]) -> mean cross-entropy`` over labels that are not ``IGNORE``
 - ``adamw_step(...)``: clip by the global norm, then AdamW, in place (see :class:`AdamWStep`)
+- ``decode_layer(config)``: a whole decoder layer of one cached step (decoding, or a chunk of a prompt), the cache
+  written in place, or
+  None where the backend has no such cell (decoding then runs the layers' own cells)
 
 Two backends exist. ``mindspore`` is MindSpore's own ops: the readable default, and what Ascend and GPU
 run. ``cpu-kernels`` is the C++ CPU kernels of :mod:`ms_gpt.kernels` (OpenBLAS GEMMs, one kernel for a
-whole training attention, one for the whole optimizer step) behind the same signatures; where a kernel has
-no case (float16 compute, cached decoding's attention) it uses the MindSpore cells itself.
+whole training attention, one for the whole optimizer step, one for a decoder layer of a decoding step) behind the
+same signatures; where a kernel has no case (float16 compute, a prompt's cached attention) it uses the MindSpore
+cells itself.
 
 The choice is made once per model, like Hugging Face's ``config._attn_implementation``: ``GPT(config,
 backend=NAME)`` records it as ``model.backend``, and the model's layers, its optimizer and its loss use that
@@ -199,6 +203,11 @@ class MindSporeOps:
     def adamw_step(self, decays, b1, b2, eps, max_norm, bias_correction) -> nn.Cell:
         return AdamWStep(decays, b1, b2, eps, max_norm, bias_correction)
 
+    def decode_layer(self, config):
+        """A cell computing one whole decoder layer of a cached decoding step, or None: here None, so decoding
+        runs the layers' own cells (:class:`ms_gpt.model.decode_step.DecodeStep`)."""
+        return None
+
     def __repr__(self):
         return f"<backend {self.name}>"
 
@@ -282,6 +291,29 @@ class KernelAdamWStep(nn.Cell):
         return self.step_all(lr, step, self.hyper, self.decays, *params, *m, *v, *grads)
 
 
+class KernelDecodeLayer(nn.Cell):
+    """One decoder layer of a cached step over n new tokens a row (inference: no dropout) as one kernel
+    (``DecodeLayer``): ``construct(x [b, n, d], weights, k_buf, v_buf [b, h, T, d_k], mask [b, n, T] bool, slot []
+    int32) -> y``, the new keys and values written into ``k_buf`` / ``v_buf`` from ``slot`` on, in place (no copy of
+    the cache).
+    ``weights``: ln_1 (w, b), W_Q, W_K, W_V, the output projection (w, b each), ln_2 (w, b), fc1, fc2 (w, b)."""
+
+    ACTIVATIONS = {"gelu": 0.0, "gelu_tanh": 1.0, "relu": 2.0}
+
+    def __init__(self, config):
+        super().__init__()
+        import numpy as np
+
+        from ms_gpt.kernels import custom
+
+        self.step = custom.decode_layer()
+        self.hyper = mindspore.Tensor(np.array([config.layer_norm_eps, float(config.norm == "pre"),
+                                                self.ACTIVATIONS[config.activation]], np.float32))
+
+    def construct(self, x, weights, k_buf, v_buf, mask, slot):
+        return self.step(x, *weights, k_buf, v_buf, mask, slot, self.hyper)
+
+
 class CPUKernels(MindSporeOps):
     """The C++ CPU kernels of :mod:`ms_gpt.kernels` (float32; other dtypes fall back to MindSpore's ops)."""
 
@@ -313,6 +345,9 @@ class CPUKernels(MindSporeOps):
 
     def adamw_step(self, decays, b1, b2, eps, max_norm, bias_correction) -> nn.Cell:
         return KernelAdamWStep(decays, b1, b2, eps, max_norm, bias_correction)
+
+    def decode_layer(self, config):
+        return KernelDecodeLayer(config) if config.compute_dtype == "float32" else None
 
 
 # --- the choice ------------------------------------------------------------------------------------------

@@ -28,21 +28,43 @@ import numpy as np
 from ms_gpt import recipes
 from ms_gpt.config import STRATEGIES, GenerationConfig  # noqa: F401  (part of this module's API)
 from ms_gpt.model.cache import KVCache
+from ms_gpt.model.decode_step import decode_step
 
 _COMPILED_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def compiled_step(model):
-    """``mindspore.jit`` of one cached decoding step, ``model(ids, cache)`` -> (logits, cache fields,
-    hidden states): compiled once per model (and batch size), since the cache's shapes never change.
-    The whole output is returned: dropping a part inside the graph makes MindSpore warn on every compile."""
+    """``mindspore.jit`` of one cached step over ``ids`` [b, n] (:func:`ms_gpt.model.decode_step.decode_step`:
+    ``model(ids, cache)``, or the backend's whole-layer cells) -> (logits, cache fields, hidden states): compiled
+    once per model, batch size and n (1 when decoding), since the cache's shapes never change. The whole output is
+    returned: dropping a part inside the graph makes MindSpore warn on every compile."""
     fn = _COMPILED_STEPS.get(model)
     if fn is None:
-        def decode(input_ids, keys, values, pad, length):
-            return model(input_ids, (keys, values, pad, length))
-
-        fn = _COMPILED_STEPS[model] = mindspore.jit(decode)
+        fn = _COMPILED_STEPS[model] = mindspore.jit(decode_step(model))
     return fn
+
+
+# A prompt fills the cache through the compiled step in chunks of these lengths, longest first (a prompt of 88
+# tokens: 64 + 16 + 4 + 4): each length is one graph, compiled once per model and batch size, so a prompt of any
+# length compiles nothing new after the first few, and each chunk reads the weights once.
+PREFILL_CHUNKS = (64, 16, 4, 1)
+
+
+def warm_up(model, batch: int = 1, size: int | None = None, lengths=PREFILL_CHUNKS) -> None:
+    """Compile the cached step for ``lengths`` new tokens (default: every prompt chunk length, and 1 for decoding)
+    at batch ``batch`` over a cache of ``size`` slots (default ``n_positions``) now, so that no later prompt waits
+    for a compile: what an interactive chat does before its first reply."""
+    size = model.config.n_positions if size is None else size
+    was_training = model.training
+    model.set_train(False)
+    try:
+        for n in lengths:
+            if n <= size:
+                cache = KVCache.empty(model.config, batch=batch, size=size)
+                logits, _, _ = compiled_step(model)(mindspore.Tensor(np.ones((batch, n), np.int32)), *cache.as_inputs())
+                logits.asnumpy()
+    finally:
+        model.set_train(was_training)
 
 
 def sliding_window(n_positions: int) -> int:
@@ -53,9 +75,9 @@ def sliding_window(n_positions: int) -> int:
 class _Runner:
     """Next-token logits for a batch of equal-length sequences, cached or recomputed.
 
-    Cached: the prompt runs once through ``model(ids, KVCache.empty(...))`` (PyNative) and every new
-    token through one compiled graph of the same forward, whose shapes never change, so a token costs
-    the same at any context length. The model reads ``ids[:, self.begin:]``; when that outgrows the
+    Cached: the prompt fills an empty cache in chunks (``PREFILL_CHUNKS``) and every new token follows, each
+    through the compiled step of the same forward (:func:`compiled_step`), whose cache shapes never change, so a
+    token costs the same at any context length. The model reads ``ids[:, self.begin:]``; when that outgrows the
     position table, ``begin`` moves so that the last ``window`` tokens remain (the cache is rebuilt
     from them), the same way in both modes.
     """
@@ -73,12 +95,17 @@ class _Runner:
         return self._encode(ids)
 
     def _encode(self, ids):
-        if self.use_cache:
-            empty = KVCache.empty(self.model.config, batch=ids.shape[0], size=self.size)
-            out = self.model(mindspore.Tensor(ids.astype(np.int32)), empty)
-            self.cache = out.cache
-            return out.logits.asnumpy()[:, -1].astype(np.float64)
-        return self._full(ids)
+        if not self.use_cache:
+            return self._full(ids)
+        self.cache = KVCache.empty(self.model.config, batch=ids.shape[0], size=self.size)
+        step, start = compiled_step(self.model), 0
+        for chunk in PREFILL_CHUNKS:  # the prompt in chunks of a few fixed lengths: one graph each, any length
+            while ids.shape[1] - start >= chunk:
+                logits, cache, _ = step(mindspore.Tensor(ids[:, start:start + chunk].astype(np.int32)),
+                                        *self.cache.as_inputs())
+                self.cache, start = self.cache.updated(cache), start + chunk
+                last = logits[:, -1].asnumpy()  # waiting for each chunk: queued back to back they ran ~4x slower
+        return last.astype(np.float64)
 
     def next(self, ids: np.ndarray) -> np.ndarray:
         """``ids``: the whole sequences so far [b, length + 1]."""
@@ -88,7 +115,7 @@ class _Runner:
         if self.use_cache:
             logits, cache, _ = compiled_step(self.model)(
                 mindspore.Tensor(ids[:, -1:].astype(np.int32)), *self.cache.as_inputs())
-            self.cache = KVCache(*cache)
+            self.cache = self.cache.updated(cache)
             return logits.asnumpy()[:, -1].astype(np.float64)
         return self._full(ids[:, self.begin:])
 

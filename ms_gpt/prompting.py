@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ms_gpt import recipes
 from ms_gpt.config import GenerationConfig
-from ms_gpt.generation import generate
+from ms_gpt.generation import generate, warm_up
 from ms_gpt.run_folder import checkpoint
 
 FORMS = checkpoint.PROMPT_FORMS
@@ -189,6 +189,7 @@ class Conversation:
         self.gen = prompter.generation(gen)
         self.history: list[str] = []
         self.ended = True  # whether the last reply ended with <eos> (not at max_new_tokens)
+        self.warm = False  # whether the decoding graphs are compiled (on the first reply, for all the later ones)
 
     def reset(self) -> None:
         """Forget the conversation."""
@@ -199,6 +200,11 @@ class Conversation:
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"empty message {text!r}: say something (a non-empty string)")
         self.history.append(text.strip())
+        if not self.warm and self.gen.use_cache:
+            warm_up(self.model)  # every prompt length's graph now: later replies never wait for a compile
+            if self.gen.strategy == "beam":
+                warm_up(self.model, batch=self.gen.num_beams, lengths=(1,))
+            self.warm = True
         reply = respond(self.model, self.prompter, self.history, self.gen)
         self.ended = reply.ended
         self.history.append(reply.text.removesuffix(CUT_MARK.strip()).rstrip())  # the model said no " …"

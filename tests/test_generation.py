@@ -66,7 +66,8 @@ def test_cache_with_left_padding_matches_recomputing():
 
 
 def test_compiled_step_matches_the_pynative_step(model):
-    """generate's compiled decoding graph is the same forward as a PyNative call over the same cache."""
+    """generate's compiled decoding graph (ms_gpt.model.decode_step) gives what a PyNative call of the model over the
+    same cache gives."""
     from ms_gpt.generation import compiled_step
 
     ids = np.array([[5, 9, 2, 7, 11, 3, 8, 1]], np.int32)
@@ -76,8 +77,9 @@ def test_compiled_step_matches_the_pynative_step(model):
         token = mindspore.Tensor(ids[:, pos:pos + 1])
         want = model(token, cache)
         logits, new, _ = compiled_step(model)(token, *compiled.as_inputs())
-        compiled, cache = KVCache(*new), want.cache
-        np.testing.assert_allclose(logits.asnumpy(), want.logits.asnumpy(), rtol=1e-6, atol=1e-6)
+        compiled, cache = compiled.updated(new), want.cache
+        # float32 rounding apart: with the CPU kernels the step is one DecodeLayer kernel per layer
+        np.testing.assert_allclose(logits.asnumpy(), want.logits.asnumpy(), rtol=1e-5, atol=2e-5)
         assert compiled.filled() == pos + 1
 
 

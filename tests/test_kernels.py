@@ -41,7 +41,7 @@ def assert_close(a, b, tol=1e-4):
         assert float(np.abs(x - y).max()) <= tol * scale, (float(np.abs(x - y).max()), scale)
 
 
-@pytest.mark.parametrize("m,n,k", [(7, 5, 3), (96, 48, 32), (256, 130, 64)])
+@pytest.mark.parametrize("m,n,k", [(1, 5000, 64), (3, 700, 96), (7, 5, 3), (96, 48, 32), (256, 130, 64)])
 def test_linear_and_matmul_match_mindspore(m, n, k):
     rs = np.random.RandomState(m)
     x, w, b = (Tensor(rs.randn(*s).astype(np.float32)) for s in ((m, k), (n, k), (n,)))
@@ -235,3 +235,56 @@ def test_building_a_model_starts_no_compiler(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["mindspore", "Attention"] and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("tiny", {}),  # post-LN, exact GELU, no final norm, tied head
+    ("small", dict(vocab_size=97, d_model=64, d_ff=128)),  # pre-LN, final norm
+    ("tutorial", dict(d_model=64, n_head=4, d_ff=96, n_layer=2)),  # ReLU, untied head
+    ("tiny", dict(activation="gelu_tanh")),
+])
+def test_decode_layer_kernel_matches_the_models_step_and_writes_the_cache_in_place(preset, overrides):
+    """The CPU kernels' cached step (one ``DecodeLayer`` kernel per layer) == the model's own cached forward in
+    MindSpore ops: logits and cache, for a prompt in chunks, then token by token, over left-padded rows and a row
+    that is finished (fed <pad>); the new keys and values land in the very buffers passed in (no copy)."""
+    from ms_gpt.model import GPT, KVCache
+    from ms_gpt.model.decode_step import decode_step
+
+    cfg = GPTConfig.preset(preset, **overrides)
+    plain = GPT(cfg, backend="mindspore")
+    fused = GPT(cfg, backend="cpu-kernels")
+    mindspore.load_param_into_net(fused, {p.name: p for p in plain.get_parameters()})
+    for m in (plain, fused):
+        m.set_train(False)
+    assert fused.backend.decode_layer(cfg) is not None and plain.backend.decode_layer(cfg) is None
+    rs = np.random.RandomState(3)
+    prompt = rs.randint(1, cfg.vocab_size, (3, 6)).astype(np.int32)
+    prompt[0, :2] = prompt[2, :5] = cfg.pad_token_id  # left padding
+    whole = plain(Tensor(prompt), KVCache.empty(cfg, batch=3, size=12))
+    want = whole.cache
+    step = mindspore.jit(decode_step(fused))
+    got = KVCache.empty(cfg, batch=3, size=12)
+    for a, z in ((0, 4), (4, 6)):  # the prompt in two chunks
+        logits, fields, _ = step(Tensor(prompt[:, a:z]), *got.as_inputs())
+        got = got.updated(fields)
+        real = (prompt[:, a:z] != cfg.pad_token_id)[..., None]  # a padding token's own output is never read
+        np.testing.assert_allclose(logits.asnumpy() * real, whole.logits.asnumpy()[:, a:z] * real, rtol=1e-5,
+                                   atol=1e-5)
+    np.testing.assert_array_equal(got.pad.asnumpy(), want.pad.asnumpy())
+    real = ~want.pad.asnumpy()[:, None, :, None]  # padding slots are never attended to: what they hold is free
+    for mine, theirs in zip(got.keys + got.values, want.keys + want.values):
+        np.testing.assert_allclose(mine.asnumpy() * real, theirs.asnumpy() * real, rtol=1e-5, atol=1e-5)
+    for t in range(4):
+        token = rs.randint(1, cfg.vocab_size, (3, 1)).astype(np.int32)
+        if t >= 2:
+            token[1, 0] = cfg.pad_token_id  # row 1 has finished
+        out = plain(Tensor(token), want)
+        logits, fields, _ = step(Tensor(token), *got.as_inputs())
+        np.testing.assert_allclose(logits.asnumpy(), out.logits.asnumpy(), rtol=1e-5, atol=1e-5)
+        assert fields[0] == () and fields[1] == ()  # nothing copied out: written into the buffers passed in
+        real = ~out.cache.pad.asnumpy()[:, None, :, None]
+        for mine, theirs in zip(got.keys + got.values, out.cache.keys + out.cache.values):
+            np.testing.assert_allclose(mine.asnumpy() * real, theirs.asnumpy() * real, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(fields[2].asnumpy(), out.cache.pad.asnumpy())
+        assert int(fields[3].asnumpy()) == out.cache.filled() == 7 + t
+        want, got = out.cache, got.updated(fields)

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -93,8 +94,8 @@ class Pool {
       int64_t begin, end;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
+        cv_.wait(lock, [&] { return generation_.load() != seen; });
+        seen = generation_.load();
         if (stopping_) return;
         if (part >= parts_) continue;
         job = job_;
@@ -113,7 +114,8 @@ class Pool {
   std::condition_variable cv_, done_;
   std::vector<std::thread> workers_;
   const std::function<void(int64_t, int64_t)> *job_ = nullptr;
-  int64_t n_ = 0, chunk_ = 0, generation_ = 0;
+  int64_t n_ = 0, chunk_ = 0;
+  std::atomic<int64_t> generation_{0};
   int parts_ = 0, pending_ = 0;
   bool stopping_ = false;
   static thread_local bool in_pool_;
@@ -133,6 +135,12 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t 
     const int64_t min_cols = std::max<int64_t>(64, ((int64_t(1) << 17) / std::max<int64_t>(M * K, 1)));
     pool().parallel_for(N, min_cols, [&](int64_t n0, int64_t n1) {
       const float *b = tb == CblasNoTrans ? B + n0 : B + n0 * ldb;
+      if (M <= 4 && ta == CblasNoTrans && tb == CblasTrans) {
+        for (int64_t i = 0; i < M; ++i)
+          scipy_cblas_sgemv(CblasRowMajor, CblasNoTrans, n1 - n0, K, alpha, b, ldb, A + i * lda, 1, beta,
+                            C + i * ldc + n0, 1);
+        return;
+      }
       scipy_cblas_sgemm(CblasRowMajor, ta, tb, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
     });
     return;
@@ -165,6 +173,7 @@ extern "C" int SetThreads(int n) {
   g_threads = n < 1 ? 1 : n;
   return g_threads;
 }
+
 
 extern "C" {
 
@@ -617,6 +626,221 @@ extern "C" int CrossEntropyBackward(int nparam, void **params, int *, int64_t **
       const float *row = logits + i * v;
       for (int64_t j = 0; j < v; ++j) out[j] = std::exp(row[j] - lse[i]) * scale;
       out[label] -= scale;
+    }
+  });
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One decoder layer of a cached decoding step (inference: no dropout) for n new tokens a row (1 when
+// decoding, a chunk of a prompt), as one kernel. Inputs:
+//   0 x [b, n, d]; 1-2 ln1 w, b [d]; 3-8 wq, bq, wk, bk, wv, bv; 9-10 wo [d, d], bo [d];
+//   11-12 ln2 w, b [d]; 13-14 w1 [f, d], b1 [f]; 15-16 w2 [d, f], b2 [d];
+//   17 k_buf, 18 v_buf [b, h, T, dk] (written in place: new token i's key and value go to slot `slot` + i);
+//   19 mask [b, n, T] bool (true = may not attend); 20 slot [] int32; 21 hyper [3]: eps, pre-LN (1/0),
+//   activation (0 exact GELU, 1 tanh GELU, 2 ReLU).
+// Output: 22 y [b, n, d]. Post-LN: y = LN2(x1 + ffn(x1)), x1 = LN1(x + attn(x)); pre-LN:
+// y = x1 + ffn(LN2(x1)), x1 = x + attn(LN1(x)). Masked slots are skipped, so the attention costs the
+// filled context only. The layer's threads work as one team through all its phases (see SpinBarrier).
+namespace {
+void layer_norm_rows(const float *x, const float *w, const float *b, float eps, float *y, int64_t m, int64_t d) {
+  for (int64_t i = 0; i < m; ++i) {
+    const float *xr = x + i * d;
+    float *yr = y + i * d;
+    float s = 0.0f;
+    for (int64_t j = 0; j < d; ++j) s += xr[j];
+    const float mu = s / d;
+    float q = 0.0f;
+    for (int64_t j = 0; j < d; ++j) q += (xr[j] - mu) * (xr[j] - mu);
+    const float r = 1.0f / std::sqrt(q / d + eps);
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * r * w[j] + b[j];
+  }
+}
+
+void activate(float *x, int64_t size, int kind) {
+  for (int64_t j = 0; j < size; ++j) {
+    const float v = x[j];
+    if (kind == 0) {
+      x[j] = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    } else if (kind == 1) {
+      x[j] = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    } else {
+      x[j] = v > 0.0f ? v : 0.0f;
+    }
+  }
+}
+
+// A spinning barrier for the threads of one parallel_for that all take part until its end (the decoding
+// layer's phases): between phases that each take tens of microseconds, waking a sleeping worker costs more
+// than the phase, so the team spins (both threads are inside the kernel anyway).
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int count) : count_(count) {}
+  void wait() {
+    if (count_ < 2) return;
+    const int gen = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    while (generation_.load(std::memory_order_acquire) == gen) __builtin_ia32_pause();
+  }
+
+ private:
+  const int count_;
+  std::atomic<int> arrived_{0}, generation_{0};
+};
+
+// y[:, n0:n1] = x [m, k] @ w[n0:n1, :]^T + b[n0:n1] on the calling thread (y has row stride n): one OpenBLAS
+// sgemv per row for the few rows of decoding, an sgemm otherwise.
+void affine_columns(const float *x, const float *w, const float *b, float *y, int64_t m, int64_t n, int64_t k,
+                    int64_t n0, int64_t n1) {
+  if (n1 <= n0) return;
+  for (int64_t i = 0; i < m; ++i) std::memcpy(y + i * n + n0, b + n0, sizeof(float) * (n1 - n0));
+  if (m <= 4) {
+    for (int64_t i = 0; i < m; ++i)
+      scipy_cblas_sgemv(CblasRowMajor, CblasNoTrans, n1 - n0, k, 1.0f, w + n0 * k, k, x + i * k, 1, 1.0f,
+                        y + i * n + n0, 1);
+  } else {
+    scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n1 - n0, k, 1.0f, x, k, w + n0 * k, k, 1.0f,
+                      y + n0, n);
+  }
+}
+
+inline void part_of(int64_t n, int part, int parts, int64_t *begin, int64_t *end) {
+  *begin = n * part / parts;
+  *end = n * (part + 1) / parts;
+}
+
+// One new token's attention in one head over the cache (its own key and value already written): from q over
+// the slots `mask` leaves open (masked ones are skipped: the cost is the filled context).
+void attend_cached(const float *q, const float *kb, const float *vb, const bool *mask, int64_t T, int64_t dk,
+                   float scale, float *p, float *ctx) {
+  float mx = -INFINITY;
+  for (int64_t t = 0; t < T; ++t) {
+    if (mask[t]) continue;
+    const float *kr = kb + t * dk;
+    float s = 0.0f;
+    for (int64_t j = 0; j < dk; ++j) s += q[j] * kr[j];
+    p[t] = s * scale;
+    mx = p[t] > mx ? p[t] : mx;
+  }
+  std::memset(ctx, 0, sizeof(float) * dk);
+  if (mx == -INFINITY) {  // nothing to attend to: MindSpore's masked softmax spreads evenly over every slot
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < dk; ++j) ctx[j] += vb[t * dk + j] / T;
+    return;
+  }
+  float sum = 0.0f;
+  for (int64_t t = 0; t < T; ++t) {
+    if (mask[t]) continue;
+    p[t] = std::exp(p[t] - mx);
+    sum += p[t];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t t = 0; t < T; ++t) {
+    if (mask[t]) continue;
+    const float wt = p[t] * inv;
+    const float *vr = vb + t * dk;
+    for (int64_t j = 0; j < dk; ++j) ctx[j] += wt * vr[j];
+  }
+}
+}  // namespace
+
+extern "C" int DecodeLayer(int nparam, void **params, int *, int64_t **shapes, const char **, void *, void *) {
+  if (nparam != 23) return 1;
+  const float *x = input_at(params, 0);
+  const float *ln1w = input_at(params, 1), *ln1b = input_at(params, 2);
+  const float *wq = input_at(params, 3), *bq = input_at(params, 4), *wk = input_at(params, 5);
+  const float *bk = input_at(params, 6), *wv = input_at(params, 7), *bv = input_at(params, 8);
+  const float *wo = input_at(params, 9), *bo = input_at(params, 10);
+  const float *ln2w = input_at(params, 11), *ln2b = input_at(params, 12);
+  const float *w1 = input_at(params, 13), *b1 = input_at(params, 14);
+  const float *w2 = input_at(params, 15), *b2 = input_at(params, 16);
+  float *kbuf = static_cast<float *>(params[17]), *vbuf = static_cast<float *>(params[18]);
+  const bool *mask = static_cast<const bool *>(params[19]);
+  const int64_t slot = *static_cast<const int32_t *>(params[20]);
+  const float *hyper = input_at(params, 21);
+  float *y = output_at(params, 22);
+  const int64_t b = shapes[0][0], n = shapes[0][1], d = shapes[0][2], f = shapes[13][0], m = b * n;
+  const int64_t h = shapes[17][1], T = shapes[17][2], dk = shapes[17][3];
+  const float eps = hyper[0];
+  const bool pre_ln = hyper[1] != 0.0f;
+  const int act = static_cast<int>(hyper[2]);
+  if (slot < 0 || slot + n > T || h * dk != d) return 2;
+  std::vector<float> normed(m * d), q(m * d), k(m * d), v(m * d), ctx(m * d), x1(m * d), hidden(m * f);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(g_threads, d / 64)));
+  // One team of threads runs every phase, meeting at a spinning barrier between dependent phases; each thread
+  // takes its share of every matrix's output columns (and of the attention's (row, head) pairs).
+  // parallel_for hands each thread one index, or the whole range to the calling thread alone when the pool is
+  // busy, and that thread is then a team of one.
+  SpinBarrier team(threads);
+  auto run = [&](int part, int parts, SpinBarrier *sync) {
+    int64_t c0, c1, p0, p1, f0, f1;
+    part_of(d, part, parts, &c0, &c1);
+    part_of(b * h, part, parts, &p0, &p1);
+    part_of(f, part, parts, &f0, &f1);
+    const float *in = x;
+    if (pre_ln) {
+      in = normed.data();
+      if (part == 0) layer_norm_rows(x, ln1w, ln1b, eps, normed.data(), m, d);
+      sync->wait();
+    }
+    affine_columns(in, wq, bq, q.data(), m, d, d, c0, c1);
+    affine_columns(in, wk, bk, k.data(), m, d, d, c0, c1);
+    affine_columns(in, wv, bv, v.data(), m, d, d, c0, c1);
+    sync->wait();
+    for (int64_t pair = p0; pair < p1; ++pair) {  // the new keys and values into their slots
+      const int64_t bi = pair / h, hi = pair % h;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t row = (bi * n + i) * d + hi * dk, at = (pair * T + slot + i) * dk;
+        std::memcpy(kbuf + at, k.data() + row, sizeof(float) * dk);
+        std::memcpy(vbuf + at, v.data() + row, sizeof(float) * dk);
+      }
+    }
+    sync->wait();
+    std::vector<float> scores(T);
+    for (int64_t pair = p0; pair < p1; ++pair) {
+      const int64_t bi = pair / h, hi = pair % h;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t row = (bi * n + i) * d + hi * dk;
+        attend_cached(q.data() + row, kbuf + pair * T * dk, vbuf + pair * T * dk, mask + (bi * n + i) * T, T, dk,
+                      scale, scores.data(), ctx.data() + row);
+      }
+    }
+    sync->wait();
+    affine_columns(ctx.data(), wo, bo, x1.data(), m, d, d, c0, c1);  // the attention's output projection
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = c0; j < c1; ++j) x1[i * d + j] += x[i * d + j];
+    sync->wait();
+    if (part == 0) {
+      if (pre_ln) {
+        layer_norm_rows(x1.data(), ln2w, ln2b, eps, normed.data(), m, d);
+      } else {
+        layer_norm_rows(x1.data(), ln1w, ln1b, eps, x1.data(), m, d);
+      }
+    }
+    sync->wait();
+    in = pre_ln ? normed.data() : x1.data();
+    affine_columns(in, w1, b1, hidden.data(), m, f, d, f0, f1);
+    for (int64_t i = 0; i < m; ++i) activate(hidden.data() + i * f + f0, f1 - f0, act);
+    sync->wait();
+    affine_columns(hidden.data(), w2, b2, y, m, d, f, c0, c1);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = c0; j < c1; ++j) y[i * d + j] += x1[i * d + j];
+    if (!pre_ln) {
+      sync->wait();
+      if (part == 0) layer_norm_rows(y, ln2w, ln2b, eps, y, m, d);
+    }
+  };
+  pool().parallel_for(threads, 1, [&](int64_t i0, int64_t i1) {
+    if (i1 - i0 == 1 && threads > 1) {
+      run(static_cast<int>(i0), threads, &team);
+    } else {
+      SpinBarrier alone(1);
+      run(0, 1, &alone);
     }
   });
   return 0;

@@ -1,6 +1,8 @@
 """The key/value cache of incremental decoding: fixed-size buffers plus the filled length.
 
-A ``KVCache`` goes into ``GPT(input_ids, cache)`` and an updated one comes back. Its buffers hold
+A ``KVCache`` goes into ``GPT(input_ids, cache)`` and an updated one comes back. A compiled decoding step may
+instead write the new keys and values into the buffers it was given (:mod:`ms_gpt.model.decode_step`), so a cache
+passed to a step is not to be used again: the one it gives back is. Its buffers hold
 ``size`` slots (default: the model's ``n_positions``) whatever the length decoded so far, so every
 decoding step has the same shapes and runs in one compiled graph. It is a ``NamedTuple``: MindSpore's
 graph compiler builds and reads it like a tuple of tensors.
@@ -45,6 +47,13 @@ class KVCache(NamedTuple):
         idx = Tensor(np.asarray(rows, np.int32))
         take = lambda bufs: tuple(ops.gather(t, idx, 0) for t in bufs)  # noqa: E731
         return KVCache(take(self.keys), take(self.values), ops.gather(self.pad, idx, 0), self.length)
+
+    def updated(self, fields) -> "KVCache":
+        """The cache after a compiled decoding step that returned ``fields`` (keys, values, pad, length): a step
+        that wrote the new keys and values into this cache's own buffers (the CPU kernels' step) returns empty
+        tuples for them, and the buffers are this cache's."""
+        keys, values, pad, length = fields
+        return KVCache(tuple(keys) or self.keys, tuple(values) or self.values, pad, length)
 
     def as_inputs(self) -> tuple:
         """The cache as ``mindspore.mutable`` graph inputs (a new length does not recompile)."""

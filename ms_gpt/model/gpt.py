@@ -78,27 +78,22 @@ class Decoder(nn.Cell):
             return ops.zeros(input_ids.shape, mindspore.bool_)
         return ops.equal(input_ids, self.pad_id)
 
-    def construct(self, input_ids, cache=None, attentions=False):
-        """input_ids [b, n] -> (hidden [b, n, d], the updated cache or None); with ``attentions`` (a Python
-        constant: the compiled graphs never set it) a third item, each layer's attention weights
-        ([b, h, n, n] without a cache, [b, h, n, T] with one).
-
-        Without a cache the n tokens attend to each other (causal + padding masks). With a cache they
-        are placed in its next n slots and attend to every filled, non-padding slot up to their own.
-        Positions count real tokens only, so left padding does not shift them.
-        """
+    def layer_inputs(self, input_ids, cache=None):
+        """What the layers read for ``input_ids`` [b, n]: (x [b, n, d] = token + position embeddings after the
+        dropout, mask [b, n, l_k] bool (True = may not attend; l_k = n, or the cache's T slots), place [T, n]
+        bool (new token i goes to the slot where column i is True; None without a cache), keys_pad [b, l_k]
+        (True at padding, the cache's updated flags when cached))."""
         b, n = input_ids.shape
         pad = self.is_pad(input_ids)  # [b, n]
         real = ops.logical_not(pad).astype(mindspore.int32)
         if cache is None:
-            cached_keys = cached_values = length = None
             seen_before = ops.zeros((b, 1), mindspore.int32)
             keys_pad = pad  # [b, l_k = n]
             mask = get_attn_subsequent_mask(input_ids)  # [b, n, n]
             place = None
         else:
             # a KVCache, or the same four fields as a plain tuple (how a compiled graph passes it)
-            cached_keys, cached_values, cached_pad, length = cache
+            _, _, cached_pad, length = cache
             # slot numbers 0..T-1 (cumsum, not arange: T is not a compile-time constant of a mutable cache)
             slots = ops.cumsum(ops.ones_like(cached_pad[0]).astype(mindspore.int32), 0) - 1  # [T]
             new_slots = length + ops.arange(0, n, dtype=mindspore.int32)  # [n]
@@ -116,14 +111,27 @@ class Decoder(nn.Cell):
         positions = ops.relu(seen_before + ops.cumsum(real, axis=1) - 1)  # [b, n]
         x = ops.gather(self.tok_emb, input_ids, 0) + ops.gather(self.pos_emb, positions, 0)
         x = self.dropout(x)
+        return x, mask, place, keys_pad
+
+    def construct(self, input_ids, cache=None, attentions=False):
+        """input_ids [b, n] -> (hidden [b, n, d], the updated cache or None); with ``attentions`` (a Python
+        constant: the compiled graphs never set it) a third item, each layer's attention weights
+        ([b, h, n, n] without a cache, [b, h, n, T] with one).
+
+        Without a cache the n tokens attend to each other (causal + padding masks). With a cache they
+        are placed in its next n slots and attend to every filled, non-padding slot up to their own.
+        Positions count real tokens only, so left padding does not shift them.
+        """
+        x, mask, place, keys_pad = self.layer_inputs(input_ids, cache)
         keys, values, weights = (), (), ()
         for i, layer in enumerate(self.layers):
-            kv = None if cache is None else (cached_keys[i], cached_values[i])
+            kv = None if cache is None else (cache[0][i], cache[1][i])
             x, w, (k, v) = layer(x, mask, kv, place)
             keys, values, weights = keys + (k,), values + (v,), weights + (w,)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        new_cache = None if cache is None else (keys, values, keys_pad, length + n)  # a KVCache's fields
+        # the updated cache, as a KVCache's fields
+        new_cache = None if cache is None else (keys, values, keys_pad, cache[3] + input_ids.shape[1])
         if attentions:
             return x, new_cache, weights
         return x, new_cache
