@@ -297,6 +297,27 @@ extern "C" int AdamWClipStep(int nparam, void **params, int *ndims, int64_t **sh
   return 0;
 }
 
+namespace {
+// y = LayerNorm(x) over the last axis for rows [r0, r1) of x [.., d] (y may be x); each row's mean and 1/std
+// go to mean[i] / rstd[i] when those are given.
+void layer_norm_rows(const float *x, const float *w, const float *b, float eps, float *y, int64_t r0, int64_t r1,
+                     int64_t d, float *mean = nullptr, float *rstd = nullptr) {
+  for (int64_t i = r0; i < r1; ++i) {
+    const float *xr = x + i * d;
+    float *yr = y + i * d;
+    float s = 0.0f;
+    for (int64_t j = 0; j < d; ++j) s += xr[j];
+    const float mu = s / d;
+    float q = 0.0f;
+    for (int64_t j = 0; j < d; ++j) q += (xr[j] - mu) * (xr[j] - mu);
+    const float r = 1.0f / std::sqrt(q / d + eps);
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * r * w[j] + b[j];
+    if (mean != nullptr) mean[i] = mu;
+    if (rstd != nullptr) rstd[i] = r;
+  }
+}
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------------
 // LayerNorm over the last axis. Forward: x [.., d], w [d], b [d] -> y [.., d], mean [rows], rstd [rows]
 // (attribute-free: eps comes as a [1] input). Backward: x, w, mean, rstd, dy -> dx, dw, db.
@@ -308,19 +329,7 @@ extern "C" int LayerNormForward(int nparam, void **params, int *ndims, int64_t *
   float *y = output_at(params, 4), *mean = output_at(params, 5), *rstd = output_at(params, 6);
   const int64_t m = rows_of(ndims[0], shapes[0]), d = shapes[0][ndims[0] - 1];
   pool().parallel_for(m, std::max<int64_t>(1, 8192 / d), [&](int64_t r0, int64_t r1) {
-    for (int64_t i = r0; i < r1; ++i) {
-      const float *xr = x + i * d;
-      float *yr = y + i * d;
-      float s = 0.0f;
-      for (int64_t j = 0; j < d; ++j) s += xr[j];
-      const float mu = s / d;
-      float q = 0.0f;
-      for (int64_t j = 0; j < d; ++j) q += (xr[j] - mu) * (xr[j] - mu);
-      const float r = 1.0f / std::sqrt(q / d + eps);
-      for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * r * w[j] + b[j];
-      mean[i] = mu;
-      rstd[i] = r;
-    }
+    layer_norm_rows(x, w, b, eps, y, r0, r1, d, mean, rstd);
   });
   return 0;
 }
@@ -643,20 +652,6 @@ extern "C" int CrossEntropyBackward(int nparam, void **params, int *, int64_t **
 // y = x1 + ffn(LN2(x1)), x1 = x + attn(LN1(x)). Masked slots are skipped, so the attention costs the
 // filled context only. The layer's threads work as one team through all its phases (see SpinBarrier).
 namespace {
-void layer_norm_rows(const float *x, const float *w, const float *b, float eps, float *y, int64_t m, int64_t d) {
-  for (int64_t i = 0; i < m; ++i) {
-    const float *xr = x + i * d;
-    float *yr = y + i * d;
-    float s = 0.0f;
-    for (int64_t j = 0; j < d; ++j) s += xr[j];
-    const float mu = s / d;
-    float q = 0.0f;
-    for (int64_t j = 0; j < d; ++j) q += (xr[j] - mu) * (xr[j] - mu);
-    const float r = 1.0f / std::sqrt(q / d + eps);
-    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu) * r * w[j] + b[j];
-  }
-}
-
 void activate(float *x, int64_t size, int kind) {
   for (int64_t j = 0; j < size; ++j) {
     const float v = x[j];
@@ -785,7 +780,7 @@ extern "C" int DecodeLayer(int nparam, void **params, int *, int64_t **shapes, c
     const float *in = x;
     if (pre_ln) {
       in = normed.data();
-      if (part == 0) layer_norm_rows(x, ln1w, ln1b, eps, normed.data(), m, d);
+      if (part == 0) layer_norm_rows(x, ln1w, ln1b, eps, normed.data(), 0, m, d);
       sync->wait();
     }
     affine_columns(in, wq, bq, q.data(), m, d, d, c0, c1);
@@ -817,9 +812,9 @@ extern "C" int DecodeLayer(int nparam, void **params, int *, int64_t **shapes, c
     sync->wait();
     if (part == 0) {
       if (pre_ln) {
-        layer_norm_rows(x1.data(), ln2w, ln2b, eps, normed.data(), m, d);
+        layer_norm_rows(x1.data(), ln2w, ln2b, eps, normed.data(), 0, m, d);
       } else {
-        layer_norm_rows(x1.data(), ln1w, ln1b, eps, x1.data(), m, d);
+        layer_norm_rows(x1.data(), ln1w, ln1b, eps, x1.data(), 0, m, d);
       }
     }
     sync->wait();
@@ -832,7 +827,7 @@ extern "C" int DecodeLayer(int nparam, void **params, int *, int64_t **shapes, c
       for (int64_t j = c0; j < c1; ++j) y[i * d + j] += x1[i * d + j];
     if (!pre_ln) {
       sync->wait();
-      if (part == 0) layer_norm_rows(y, ln2w, ln2b, eps, y, m, d);
+      if (part == 0) layer_norm_rows(y, ln2w, ln2b, eps, y, 0, m, d);
     }
   };
   pool().parallel_for(threads, 1, [&](int64_t i0, int64_t i1) {
