@@ -10,8 +10,7 @@ A backend makes seven kinds of cells, each a function of tensors only (weights c
 - ``lm_loss()``: ``(logits [..., v], labels [...]) -> mean cross-entropy`` over labels that are not ``IGNORE``
 - ``adamw_step(...)``: clip by the global norm, then AdamW, in place (see :class:`AdamWStep`)
 - ``decode_layer(config)``: a whole decoder layer of one cached step (decoding, or a chunk of a prompt), the cache
-  written in place, or
-  None where the backend has no such cell (decoding then runs the layers' own cells)
+  written in place; or None where the backend has no such cell (decoding then runs the layers' own cells)
 
 Two backends exist. ``mindspore`` is MindSpore's own ops: the readable default, and what Ascend and GPU
 run. ``cpu-kernels`` is the C++ CPU kernels of :mod:`ms_gpt.kernels` (OpenBLAS GEMMs, one kernel for a
@@ -204,8 +203,8 @@ class MindSporeOps:
         return AdamWStep(decays, b1, b2, eps, max_norm, bias_correction)
 
     def decode_layer(self, config):
-        """A cell computing one whole decoder layer of a cached decoding step, or None: here None, so decoding
-        runs the layers' own cells (:class:`ms_gpt.model.decode_step.DecodeStep`)."""
+        """A cell computing one whole decoder layer of a cached step, or None: here None, so decoding runs the
+        layers' own cells (:func:`ms_gpt.model.decode_step.decode_step`)."""
         return None
 
     def __repr__(self):

@@ -94,8 +94,8 @@ class Pool {
       int64_t begin, end;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return generation_.load() != seen; });
-        seen = generation_.load();
+        cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
         if (stopping_) return;
         if (part >= parts_) continue;
         job = job_;
@@ -114,8 +114,7 @@ class Pool {
   std::condition_variable cv_, done_;
   std::vector<std::thread> workers_;
   const std::function<void(int64_t, int64_t)> *job_ = nullptr;
-  int64_t n_ = 0, chunk_ = 0;
-  std::atomic<int64_t> generation_{0};
+  int64_t n_ = 0, chunk_ = 0, generation_ = 0;
   int parts_ = 0, pending_ = 0;
   bool stopping_ = false;
   static thread_local bool in_pool_;
@@ -173,7 +172,6 @@ extern "C" int SetThreads(int n) {
   g_threads = n < 1 ? 1 : n;
   return g_threads;
 }
-
 
 extern "C" {
 

@@ -1,13 +1,13 @@
 """One cached decoding step of a GPT, as generation compiles it: ``(input_ids [b, n], keys, values, pad, length)
 -> (logits [b, n, vocab], the cache's updated fields, hidden [b, n, d])``, n = 1 when decoding and a chunk of the
-prompt when filling the cache; the keys and values come back as empty
-tuples when the step wrote them into the buffers passed in (:meth:`ms_gpt.model.cache.KVCache.updated`).
+prompt when filling the cache; the keys and values come back as empty tuples when the step wrote them into the
+buffers passed in (:meth:`ms_gpt.model.cache.KVCache.updated`).
 
 It is ``model(input_ids, cache)`` - the model's one forward path - unless the model's backend offers a whole
 decoder layer of a decoding step as one cell (``backend.decode_layer``: the CPU kernels do, writing the new key
 and value into the cache in place). Then the step takes the decoder's inputs (embeddings, masks) and its final
 norm and LM head from the model as they are, and runs each layer as that one cell with the layer's own weights.
-The two agree to float32 rounding (``tests/test_decoding.py``); decoding runs in inference mode (no dropout).
+The two agree to float32 rounding (``tests/test_kernels.py``); decoding runs in inference mode (no dropout).
 """
 
 from __future__ import annotations
