@@ -38,8 +38,7 @@ def response_log_probs(gpt, ids, prompt_len: int, bias):
     logits = gpt.lm_logits(h).astype(mindspore.float32) + bias  # [b, T, vocab]
     logp_all = ops.log_softmax(logits, -1)
     targets = ids[:, prompt_len:]  # [b, T]
-    onehot = ops.one_hot(targets, logits.shape[-1], ops.ones((), mindspore.float32), ops.zeros((), mindspore.float32))
-    return h, logp_all, (logp_all * onehot).sum(-1)
+    return h, logp_all, ops.gather_elements(logp_all, 2, targets.expand_dims(-1)).squeeze(-1)
 
 
 def token_stats(gpt, head, ids, prompt_len: int, bias, detach_values: bool = False):
