@@ -83,6 +83,24 @@ def test_compiled_step_matches_the_pynative_step(model):
         assert compiled.filled() == pos + 1
 
 
+@pytest.mark.parametrize("backend", ["mindspore", "cpu-kernels"])
+def test_a_long_prompt_fills_the_cache_in_chunks_as_the_whole_model_reads_it(backend):
+    """A 70-token prompt goes into the cache as chunks of 64, 4, 1 and 1 tokens (PREFILL_CHUNKS), each through the
+    compiled step: the first new token's logits are the full model's, and greedy decoding matches recomputing."""
+    from ms_gpt.generation import PREFILL_CHUNKS, _Runner
+
+    assert PREFILL_CHUNKS == (64, 16, 4, 1)
+    m = GPT(GPTConfig.preset("tiny", pad_token_id=None, n_positions=96), backend=backend)
+    for p in m.trainable_params():
+        p.set_data(p * 8.0)
+    m.set_train(False)
+    prompt = np.random.RandomState(5).randint(0, 64, 70).tolist()
+    first = _Runner(m, use_cache=True).start(np.array([prompt]))
+    np.testing.assert_allclose(first[0], full_logits(m, prompt), rtol=1e-5, atol=1e-4)
+    cached = generate(m, prompt, max_new_tokens=12, use_cache=True)
+    assert cached == generate(m, prompt, max_new_tokens=12, use_cache=False) and len(cached) == 12
+
+
 def test_greedy_is_argmax_of_the_full_model(model):
     out = generate(model, PROMPT, strategy="greedy", max_new_tokens=12)
     seq = list(PROMPT)
