@@ -292,9 +292,9 @@ class KernelAdamWStep(nn.Cell):
 
 class KernelDecodeLayer(nn.Cell):
     """One decoder layer of a cached step over n new tokens a row (inference: no dropout) as one kernel
-    (``DecodeLayer``): ``construct(x [b, n, d], weights, k_buf, v_buf [b, h, T, d_k], mask [b, n, T] bool, slot []
-    int32) -> y``, the new keys and values written into ``k_buf`` / ``v_buf`` from ``slot`` on, in place (no copy of
-    the cache).
+    (``DecodeLayer``): ``construct(x [b, n, d], weights, k_buf, v_buf [b, h, T, d_k], mask [b, n, T] bool, place
+    [T, n] bool) -> y``, the new keys and values written into ``k_buf`` / ``v_buf`` at the slots ``place`` marks (as
+    for :class:`Attention`), in place (no copy of the cache).
     ``weights``: ln_1 (w, b), W_Q, W_K, W_V, the output projection (w, b each), ln_2 (w, b), fc1, fc2 (w, b)."""
 
     ACTIVATIONS = {"gelu": 0.0, "gelu_tanh": 1.0, "relu": 2.0}
@@ -309,8 +309,8 @@ class KernelDecodeLayer(nn.Cell):
         self.hyper = mindspore.Tensor(np.array([config.layer_norm_eps, float(config.norm == "pre"),
                                                 self.ACTIVATIONS[config.activation]], np.float32))
 
-    def construct(self, x, weights, k_buf, v_buf, mask, slot):
-        return self.step(x, *weights, k_buf, v_buf, mask, slot, self.hyper)
+    def construct(self, x, weights, k_buf, v_buf, mask, place):
+        return self.step(x, *weights, k_buf, v_buf, mask, place, self.hyper)
 
 
 class CPUKernels(MindSporeOps):

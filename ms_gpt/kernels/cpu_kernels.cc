@@ -643,8 +643,9 @@ extern "C" int CrossEntropyBackward(int nparam, void **params, int *, int64_t **
 // decoding, a chunk of a prompt), as one kernel. Inputs:
 //   0 x [b, n, d]; 1-2 ln1 w, b [d]; 3-8 wq, bq, wk, bk, wv, bv; 9-10 wo [d, d], bo [d];
 //   11-12 ln2 w, b [d]; 13-14 w1 [f, d], b1 [f]; 15-16 w2 [d, f], b2 [d];
-//   17 k_buf, 18 v_buf [b, h, T, dk] (written in place: new token i's key and value go to slot `slot` + i);
-//   19 mask [b, n, T] bool (true = may not attend); 20 slot [] int32; 21 hyper [3]: eps, pre-LN (1/0),
+//   17 k_buf, 18 v_buf [b, h, T, dk] (written in place: new token i's key and value go to its slot);
+//   19 mask [b, n, T] bool (true = may not attend); 20 place [T, n] bool (new token i goes to the slot whose
+//   row has column i set: consecutive slots from the first); 21 hyper [3]: eps, pre-LN (1/0),
 //   activation (0 exact GELU, 1 tanh GELU, 2 ReLU).
 // Output: 22 y [b, n, d]. Post-LN: y = LN2(x1 + ffn(x1)), x1 = LN1(x + attn(x)); pre-LN:
 // y = x1 + ffn(LN2(x1)), x1 = x + attn(LN1(x)). Masked slots are skipped, so the attention costs the
@@ -753,7 +754,7 @@ extern "C" int DecodeLayer(int nparam, void **params, int *, int64_t **shapes, c
   const float *w2 = input_at(params, 15), *b2 = input_at(params, 16);
   float *kbuf = static_cast<float *>(params[17]), *vbuf = static_cast<float *>(params[18]);
   const bool *mask = static_cast<const bool *>(params[19]);
-  const int64_t slot = *static_cast<const int32_t *>(params[20]);
+  const bool *place = static_cast<const bool *>(params[20]);
   const float *hyper = input_at(params, 21);
   float *y = output_at(params, 22);
   const int64_t b = shapes[0][0], n = shapes[0][1], d = shapes[0][2], f = shapes[13][0], m = b * n;
@@ -761,6 +762,9 @@ extern "C" int DecodeLayer(int nparam, void **params, int *, int64_t **shapes, c
   const float eps = hyper[0];
   const bool pre_ln = hyper[1] != 0.0f;
   const int act = static_cast<int>(hyper[2]);
+  int64_t slot = -1;  // the first new token's slot: the row of place [T, n] whose column 0 is set
+  for (int64_t t = 0; t < T && slot < 0; ++t)
+    if (place[t * n]) slot = t;
   if (slot < 0 || slot + n > T || h * dk != d) return 2;
   std::vector<float> normed(m * d), q(m * d), k(m * d), v(m * d), ctx(m * d), x1(m * d), hidden(m * f);
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));

@@ -143,7 +143,7 @@ def cross_entropy():
 def decode_layer():
     """One decoder layer of a cached step over n new tokens a row (``DecodeLayer``, inference only): (x [b, n, d],
     ln1 w, b, wq, bq, wk, bk, wv, bv, wo, bo, ln2 w, b, w1, b1, w2, b2, k_buf, v_buf [b, h, T, dk], mask [b, n, T]
-    bool, slot [] int32, hyper [3]: eps, pre-LN, activation) -> y [b, n, d]; writes the new keys and values into
-    ``k_buf`` / ``v_buf`` at slots ``slot`` ... ``slot + n - 1`` in place."""
+    bool, place [T, n] bool, hyper [3]: eps, pre-LN, activation) -> y [b, n, d]; writes the new keys and values
+    into ``k_buf`` / ``v_buf`` at the slots ``place`` marks (consecutive), in place."""
     return ops.Custom(f"{library()}:DecodeLayer", out_shape=lambda x, *rest: x, out_dtype=lambda x, *rest: x,
                       func_type="aot")

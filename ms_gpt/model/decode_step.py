@@ -31,9 +31,9 @@ def decode_step(model):
     decoder = model.decoder
 
     def fused_step(input_ids, keys, values, pad, length):
-        x, mask, _, keys_pad = decoder.layer_inputs(input_ids, (keys, values, pad, length))
+        x, mask, place, keys_pad = decoder.layer_inputs(input_ids, (keys, values, pad, length))
         for i, layer in enumerate(decoder.layers):
-            x = layer_step(x, layer_weights(layer), keys[i], values[i], mask, length)
+            x = layer_step(x, layer_weights(layer), keys[i], values[i], mask, place)
         if decoder.final_norm is not None:
             x = decoder.final_norm(x)
         return model.lm_logits(x), ((), (), keys_pad, length + input_ids.shape[1]), x  # keys, values: in place
