@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mindspore
@@ -50,21 +51,28 @@ def compiled_step(model):
 PREFILL_CHUNKS = (64, 16, 4, 1)
 
 
+@contextmanager
+def inference(model):
+    """``model`` in inference mode (no dropout) for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.set_train(False)
+    try:
+        yield model
+    finally:
+        model.set_train(was_training)
+
+
 def warm_up(model, batch: int = 1, size: int | None = None, lengths=PREFILL_CHUNKS) -> None:
     """Compile the cached step for ``lengths`` new tokens (default: every prompt chunk length, and 1 for decoding)
     at batch ``batch`` over a cache of ``size`` slots (default ``n_positions``) now, so that no later prompt waits
     for a compile: what an interactive chat does before its first reply."""
     size = model.config.n_positions if size is None else size
-    was_training = model.training
-    model.set_train(False)
-    try:
+    with inference(model):
         for n in lengths:
             if n <= size:
                 cache = KVCache.empty(model.config, batch=batch, size=size)
                 logits, _, _ = compiled_step(model)(mindspore.Tensor(np.ones((batch, n), np.int32)), *cache.as_inputs())
                 logits.asnumpy()
-    finally:
-        model.set_train(was_training)
 
 
 def sliding_window(n_positions: int) -> int:
@@ -187,12 +195,8 @@ def generate(model, prompt, config: GenerationConfig | None = None, **overrides)
     cfg = _config(config, overrides)
     ids = _check_prompt(model, prompt, cfg)
     if cfg.strategy == "beam":
-        was_training = model.training
-        model.set_train(False)
-        try:
+        with inference(model):
             return beam_search(model, np.array([ids], dtype=np.int64), cfg)
-        finally:
-            model.set_train(was_training)
     return sample(model, [ids], cfg).responses[0]
 
 
@@ -260,9 +264,7 @@ def sample(model, prompts, config: GenerationConfig | None = None, *, prompt_len
     logprobs = np.zeros((b, steps), np.float64)
     done = np.zeros(b, bool)
     stops = set(cfg.stop_ids) | ({cfg.eos_id} if cfg.eos_id is not None else set())
-    was_training = model.training
-    model.set_train(False)
-    try:
+    with inference(model):
         runner = _Runner(model, cfg.use_cache, cache_size)
         logits = runner.start(ids)
         for t in range(steps):
@@ -284,8 +286,6 @@ def sample(model, prompts, config: GenerationConfig | None = None, *, prompt_len
             if done.all() or t == steps - 1:
                 break
             logits = runner.next(np.concatenate([ids, new[:, :t + 1]], axis=1))
-    finally:
-        model.set_train(was_training)
     return Samples(np.concatenate([ids, new], axis=1), mask, logprobs, prompt_len)
 
 

@@ -163,7 +163,7 @@ def chat_first_token() -> dict:
 
     from ms_gpt import recipes
     from ms_gpt.config import GPTConfig
-    from ms_gpt.generation import sample
+    from ms_gpt.generation import sample, warm_up
     from ms_gpt.model import GPT
 
     cfg = GPTConfig.preset("small")
@@ -171,8 +171,6 @@ def chat_first_token() -> dict:
     model.set_train(False)
     rng = np.random.RandomState(2)
     decoding = {k: v for k, v in recipes.CHAT_DECODING.items() if k != "num_beams"}
-    from ms_gpt.generation import warm_up
-
     seconds = []
     t = time.perf_counter()
     warm_up(model)  # as a conversation does on its first reply (ms_gpt.prompting.Conversation)

@@ -126,6 +126,14 @@ Pool &pool() {  // never destroyed: its workers sleep until the process ends (no
   return *instance;
 }
 
+// C[i, :n] = alpha A[i, :k] @ B[:n, :k]^T + beta C[i, :n] for the m <= 4 rows of decoding: one OpenBLAS sgemv
+// per row (with one row, sgemm ran a matrix-vector product at about a third of sgemv's rate here).
+void rows_times_transposed(const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                           int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+  for (int64_t i = 0; i < m; ++i)
+    scipy_cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, B, ldb, A + i * lda, 1, beta, C + i * ldc, 1);
+}
+
 // Row-major C[M, N] = alpha op(A) op(B) + beta C with OpenBLAS at one thread; products of at least
 // ~16M multiply-adds (~0.3 ms) are split by rows of C over the pool.
 void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -135,9 +143,7 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t 
     pool().parallel_for(N, min_cols, [&](int64_t n0, int64_t n1) {
       const float *b = tb == CblasNoTrans ? B + n0 : B + n0 * ldb;
       if (M <= 4 && ta == CblasNoTrans && tb == CblasTrans) {
-        for (int64_t i = 0; i < M; ++i)
-          scipy_cblas_sgemv(CblasRowMajor, CblasNoTrans, n1 - n0, K, alpha, b, ldb, A + i * lda, 1, beta,
-                            C + i * ldc + n0, 1);
+        rows_times_transposed(A, lda, b, ldb, C + n0, ldc, M, n1 - n0, K, alpha, beta);
         return;
       }
       scipy_cblas_sgemm(CblasRowMajor, ta, tb, M, n1 - n0, K, alpha, A, lda, b, ldb, beta, C + n0, ldc);
@@ -687,15 +693,13 @@ class SpinBarrier {
 };
 
 // y[:, n0:n1] = x [m, k] @ w[n0:n1, :]^T + b[n0:n1] on the calling thread (y has row stride n): one OpenBLAS
-// sgemv per row for the few rows of decoding, an sgemm otherwise.
+// sgemv per row for the few rows of decoding (rows_times_transposed), an sgemm otherwise.
 void affine_columns(const float *x, const float *w, const float *b, float *y, int64_t m, int64_t n, int64_t k,
                     int64_t n0, int64_t n1) {
   if (n1 <= n0) return;
   for (int64_t i = 0; i < m; ++i) std::memcpy(y + i * n + n0, b + n0, sizeof(float) * (n1 - n0));
   if (m <= 4) {
-    for (int64_t i = 0; i < m; ++i)
-      scipy_cblas_sgemv(CblasRowMajor, CblasNoTrans, n1 - n0, k, 1.0f, w + n0 * k, k, x + i * k, 1, 1.0f,
-                        y + i * n + n0, 1);
+    rows_times_transposed(x, k, w + n0 * k, k, y + n0, n, m, n1 - n0, k, 1.0f, 1.0f);
   } else {
     scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n1 - n0, k, 1.0f, x, k, w + n0 * k, k, 1.0f,
                       y + n0, n);
